@@ -1,0 +1,133 @@
+"""Helpers every API module uses: response rendering, body and parameter parsing, the caller."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scribe.auth import Principal
+from scribe.db import users
+from scribe.db.users import User
+from scribe.deps import get_deps
+from scribe.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ProfileNotInitialized,
+)
+
+
+def format_utc(value: datetime) -> str:
+    """ISO-8601 in UTC with a ``Z`` suffix (the frontend rejects ``+00:00``)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+UtcDatetime = Annotated[datetime, PlainSerializer(format_utc, return_type=str)]
+
+
+class ApiModel(BaseModel):
+    """Base of request and response bodies: unknown fields rejected, instances frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RequestValidationFailed(Exception):
+    """A body or query failed validation; rendered as 422 with a list of {loc, msg, type}."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("validation failed")
+        self.errors = errors
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+def json_response(
+    content: BaseModel | Sequence[BaseModel] | dict[str, Any],
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Render a model, a list of models or a plain dict as JSON."""
+    if isinstance(content, BaseModel):
+        body = content.model_dump_json()
+    elif isinstance(content, dict):
+        body = json.dumps(content)
+    else:
+        body = "[" + ",".join(item.model_dump_json() for item in content) + "]"
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def validation_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
+    """Pydantic errors in the FastAPI-compatible shape the frontend expects."""
+    return [
+        {"loc": [prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+async def parse_body(request: Request, model: type[BodyT]) -> BodyT:
+    """Read and validate a JSON body; 413 past the size cap, 422 when invalid."""
+    limit = get_deps(request).settings.scribe_max_body_bytes
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"Request body is larger than {limit} bytes.")
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError as exc:
+        raise RequestValidationFailed(
+            [{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]
+        ) from exc
+    if data is None:
+        raise RequestValidationFailed(
+            [{"loc": ["body"], "msg": "Field required", "type": "missing"}]
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationFailed(validation_errors(exc, "body")) from exc
+
+
+def parse_query(request: Request, model: type[BodyT]) -> BodyT:
+    """Validate query parameters against a model; 422 when invalid."""
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as exc:
+        raise RequestValidationFailed(validation_errors(exc, "query")) from exc
+
+
+def path_uuid(request: Request, name: str) -> uuid.UUID:
+    """A UUID path parameter; 400 when it is not a UUID."""
+    raw = request.path_params[name]
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid {name}: {raw!r} is not a UUID.") from exc
+
+
+async def current_principal(request: Request) -> Principal:
+    """The verified caller of this request; 401 without a valid bearer token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("Missing bearer token.")
+    return await get_deps(request).verifier.verify(token.strip())
+
+
+async def current_user(request: Request) -> User:
+    """The caller's profile; 403 when they have not called POST /api/user/init yet."""
+    principal = await current_principal(request)
+    user = await users.get(get_deps(request).pool, principal.user_id)
+    if user is None:
+        raise ProfileNotInitialized()
+    return user

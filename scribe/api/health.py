@@ -1,0 +1,55 @@
+"""GET / and GET /health."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scribe import __version__
+from scribe.api.common import json_response
+from scribe.db import health as health_db
+from scribe.deps import get_deps
+from scribe.errors import DatabaseUnavailable
+
+SERVICE = "scribe"
+
+
+async def root(request: Request) -> Response:
+    """A small index of the service."""
+    return json_response(
+        {"service": SERVICE, "version": __version__, "health": "/health", "docs": "/docs"}
+    )
+
+
+async def health(request: Request) -> Response:
+    """Service health; 503 when the database is unreachable."""
+    deps = get_deps(request)
+    try:
+        queue = await health_db.queue_counts(deps.pool)
+    except DatabaseUnavailable:
+        return json_response(
+            {
+                "status": "unhealthy",
+                "service": SERVICE,
+                "version": __version__,
+                "database": "unreachable",
+                "queue": None,
+            },
+            503,
+        )
+    return json_response(
+        {
+            "status": "healthy",
+            "service": SERVICE,
+            "version": __version__,
+            "database": "connected",
+            "queue": queue,
+        }
+    )
+
+
+routes = [
+    Route("/", root, methods=["GET"]),
+    Route("/health", health, methods=["GET"]),
+]

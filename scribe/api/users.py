@@ -1,0 +1,109 @@
+"""/api/user: profile creation and settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scribe.api.common import (
+    ApiModel,
+    UtcDatetime,
+    current_principal,
+    current_user,
+    json_response,
+    parse_body,
+)
+from scribe.db import users
+from scribe.db.users import User
+from scribe.deps import get_deps
+from scribe.errors import ProfileNotInitialized
+
+
+class Profile(ApiModel):
+    """The user profile object of the API contract."""
+
+    id: uuid.UUID
+    email: str
+    display_name: str | None
+    generation_count: int
+    template_count: int
+    onboarded: bool
+    email_template: str | None
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, user: User) -> Profile:
+        """The API view of a user row."""
+        return cls(
+            id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            generation_count=user.generation_count,
+            template_count=user.template_count,
+            onboarded=user.onboarded,
+            email_template=user.email_template,
+            created_at=user.created_at,
+        )
+
+
+class InitBody(ApiModel):
+    """POST /api/user/init."""
+
+    display_name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None
+    ) = None
+
+
+class TemplateBody(ApiModel):
+    """PATCH /api/user/template."""
+
+    template: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
+    ] = Field(description="The default email template; 1-10000 characters, not blank.")
+
+
+async def init_user(request: Request) -> Response:
+    """Create the caller's profile (201), or return the existing one (200)."""
+    principal = await current_principal(request)
+    body = await parse_body(request, InitBody)
+    user, created = await users.create(
+        get_deps(request).pool, principal.user_id, principal.email, body.display_name or None
+    )
+    return json_response(Profile.of(user), 201 if created else 200)
+
+
+async def get_profile(request: Request) -> Response:
+    """The caller's profile."""
+    return json_response(Profile.of(await current_user(request)))
+
+
+async def complete_onboarding(request: Request) -> Response:
+    """Mark the caller onboarded."""
+    user = await current_user(request)
+    updated = await users.set_onboarded(get_deps(request).pool, user.id)
+    if updated is None:
+        raise ProfileNotInitialized()
+    return json_response(Profile.of(updated))
+
+
+async def update_template(request: Request) -> Response:
+    """Store the caller's default template."""
+    user = await current_user(request)
+    body = await parse_body(request, TemplateBody)
+    updated = await users.set_template(get_deps(request).pool, user.id, body.template)
+    if updated is None:
+        raise ProfileNotInitialized()
+    return json_response(Profile.of(updated))
+
+
+routes = [
+    Route("/api/user/init", init_user, methods=["POST"]),
+    Route("/api/user/profile", get_profile, methods=["GET"]),
+    Route("/api/user/onboarding", complete_onboarding, methods=["PATCH"]),
+    Route("/api/user/template", update_template, methods=["PATCH"]),
+]

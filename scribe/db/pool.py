@@ -1,0 +1,55 @@
+"""The asyncpg connection pool (few connections; pooler-safe when asked)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from scribe.errors import DatabaseUnavailable
+
+Pool = asyncpg.Pool
+
+
+def connect_kwargs(transaction_pooler: bool) -> dict[str, Any]:
+    """Connection options shared by the pool and single connections.
+
+    Behind a transaction pooler (Supabase 6543, PgBouncer) prepared statements and session state
+    do not survive between transactions, so the statement cache is off.
+    """
+    kwargs: dict[str, Any] = {"server_settings": {"application_name": "scribe"}}
+    if transaction_pooler:
+        kwargs["statement_cache_size"] = 0
+    return kwargs
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, schema="pg_catalog", encoder=json.dumps, decoder=json.loads
+        )
+
+
+async def create_pool(dsn: str, *, size: int, transaction_pooler: bool) -> Pool:
+    """Open a small pool; raise DatabaseUnavailable when the server cannot be reached."""
+    try:
+        return await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            init=_init_connection,
+            **connect_kwargs(transaction_pooler),
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
+
+
+async def connect(dsn: str, *, transaction_pooler: bool) -> asyncpg.Connection:
+    """Open one dedicated connection (LISTEN, migrations) with the same codecs as the pool."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(dsn, **connect_kwargs(transaction_pooler))
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {type(exc).__name__}") from exc
+    await _init_connection(conn)
+    return conn

@@ -1,0 +1,38 @@
+"""The templates table (generated templates)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from scribe.db.pool import Pool
+from scribe.db.queries import sql
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A generated template row."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    pdf_url: str
+    template_text: str
+    user_instructions: str
+    created_at: datetime
+
+
+def _template(record: asyncpg.Record | None) -> Template | None:
+    return None if record is None else Template(**dict(record))
+
+
+async def list_for_user(pool: Pool, user_id: uuid.UUID) -> list[Template]:
+    """The user's templates, newest first."""
+    return [Template(**dict(row)) for row in await pool.fetch(sql("list_templates"), user_id)]
+
+
+async def get(pool: Pool, template_id: uuid.UUID, user_id: uuid.UUID) -> Template | None:
+    """One of the user's templates, or None."""
+    return _template(await pool.fetchrow(sql("get_template"), template_id, user_id))

@@ -1,0 +1,81 @@
+"""The resources one process shares, built by ``open_deps`` (lifespan or worker), passed down."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from starlette.requests import Request
+
+from scribe import db
+from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
+from scribe.db import migrations
+from scribe.db.pool import Pool, connect, create_pool
+from scribe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    """Everything a handler or a job needs; opened and closed by ``open_deps``, never global."""
+
+    settings: Settings
+    pool: Pool
+    dsn: str
+    http: httpx.AsyncClient
+    verifier: TokenVerifier
+
+
+def get_deps(request: Request) -> Deps:
+    """The Deps of the running app (put into the request state by the lifespan)."""
+    deps: Deps = request.state.deps
+    return deps
+
+
+def build_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifier:
+    """HS256 and/or JWKS per settings; with neither configured, the local dev secret."""
+    secret = (
+        settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
+    )
+    issuer = settings.jwt_issuer
+    jwks = None
+    if settings.supabase_url:
+        jwks = JwksCache(f"{settings.supabase_url}/auth/v1/.well-known/jwks.json", http)
+    elif secret is None:
+        log.warning("no SUPABASE_URL or SUPABASE_JWT_SECRET: using the local development secret")
+        secret, issuer = dev_secret(settings.data_dir), DEV_ISSUER
+    return TokenVerifier(hs256_secret=secret, issuer=issuer, jwks=jwks)
+
+
+async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
+    """Apply pending migrations on a dedicated connection."""
+    conn = await connect(dsn, transaction_pooler=settings.transaction_pooler)
+    try:
+        return await migrations.migrate(conn)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
+    """Open database (embedded if needed), migrations, pool and HTTP client; close in reverse."""
+    dsn = await db.resolve_dsn(settings)
+    await apply_migrations(dsn, settings)
+    pool = await create_pool(
+        dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
+    )
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http:
+            yield Deps(
+                settings=settings,
+                pool=pool,
+                dsn=dsn,
+                http=http,
+                verifier=build_verifier(settings, http),
+            )
+    finally:
+        await pool.close()

@@ -1,0 +1,205 @@
+"""Every setting the service reads, in one place (pydantic-settings).
+
+Environment variable names are the field names upper-cased (``DATABASE_URL``, ``SCRIBE_CONCURRENCY``
+…). A bad value fails startup with a message naming the variable (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from scribe.errors import ConfigurationError
+
+CommaList = Annotated[list[str], NoDecode]
+
+_PLACEHOLDER_VALUES = {"changeme", "change-me", "your-key-here", "xxx", "todo", "replace-me"}
+_MODEL_PROVIDERS = ("anthropic", "openai", "offline")
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Service configuration; built once at startup and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Database
+    database_url: SecretStr | None = None
+    scribe_transaction_pooler: bool | None = None  # None = detect from port 6543
+    scribe_listen: bool | None = None  # None = on unless in transaction-pooler mode
+    scribe_db_pool_size: int = Field(default=3, ge=1, le=20)
+    scribe_data_dir: Path = Path("~/.local/share/scribe")
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    allowed_origins: CommaList = ["http://localhost:3000"]
+    scribe_max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    scribe_rate_limit_per_minute: int = Field(default=600, ge=1)
+
+    # Auth
+    supabase_url: str | None = None
+    supabase_jwt_secret: SecretStr | None = None
+    admin_emails: CommaList = []
+
+    # Models and providers
+    template_parser_model: str = "anthropic:claude-haiku-4-5"
+    email_composer_model: str = "anthropic:claude-sonnet-4-6"
+    template_generator_model: str = "anthropic:claude-sonnet-4-6"
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    exa_api_key: SecretStr | None = None
+    exa_base_url: str = "https://api.exa.ai"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    llm_timeout_seconds: float = Field(default=60.0, gt=0)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)
+
+    # Pipeline
+    scribe_chromium_path: str | None = None
+    scribe_browser_pages: int = Field(default=1, ge=1, le=8)
+    pdf_allowed_hosts: CommaList = []
+    scribe_template_limit: int = Field(default=5, ge=0)
+
+    # Queue
+    scribe_concurrency: int = Field(default=8, ge=1, le=256)
+    scribe_lease_seconds: float = Field(default=60.0, gt=0)
+    scribe_poll_seconds: float = Field(default=2.0, gt=0)
+    scribe_reaper_seconds: float = Field(default=30.0, gt=0)
+    scribe_max_attempts: int = Field(default=3, ge=1, le=20)
+    scribe_step_timeout_seconds: float = Field(default=120.0, gt=0)
+    scribe_job_timeout_seconds: float = Field(default=300.0, gt=0)
+    scribe_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    scribe_retention_days: float = Field(default=30.0, gt=0)
+
+    # Observability
+    logfire_token: SecretStr | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _split = field_validator("allowed_origins", "admin_emails", "pdf_allowed_hosts", mode="before")(
+        _split_commas
+    )
+
+    @field_validator("admin_emails")
+    @classmethod
+    def _lower_emails(cls, value: list[str]) -> list[str]:
+        return [email.lower() for email in value]
+
+    @field_validator(
+        "database_url", "supabase_jwt_secret", "anthropic_api_key", "openai_api_key", "exa_api_key"
+    )
+    @classmethod
+    def _reject_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw:
+            return None
+        if raw.lower() in _PLACEHOLDER_VALUES or raw.startswith("<"):
+            raise ValueError("is a placeholder value, not a real one")
+        return SecretStr(raw)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in (
+            "postgres",
+            "postgresql",
+        ):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @field_validator(
+        "supabase_url", "anthropic_base_url", "openai_base_url", "exa_base_url", "arxiv_api_url"
+    )
+    @classmethod
+    def _check_http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL")
+        return value.strip().rstrip("/")
+
+    @field_validator("template_parser_model", "email_composer_model", "template_generator_model")
+    @classmethod
+    def _check_model_id(cls, value: str) -> str:
+        provider, _, model = value.partition(":")
+        if provider not in _MODEL_PROVIDERS or (provider != "offline" and not model):
+            raise ValueError("must look like anthropic:<model>, openai:<model> or offline")
+        return value
+
+    @model_validator(mode="after")
+    def _check_openai(self) -> Settings:
+        uses_openai = any(
+            m.startswith("openai:")
+            for m in (
+                self.template_parser_model,
+                self.email_composer_model,
+                self.template_generator_model,
+            )
+        )
+        if uses_openai and self.openai_api_key and not self.openai_base_url:
+            raise ValueError("OPENAI_BASE_URL is required when a model uses openai:<model>")
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory, with ``~`` expanded."""
+        return self.scribe_data_dir.expanduser()
+
+    @property
+    def transaction_pooler(self) -> bool:
+        """True when the database sits behind a transaction pooler (no session state)."""
+        if self.scribe_transaction_pooler is not None:
+            return self.scribe_transaction_pooler
+        if self.database_url is None:
+            return False
+        return urlsplit(self.database_url.get_secret_value()).port == 6543
+
+    @property
+    def listen_enabled(self) -> bool:
+        """Whether the consumer may LISTEN for wake-ups (off behind transaction poolers)."""
+        if self.scribe_listen is not None:
+            return self.scribe_listen
+        return not self.transaction_pooler
+
+    @property
+    def jwt_issuer(self) -> str | None:
+        """Expected ``iss`` claim of Supabase tokens."""
+        return f"{self.supabase_url}/auth/v1" if self.supabase_url else None
+
+    @property
+    def pdf_hosts(self) -> list[str]:
+        """Hosts resumes may be downloaded from (default: the Supabase storage host)."""
+        if self.pdf_allowed_hosts:
+            return [host.lower() for host in self.pdf_allowed_hosts]
+        if self.supabase_url:
+            host = urlsplit(self.supabase_url).hostname
+            return [host.lower()] if host else []
+        return []
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and overrides); raise ConfigurationError naming the
+    offending variables when a value is invalid."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from exc

@@ -1,0 +1,138 @@
+"""Shared fixtures: a cloned database per test, settings, and the app served over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from scribe.app import create_app
+from scribe.auth import mint_token
+from scribe.db import admin
+from scribe.db.embedded import with_database
+from scribe.settings import Settings
+from tests import database
+
+TEST_JWT_SECRET = "test-secret-for-hs256-tokens-0123456789abcdef"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_environment() -> Iterator[None]:
+    """Keep the machine's environment (API keys, DATABASE_URL…) out of the tests' settings."""
+    saved = {}
+    for name in Settings.model_fields:
+        value = os.environ.pop(name.upper(), None)
+        if value is not None:
+            saved[name.upper()] = value
+    yield
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> str:
+    """DSN used to create and drop per-test databases."""
+    return database.admin_dsn()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_dsn: str) -> Iterator[str]:
+    """A migrated template database, created once per session."""
+    name = database.template_database(pg_admin_dsn)
+    yield name
+    database.drop(pg_admin_dsn, name)
+
+
+@pytest.fixture
+async def database_url(pg_admin_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh migrated database for this test, dropped afterwards."""
+    name = f"scribe_t_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    await admin.clone_database(pg_admin_dsn, name, template_db)
+    try:
+        yield with_database(pg_admin_dsn, name)
+    finally:
+        await admin.drop_database(pg_admin_dsn, name)
+
+
+@pytest.fixture
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    """Build Settings for this test's database, with overrides; no .env file is read."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "scribe_data_dir": tmp_path / "data",
+            "supabase_jwt_secret": TEST_JWT_SECRET,
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Default test settings."""
+    return make_settings()
+
+
+class _InProcessServer(uvicorn.Server):
+    """uvicorn without its signal handlers (the test runner keeps its own)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[str]:
+    """Serve ``create_app(settings)`` on a free loopback port; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning")
+    server = _InProcessServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="test-uvicorn")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped during startup")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def base_url(settings: Settings) -> AsyncIterator[str]:
+    """The app for ``settings``, served over real HTTP on loopback."""
+    async with serve(settings) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the served app."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        yield http
+
+
+def token_for(email: str, user_id: uuid.UUID | None = None, **kwargs: Any) -> str:
+    """A valid HS256 test token for this user."""
+    return mint_token(TEST_JWT_SECRET, email=email, user_id=user_id, issuer=None, **kwargs)
+
+
+def auth_headers(email: str, user_id: uuid.UUID | None = None) -> dict[str, str]:
+    """Authorization header for a test user."""
+    return {"Authorization": f"Bearer {token_for(email, user_id)}"}
