@@ -3,26 +3,34 @@ lifespan). The only module that knows HTTP status codes for the project's errors
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
 from scribe.api import emails, health, templates, users
 from scribe.api.common import RequestValidationFailed
-from scribe.deps import open_deps
+from scribe.api.openapi import Operation, docs_routes
+from scribe.db import health as health_db
+from scribe.deps import get_deps, open_deps
+from scribe.metrics import Metrics, MetricsMiddleware
+from scribe.ratelimit import RateLimitMiddleware
 from scribe.settings import Settings
+from scribe.systemd import notify, watchdog_interval, watchdog_loop
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +134,48 @@ class BodySizeLimitMiddleware:
         await self.app(scope, receive, send)
 
 
-def build_routes() -> list[BaseRoute]:
-    """Every route of the API, one module per resource."""
-    return [*health.routes, *users.routes, *emails.routes, *templates.routes]
+API_MODULES = (health, users, emails, templates)
+
+
+def build_routes(metrics: Metrics) -> list[BaseRoute]:
+    """Every route of the API (one module per resource), the metrics and the docs."""
+    operations: list[Operation] = [op for module in API_MODULES for op in module.operations]
+    operations.append(
+        Operation("GET", "/metrics", "Prometheus metrics.", auth=False, content_type="text/plain")
+    )
+    routes: list[BaseRoute] = [route for module in API_MODULES for route in module.routes]
+    return [*routes, *metrics_routes(metrics), *docs_routes(operations)]
+
+
+def metrics_routes(metrics: Metrics) -> list[BaseRoute]:
+    """GET /metrics: Prometheus text, with live queue counts read at scrape time."""
+
+    async def render(request: Request) -> Response:
+        try:
+            counts = await health_db.queue_counts(get_deps(request).pool)
+        except errors.DatabaseUnavailable:
+            counts = {}
+        for status, count in counts.items():
+            metrics.queue_items.labels(status).set(count)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/metrics", render, methods=["GET"])]
+
+
+@asynccontextmanager
+async def _watchdog() -> AsyncIterator[None]:
+    """Ping systemd's watchdog from a tracked task while the app runs (if systemd asked)."""
+    interval = watchdog_interval()
+    if interval is None:
+        yield
+        return
+    task = asyncio.create_task(watchdog_loop(interval), name="systemd-watchdog")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -136,10 +183,14 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_deps(settings) as deps:
+        async with open_deps(settings) as deps, _watchdog():
+            notify("READY=1")
             yield {"deps": deps}
+            notify("STOPPING=1")
 
+    metrics = Metrics()
     middleware = [
+        Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(RequestIdMiddleware),
         Middleware(
             CORSMiddleware,
@@ -149,6 +200,7 @@ def create_app(settings: Settings) -> Starlette:
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After"],
         ),
+        Middleware(RateLimitMiddleware, rate_per_minute=settings.scribe_rate_limit_per_minute),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.scribe_max_body_bytes),
     ]
     exception_handlers: dict[Any, Any] = {
@@ -158,7 +210,7 @@ def create_app(settings: Settings) -> Starlette:
         Exception: _unhandled_error,
     }
     return Starlette(
-        routes=build_routes(),
+        routes=build_routes(metrics),
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,

@@ -28,9 +28,12 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from scribe.app import create_app
+    from scribe.tracing import configure_tracing
 
+    app = create_app(settings)
+    configure_tracing(settings, app)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=args.host or settings.host,
         port=args.port or settings.port,
         lifespan="on",

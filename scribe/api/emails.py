@@ -19,6 +19,7 @@ from scribe.api.common import (
     parse_query,
     path_uuid,
 )
+from scribe.api.openapi import Operation
 from scribe.db import emails
 from scribe.db.emails import Email
 from scribe.deps import get_deps
@@ -102,4 +103,23 @@ routes = [
     Route("/api/email/", list_emails, methods=["GET"]),
     Route("/api/email/{email_id}", get_email, methods=["GET"]),
     Route("/api/email/{email_id}", update_email, methods=["PATCH"]),
+]
+
+operations = [
+    Operation(
+        "GET",
+        "/api/email/",
+        "The caller's emails, newest first.",
+        response=EmailOut,
+        response_list=True,
+        query=ListQuery,
+    ),
+    Operation("GET", "/api/email/{email_id}", "One of the caller's emails.", response=EmailOut),
+    Operation(
+        "PATCH",
+        "/api/email/{email_id}",
+        "Show or hide one of the caller's emails.",
+        response=EmailOut,
+        body=DisplayedBody,
+    ),
 ]

@@ -7,12 +7,32 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scribe import __version__
-from scribe.api.common import json_response
+from scribe.api.common import ApiModel, json_response
+from scribe.api.openapi import Operation
 from scribe.db import health as health_db
 from scribe.deps import get_deps
 from scribe.errors import DatabaseUnavailable
 
 SERVICE = "scribe"
+
+
+class HealthOut(ApiModel):
+    """GET /health."""
+
+    status: str
+    service: str
+    version: str
+    database: str
+    queue: dict[str, int] | None
+
+
+class RootOut(ApiModel):
+    """GET /."""
+
+    service: str
+    version: str
+    health: str
+    docs: str
 
 
 async def root(request: Request) -> Response:
@@ -52,4 +72,15 @@ async def health(request: Request) -> Response:
 routes = [
     Route("/", root, methods=["GET"]),
     Route("/health", health, methods=["GET"]),
+]
+
+operations = [
+    Operation("GET", "/", "Service index.", response=RootOut, auth=False),
+    Operation(
+        "GET",
+        "/health",
+        "Health; 503 when the database is unreachable.",
+        response=HealthOut,
+        auth=False,
+    ),
 ]

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scribe.api.common import ApiModel, UtcDatetime, current_user, json_response, path_uuid
+from scribe.api.openapi import Operation
 from scribe.db import templates
 from scribe.db.templates import Template
 from scribe.deps import get_deps
@@ -52,4 +53,20 @@ async def get_template(request: Request) -> Response:
 routes = [
     Route("/api/templates/", list_templates, methods=["GET"]),
     Route("/api/templates/{template_id}", get_template, methods=["GET"]),
+]
+
+operations = [
+    Operation(
+        "GET",
+        "/api/templates/",
+        "The caller's generated templates, newest first.",
+        response=TemplateOut,
+        response_list=True,
+    ),
+    Operation(
+        "GET",
+        "/api/templates/{template_id}",
+        "One of the caller's templates.",
+        response=TemplateOut,
+    ),
 ]

@@ -18,6 +18,7 @@ from scribe.api.common import (
     json_response,
     parse_body,
 )
+from scribe.api.openapi import Operation
 from scribe.db import users
 from scribe.db.users import User
 from scribe.deps import get_deps
@@ -106,4 +107,26 @@ routes = [
     Route("/api/user/profile", get_profile, methods=["GET"]),
     Route("/api/user/onboarding", complete_onboarding, methods=["PATCH"]),
     Route("/api/user/template", update_template, methods=["PATCH"]),
+]
+
+operations = [
+    Operation(
+        "POST",
+        "/api/user/init",
+        "Create the caller's profile (201) or return it (200).",
+        response=Profile,
+        status=201,
+        body=InitBody,
+    ),
+    Operation(
+        "GET", "/api/user/profile", "The caller's profile (403 before init).", response=Profile
+    ),
+    Operation("PATCH", "/api/user/onboarding", "Mark the caller onboarded.", response=Profile),
+    Operation(
+        "PATCH",
+        "/api/user/template",
+        "Store the caller's default template.",
+        response=Profile,
+        body=TemplateBody,
+    ),
 ]

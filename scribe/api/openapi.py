@@ -1,0 +1,162 @@
+"""OpenAPI 3.1 of every route, built from the API modules' ``operations`` and pydantic models,
+and a self-contained docs page (no CDN: the Pi may sit behind a tunnel with no outside assets)."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from scribe import __version__
+
+_REF = "#/components/schemas/{model}"
+_ERROR = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """What the docs say about one method on one path."""
+
+    method: str
+    path: str
+    summary: str
+    response: type[BaseModel] | None = None
+    response_list: bool = False
+    status: int = 200
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    auth: bool = True
+    content_type: str = "application/json"
+
+
+def _response_schema(op: Operation) -> dict[str, Any]:
+    if op.response is None:
+        return {"type": "object"}
+    ref = {"$ref": _REF.format(model=op.response.__name__)}
+    return {"type": "array", "items": ref} if op.response_list else ref
+
+
+def _parameters(op: Operation) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        for part in op.path.split("/")
+        if part.startswith("{")
+    ]
+    if op.query is not None:
+        schema = op.query.model_json_schema()
+        for name, prop in schema.get("properties", {}).items():
+            params.append({"name": name, "in": "query", "required": False, "schema": prop})
+    return params
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "summary": op.summary,
+        "operationId": f"{op.method.lower()}_{op.path.strip('/').replace('/', '_') or 'root'}",
+        "parameters": _parameters(op),
+        "responses": {
+            str(op.status): {
+                "description": "Success",
+                "content": {op.content_type: {"schema": _response_schema(op)}},
+            },
+            "default": {
+                "description": "Error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
+        },
+    }
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}
+            },
+        }
+    if op.auth:
+        doc["security"] = [{"bearer": []}]
+    return doc
+
+
+def build_openapi(operations: Iterable[Operation]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of these operations."""
+    ops = list(operations)
+    models: list[tuple[type[BaseModel], Any]] = []
+    for op in ops:
+        if op.response is not None:
+            models.append((op.response, "serialization"))
+        if op.body is not None:
+            models.append((op.body, "validation"))
+    _, schemas = models_json_schema(models, ref_template=_REF)
+    components = dict(schemas.get("$defs", {}))
+    components["Error"] = _ERROR
+    paths: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Scribe API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+def render_docs(document: dict[str, Any]) -> str:
+    """A plain HTML page listing every operation and schema of ``document``."""
+    rows = []
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            rows.append(
+                f"<h3><code>{method.upper()} {html.escape(path)}</code></h3>"
+                f"<p>{html.escape(op['summary'])}</p>"
+                f"<pre>{html.escape(json.dumps(op, indent=2))}</pre>"
+            )
+    schemas = html.escape(json.dumps(document["components"]["schemas"], indent=2))
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Scribe API</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
+        "padding:0 1rem}pre{background:#f4f4f4;padding:.5rem;overflow:auto;font-size:.8rem}"
+        "</style></head><body><h1>Scribe API</h1>"
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1). "
+        "Authenticate with <code>Authorization: Bearer &lt;Supabase JWT&gt;</code>.</p>"
+        + "".join(rows)
+        + f"<h2>Schemas</h2><pre>{schemas}</pre></body></html>"
+    )
+
+
+def docs_routes(operations: Iterable[Operation]) -> list[Route]:
+    """``/openapi.json`` and ``/docs`` for these operations (documented themselves)."""
+    ops = list(operations)
+    ops += [
+        Operation("GET", "/openapi.json", "This OpenAPI document.", auth=False),
+        Operation("GET", "/docs", "Human-readable API docs.", auth=False, content_type="text/html"),
+    ]
+    document = build_openapi(ops)
+    page = render_docs(document)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    return [
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
