@@ -1,0 +1,24 @@
+# Multi-arch image (amd64 + arm64): docker buildx build --platform linux/amd64,linux/arm64 .
+FROM python:3.11-slim-bookworm
+
+# Debian's Chromium for pages that need JavaScript (Playwright drives it; no browser download).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends chromium \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 scribe
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY scribe ./scribe
+RUN pip install --no-cache-dir . && mkdir -p /data && chown scribe:scribe /data
+
+USER scribe
+ENV SCRIBE_DATA_DIR=/data \
+    HOST=0.0.0.0 \
+    PORT=8000 \
+    SCRIBE_CHROMIUM_PATH=/usr/bin/chromium
+EXPOSE 8000
+VOLUME ["/data"]
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
+STOPSIGNAL SIGTERM
+CMD ["scribe", "serve"]
