@@ -134,6 +134,37 @@ class BodySizeLimitMiddleware:
         await self.app(scope, receive, send)
 
 
+class UnhandledErrorMiddleware:
+    """Render an unexpected exception as the JSON 500 inside the middleware stack.
+
+    Starlette's own handler for ``Exception`` sits outside every user middleware, so its 500 would
+    carry neither ``X-Request-ID`` nor CORS headers and a browser would report a CORS failure
+    instead of the error. Exceptions after the response has started are re-raised.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _unhandled_error(Request(scope), exc)
+            await response(scope, receive, send)
+
+
 API_MODULES = (health, users, emails, templates)
 
 
@@ -202,6 +233,7 @@ def create_app(settings: Settings) -> Starlette:
         ),
         Middleware(RateLimitMiddleware, rate_per_minute=settings.scribe_rate_limit_per_minute),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.scribe_max_body_bytes),
+        Middleware(UnhandledErrorMiddleware),
     ]
     exception_handlers: dict[Any, Any] = {
         errors.ScribeError: _scribe_error,

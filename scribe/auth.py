@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 AUDIENCE = "authenticated"
 _ASYMMETRIC = {"ES256": "EC", "RS256": "RSA"}
-_JWKS_MIN_REFRESH_SECONDS = 5.0  # at most one refetch per 5 s for unknown kids
+_JWKS_MISS_COOLDOWN_SECONDS = 30.0  # at most one refetch per 30 s caused by unknown kids
 _JWKS_MAX_AGE_SECONDS = 600.0
 DEV_ISSUER = "scribe-dev"
 
@@ -40,31 +40,49 @@ class Principal:
 
 
 class JwksCache:
-    """The JWKS document, fetched lazily and refreshed on an unknown ``kid`` (rate-limited)."""
+    """The JWKS document, fetched lazily, refreshed when old, and refetched on an unknown ``kid``.
+
+    A token naming a kid the cache lacks triggers one refetch (that is how a rotated-in key is
+    picked up at once); further unknown kids within a cooldown do not, so a stream of tokens with
+    made-up kids cannot turn into a stream of requests to the identity provider.
+    """
 
     def __init__(self, url: str, http: httpx.AsyncClient) -> None:
         self._url = url
         self._http = http
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
+        self._miss_refetched_at = float("-inf")
         self._lock = asyncio.Lock()
 
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._fetched_at < _JWKS_MAX_AGE_SECONDS
+
     async def key(self, kid: str) -> jwt.PyJWK | None:
-        """The key for ``kid``, refetching at most once per call; None if the JWKS lacks it."""
-        now = time.monotonic()
-        if kid in self._keys and now - self._fetched_at < _JWKS_MAX_AGE_SECONDS:
+        """The key for ``kid``, or None if the JWKS lacks it; AuthUnavailable when it cannot be
+        fetched and no cached key can stand in."""
+        if kid in self._keys and self._fresh():
             return self._keys[kid]
-        async with self._lock:
-            age = time.monotonic() - self._fetched_at
-            unknown = kid not in self._keys and age >= _JWKS_MIN_REFRESH_SECONDS
-            if age >= _JWKS_MAX_AGE_SECONDS or unknown:
-                try:
+        async with self._lock:  # one fetch at a time; waiters reuse its result
+            if kid in self._keys and self._fresh():
+                return self._keys[kid]
+            if not self._fresh():
+                await self._refresh_or_keep(kid)
+            elif kid not in self._keys:
+                now = time.monotonic()
+                if now - self._miss_refetched_at >= _JWKS_MISS_COOLDOWN_SECONDS:
+                    self._miss_refetched_at = now
                     await self._refresh()
-                except AuthUnavailable:
-                    if kid not in self._keys:
-                        raise
-                    log.warning("JWKS refresh failed; using the cached key %s", kid)
             return self._keys.get(kid)
+
+    async def _refresh_or_keep(self, kid: str) -> None:
+        """Refresh an old (or never fetched) document; keep serving a cached key if that fails."""
+        try:
+            await self._refresh()
+        except AuthUnavailable:
+            if kid not in self._keys:
+                raise
+            log.warning("JWKS refresh failed; using the cached key %s", kid)
 
     async def _refresh(self) -> None:
         try:

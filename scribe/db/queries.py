@@ -1,7 +1,8 @@
 """Loads the named queries of ``queries.sql`` (procrastinate's format).
 
 Each entry is a ``-- name --`` header line, a ``-- description`` line, then the statement with
-``$1…$n`` parameters, up to the next header.
+``$1…$n`` parameters, up to the next header. Section banners (``-- ===== name =====``) separate
+groups of queries and belong to none.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import cache
 from importlib import resources
 
 _HEADER = re.compile(r"^-- ([a-z_][a-z0-9_]*) --$")
+_BANNER = re.compile(r"^-- =+ .* =+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ def parse_queries(text: str) -> dict[str, Query]:
         queries[name] = Query(name, description, sql)
 
     for line in text.splitlines():
+        if _BANNER.match(line.strip()):
+            continue
         header = _HEADER.match(line.strip())
         if header:
             flush()

@@ -100,3 +100,19 @@ ORDER BY created_at DESC, id DESC
 -- One generated template of a user.
 SELECT id, user_id, pdf_url, template_text, user_instructions, created_at
 FROM templates WHERE id = $1 AND user_id = $2
+
+-- ===== foundation =====
+
+-- insert_email --
+-- Store one email ($11 = created_at, NULL for now()); the queue's completion has its own.
+INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
+                    email_message, template_type, metadata, is_confident, displayed, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, now()))
+RETURNING id, user_id, recipient_name, recipient_interest, email_message, template_type,
+          metadata, is_confident, displayed, created_at
+
+-- insert_template --
+-- Store one generated template ($6 = created_at, NULL for now()).
+INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions, created_at)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
+RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at

@@ -36,3 +36,29 @@ async def list_for_user(pool: Pool, user_id: uuid.UUID) -> list[Template]:
 async def get(pool: Pool, template_id: uuid.UUID, user_id: uuid.UUID) -> Template | None:
     """One of the user's templates, or None."""
     return _template(await pool.fetchrow(sql("get_template"), template_id, user_id))
+
+
+async def insert(
+    pool: Pool,
+    *,
+    user_id: uuid.UUID,
+    pdf_url: str,
+    template_text: str,
+    user_instructions: str,
+    created_at: datetime | None = None,
+) -> Template:
+    """Store one template for the user and return it (``created_at`` defaults to now).
+
+    Does not touch ``users.template_count``: quota accounting belongs to template generation.
+    """
+    record = await pool.fetchrow(
+        sql("insert_template"),
+        uuid.uuid4(),
+        user_id,
+        pdf_url,
+        template_text,
+        user_instructions,
+        created_at,
+    )
+    assert record is not None
+    return Template(**dict(record))

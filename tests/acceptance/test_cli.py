@@ -1,0 +1,82 @@
+"""The ``scribe`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from scribe.settings import Settings
+from tests.conftest import serve
+
+
+async def _scribe(*args: str, data_dir: Path, **env: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "scribe.cli",
+        *args,
+        cwd=data_dir.parent,
+        env={"PATH": os.environ.get("PATH", ""), "SCRIBE_DATA_DIR": str(data_dir), **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode().strip(), stderr.decode()
+
+
+async def test_token_from_the_cli_is_accepted_by_a_dev_mode_app(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    code, token, _ = await _scribe("token", "--email", "Ada@Uni.edu", data_dir=data_dir)
+    assert code == 0
+    user_id = uuid.uuid4()
+    code, pinned, _ = await _scribe(
+        "token", "--email", "bob@uni.edu", "--user-id", str(user_id), data_dir=data_dir
+    )
+    assert code == 0
+    # No SUPABASE_URL and no SUPABASE_JWT_SECRET: the app uses the dev secret of the data dir.
+    settings = make_settings(supabase_jwt_secret=None, scribe_data_dir=data_dir)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url) as client:
+        created = await client.post(
+            "/api/user/init", json={}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert created.status_code == 201
+        assert created.json()["email"] == "ada@uni.edu"
+        profile = await client.get(
+            "/api/user/profile", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert profile.status_code == 200
+        bob = await client.post(
+            "/api/user/init", json={}, headers={"Authorization": f"Bearer {pinned}"}
+        )
+        assert bob.json()["id"] == str(user_id)
+
+
+async def test_token_for_another_data_dir_is_rejected(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    code, token, _ = await _scribe("token", "--email", "ada@uni.edu", data_dir=tmp_path / "a")
+    assert code == 0
+    settings = make_settings(supabase_jwt_secret=None, scribe_data_dir=tmp_path / "b")
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.get(
+            "/api/user/profile", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401
+
+
+async def test_bad_setting_fails_with_the_variable_named(tmp_path: Path) -> None:
+    code, stdout, stderr = await _scribe(
+        "token", "--email", "a@uni.edu", data_dir=tmp_path / "data", SCRIBE_CONCURRENCY="abc"
+    )
+    assert code == 2
+    assert stdout == ""
+    assert "SCRIBE_CONCURRENCY" in stderr

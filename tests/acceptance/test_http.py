@@ -1,0 +1,233 @@
+"""Cross-cutting HTTP behaviour: JSON errors, body cap, CORS, request ids, health, index."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from scribe import __version__
+from scribe.db.pool import Pool
+from scribe.settings import Settings
+from tests.conftest import auth_headers, serve
+from tests.factories import init_user
+
+ORIGIN = "https://app.example.com"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings(allowed_origins=[ORIGIN], scribe_max_body_bytes=4096)
+
+
+def _assert_json_error(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"detail"}
+    assert isinstance(body["detail"], str)
+    return body["detail"]
+
+
+async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
+    for path in ("/nope", "/api/nothing/here", "/api/email/a/b"):
+        _assert_json_error(await client.get(path), 404)
+
+
+async def test_wrong_method_is_json_405(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/user/profile", headers=auth_headers("ada@uni.edu"))
+    _assert_json_error(response, 405)
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD"}
+    _assert_json_error(await client.post("/health"), 405)
+
+
+async def test_unexpected_failure_is_json_500_without_internals(
+    client: httpx.AsyncClient, db_pool: Pool
+) -> None:
+    _, headers = await init_user(client, "ada@uni.edu")
+    # Break the schema under the running app: the query now fails with an undefined table.
+    await db_pool.execute("DROP TABLE emails")
+    response = await client.get("/api/email/", headers=headers)
+    assert _assert_json_error(response, 500) == "Internal server error"
+    for internal in ("emails", "relation", "asyncpg", "Traceback", "SELECT"):
+        assert internal not in response.text
+    assert response.headers["x-request-id"]
+
+
+async def test_500_carries_cors_and_request_id_headers(
+    client: httpx.AsyncClient, db_pool: Pool
+) -> None:
+    """A browser must be able to read the 500, not see a CORS failure."""
+    _, headers = await init_user(client, "ada@uni.edu")
+    await db_pool.execute("DROP TABLE emails")
+    response = await client.get(
+        "/api/email/", headers={**headers, "Origin": ORIGIN, "X-Request-ID": "req-500"}
+    )
+    _assert_json_error(response, 500)
+    assert response.headers["x-request-id"] == "req-500"
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+
+
+async def test_body_over_the_cap_by_content_length_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/user/init",
+        content=b'{"display_name": "' + b"x" * 5000 + b'"}',
+        headers={**auth_headers("ada@uni.edu"), "Content-Type": "application/json"},
+    )
+    assert "4096 bytes" in _assert_json_error(response, 413)
+    assert (
+        await client.get("/api/user/profile", headers=auth_headers("ada@uni.edu"))
+    ).status_code == 403
+
+
+async def test_chunked_body_over_the_cap_is_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"display_name": "'
+        for _ in range(10):
+            yield b"x" * 1000
+        yield b'"}'
+
+    response = await client.post(
+        "/api/user/init",
+        content=chunks(),
+        headers={**auth_headers("ada@uni.edu"), "Content-Type": "application/json"},
+    )
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    _assert_json_error(response, 413)
+
+
+async def test_chunked_body_under_the_cap_is_read(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"display_name": '
+        yield b'"Ada"}'
+
+    response = await client.post(
+        "/api/user/init", content=chunks(), headers=auth_headers("ada@uni.edu")
+    )
+    assert response.status_code == 201
+    assert response.json()["display_name"] == "Ada"
+
+
+async def test_invalid_json_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/user/init", content=b"{not json", headers=auth_headers("ada@uni.edu")
+    )
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body"] and error["type"] == "json_invalid"
+
+
+async def test_cors_preflight_from_an_allowed_origin(client: httpx.AsyncClient) -> None:
+    response = await client.options(
+        "/api/user/profile",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "authorization, content-type, x-request-id",
+        },
+    )
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ORIGIN
+    assert response.headers["access-control-allow-credentials"] == "true"
+    allowed = {
+        h.strip().lower() for h in response.headers["access-control-allow-headers"].split(",")
+    }
+    assert {"authorization", "content-type", "x-request-id"} <= allowed
+    assert "PATCH" in response.headers["access-control-allow-methods"]
+
+
+async def test_cors_preflight_from_another_origin_is_not_echoed(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.options(
+        "/api/user/profile",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert response.status_code == 400
+    assert "access-control-allow-origin" not in response.headers
+    assert "evil" not in response.headers.get("access-control-allow-origin", "")
+
+
+async def test_cors_on_simple_requests(client: httpx.AsyncClient) -> None:
+    allowed = await client.get("/health", headers={"Origin": ORIGIN})
+    assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    assert allowed.headers["access-control-allow-credentials"] == "true"
+    assert "x-request-id" in allowed.headers["access-control-expose-headers"].lower()
+    other = await client.get("/health", headers={"Origin": "https://evil.example"})
+    assert other.status_code == 200
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    echoed = await client.get("/health", headers={"X-Request-ID": "req-123"})
+    assert echoed.headers["x-request-id"] == "req-123"
+    on_error = await client.get("/nope", headers={"X-Request-ID": "req-404"})
+    assert on_error.headers["x-request-id"] == "req-404"
+    generated = await client.get("/health")
+    assert len(generated.headers["x-request-id"]) == 32
+    assert (
+        generated.headers["x-request-id"] != (await client.get("/health")).headers["x-request-id"]
+    )
+    long = await client.get("/health", headers={"X-Request-ID": "r" * 500})
+    assert long.headers["x-request-id"] == "r" * 128
+
+
+async def test_health_reports_database_and_queue(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "healthy",
+        "service": "scribe",
+        "version": __version__,
+        "database": "connected",
+        "queue": {"pending": 0, "processing": 0},
+    }
+
+
+async def test_health_is_503_while_the_database_is_unreachable(
+    client: httpx.AsyncClient, pg_admin_dsn: str, database_url: str
+) -> None:
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        # Refuse new connections, then cut the app's existing ones.
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        for _ in range(2):  # the dead pooled connection, then a refused reconnect
+            down = await client.get("/health")
+            assert down.status_code == 503
+            assert down.json() == {
+                "status": "unhealthy",
+                "service": "scribe",
+                "version": __version__,
+                "database": "unreachable",
+                "queue": None,
+            }
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert (await client.get("/health")).status_code == 200
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def test_index(client: httpx.AsyncClient) -> None:
+    response = await client.get("/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["service"] == "scribe" and body["version"] == __version__
+    assert body["health"] == "/health"
+
+
+async def test_app_with_default_settings_serves_localhost_origin(
+    make_settings: Callable[..., Settings],
+) -> None:
+    async with serve(make_settings()) as url, httpx.AsyncClient(base_url=url) as client:
+        response = await client.get("/", headers={"Origin": "http://localhost:3000"})
+        assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
