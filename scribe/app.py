@@ -19,9 +19,10 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
-from scribe.api import emails, health, templates, users
+from scribe.api import emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.deps import open_deps
+from scribe.queue.service import PipelineFactory, supervised_consumer
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,16 +129,21 @@ class BodySizeLimitMiddleware:
 
 def build_routes() -> list[BaseRoute]:
     """Every route of the API, one module per resource."""
-    return [*health.routes, *users.routes, *emails.routes, *templates.routes]
+    return [*health.routes, *users.routes, *emails.routes, *queue.routes, *templates.routes]
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app for these settings; its lifespan opens and closes every resource."""
+def create_app(settings: Settings, pipeline_factory: PipelineFactory | None = None) -> Starlette:
+    """The ASGI app for these settings; its lifespan opens and closes every resource, including
+    the queue consumer (unless SCRIBE_WORKER=false) running ``pipeline_factory``'s pipeline."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_deps(settings) as deps:
-            yield {"deps": deps}
+            if not settings.scribe_worker:
+                yield {"deps": deps}
+                return
+            async with supervised_consumer(deps, pipeline_factory):
+                yield {"deps": deps}
 
     middleware = [
         Middleware(RequestIdMiddleware),
