@@ -18,6 +18,7 @@ import uvicorn
 from scribe.app import create_app
 from scribe.auth import mint_token
 from scribe.db import admin
+from scribe.db.pool import Pool, create_pool
 from scribe.db.embedded import with_database
 from scribe.settings import Settings
 from tests import database
@@ -136,3 +137,13 @@ def token_for(email: str, user_id: uuid.UUID | None = None, **kwargs: Any) -> st
 def auth_headers(email: str, user_id: uuid.UUID | None = None) -> dict[str, str]:
     """Authorization header for a test user."""
     return {"Authorization": f"Bearer {token_for(email, user_id)}"}
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """A small pool on this test's database (for arranging and asserting rows)."""
+    opened = await create_pool(database_url, size=4, transaction_pooler=False)
+    try:
+        yield opened
+    finally:
+        await opened.close()
