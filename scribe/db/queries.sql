@@ -107,7 +107,7 @@ FROM templates WHERE id = $1 AND user_id = $2
 
 -- lock_idempotency_key --
 -- Serialise concurrent submissions of one (user, Idempotency-Key) until the transaction ends.
-SELECT pg_advisory_xact_lock(hashtextextended($1::text || ':' || $2, 7263918402))
+SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 7263918402))
 
 -- find_idempotent_batch --
 -- Ids of the items an earlier request with this Idempotency-Key created, in submission order.
