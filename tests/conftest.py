@@ -18,8 +18,8 @@ import uvicorn
 from scribe.app import create_app
 from scribe.auth import mint_token
 from scribe.db import admin
-from scribe.db.pool import Pool, create_pool
 from scribe.db.embedded import with_database
+from scribe.db.pool import Pool, create_pool
 from scribe.settings import Settings
 from tests import database
 

@@ -75,26 +75,26 @@ def spawn_worker(dsn: str, tmp: Path, *options: str) -> subprocess.Popen[bytes]:
     """Start ``python -m tests.queue_worker`` (stderr kept in ``tmp``)."""
     log_dir = tmp / "steps"
     log_dir.mkdir(exist_ok=True)
-    stderr = (tmp / f"worker-{time.monotonic_ns()}.err").open("wb")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.queue_worker",
-            "--dsn",
-            dsn,
-            "--log-dir",
-            str(log_dir),
-            "--data-dir",
-            str(tmp / "data"),
-            *options,
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-    )
+    with (tmp / f"worker-{time.monotonic_ns()}.err").open("wb") as stderr:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.queue_worker",
+                "--dsn",
+                dsn,
+                "--log-dir",
+                str(log_dir),
+                "--data-dir",
+                str(tmp / "data"),
+                *options,
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:

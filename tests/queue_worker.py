@@ -38,7 +38,7 @@ def main() -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(process)d %(name)s %(message)s"
     )
     settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=args.dsn,
         supabase_jwt_secret=TEST_JWT_SECRET,
         scribe_data_dir=args.data_dir,

@@ -198,9 +198,9 @@ async def test_stream_sends_items_as_they_change(
     api: httpx.AsyncClient, drain: Callable[[], Any]
 ) -> None:
     headers = await _user(api, "ada@uni.edu")
-    [item_id] = (
-        await api.post("/api/queue/batch", json=_batch("Dr Ada"), headers=headers)
-    ).json()["queue_item_ids"]
+    [item_id] = (await api.post("/api/queue/batch", json=_batch("Dr Ada"), headers=headers)).json()[
+        "queue_item_ids"
+    ]
     seen: list[str] = []
     async with api.stream("GET", "/api/queue/stream", headers=headers) as response:
         assert response.status_code == 200

@@ -105,7 +105,9 @@ def _outputs(name: str, data: PipelineData) -> dict[str, object]:
 
 async def _run(name: str, log: StepLog | None, data: PipelineData) -> PipelineData:
     rules = Behaviour.of(data)
-    first_run = log is None or log.starts(data.queue_item_id)[(str(data.queue_item_id), name)] == 0
+    first_run = True
+    if log is not None and (rules.fail_once or rules.hang_once or rules.crash_once):
+        first_run = log.starts(data.queue_item_id)[(str(data.queue_item_id), name)] == 0
     if log is not None:
         log.record(data.queue_item_id, name, "start")
     if name in rules.crash or (first_run and name in rules.crash_once):
@@ -129,4 +131,3 @@ def deterministic_pipeline(log_dir: Path | None = None) -> Pipeline:
     """The four steps, behaving as each item's interest says; logged when ``log_dir`` is set."""
     log = StepLog(log_dir) if log_dir is not None else None
     return tuple(Step(name, functools.partial(_run, name, log)) for name in STEP_NAMES)
-

@@ -73,7 +73,8 @@ async def test_drain_completes_each_item_once_with_email_and_count(
     assert {e["queue_item_id"] for e in emails} == set(ids)
     assert {e["id"] for e in emails} == {row["email_id"] for row in rows.values()}
     assert set(emails[0]["metadata"]["step_timings"]) == set(STEP_NAMES)
-    counts = dict(await pool.fetch("SELECT id, generation_count FROM users"))
+    rows_by_user = await pool.fetch("SELECT id, generation_count FROM users")
+    counts = {row["id"]: row["generation_count"] for row in rows_by_user}
     assert counts == {ada: 3, bob: 1}
     assert set(step_log.starts().values()) == {1}
 
@@ -263,4 +264,5 @@ async def _started(log: StepLog, item: object, step: str) -> bool:
 
 
 async def _status_is(pool: Pool, item: object, status: str) -> bool:
-    return bool(await pool.fetchval("SELECT status = $2 FROM queue_items WHERE id = $1", item, status))
+    query = "SELECT status = $2 FROM queue_items WHERE id = $1"
+    return bool(await pool.fetchval(query, item, status))

@@ -83,7 +83,9 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     retry, exhausted, cancelled, alive = await enqueue(pool, user, ["x"] * 4, max_attempts=2)
     await _claim(pool, 4)
     await pool.execute("UPDATE queue_items SET attempts = 2 WHERE id = $1", exhausted)
-    await pool.execute("UPDATE queue_items SET cancel_requested_at = now() WHERE id = $1", cancelled)
+    await pool.execute(
+        "UPDATE queue_items SET cancel_requested_at = now() WHERE id = $1", cancelled
+    )
     await pool.execute(
         "UPDATE queue_items SET lease_expires_at = now() - interval '1 s' WHERE id <> $1", alive
     )
@@ -180,9 +182,9 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
     for name, plan in plans.items():
         scans = _scans(plan)
         assert scans, name
-        assert all(
-            node != "Seq Scan" for node, relation in scans if relation == "queue_items"
-        ), f"{name}: {scans}"
+        assert all(node != "Seq Scan" for node, relation in scans if relation == "queue_items"), (
+            f"{name}: {scans}"
+        )
 
 
 async def _plan(pool: Pool, statement: str, *args: Any) -> Any:
@@ -206,7 +208,7 @@ def _scans(plan: Any) -> list[tuple[str, str | None]]:
 
 def _settings(*, retry_base: float) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         scribe_retry_base_seconds=retry_base,
         scribe_retention_days=30,
     )
