@@ -27,6 +27,9 @@ _UNAVAILABLE = (
 )
 
 
+CLAIM_LOOKAHEAD = 32
+
+
 @asynccontextmanager
 async def _translated() -> AsyncIterator[None]:
     try:
@@ -180,9 +183,12 @@ async def claim(
     first_step: str,
 ) -> list[ClaimedItem]:
     """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user)."""
+    # Look past each user's first ``limit`` items: consumers claiming at the same moment skip
+    # each other's locked rows, and with only ``limit`` candidates they would come back empty.
+    per_user = limit + CLAIM_LOOKAHEAD
     async with _translated():
         rows = await pool.fetch(
-            sql("claim_queue_items"), owner, limit, limit, lease_seconds, first_step
+            sql("claim_queue_items"), owner, limit, per_user, lease_seconds, first_step
         )
     return [ClaimedItem(**dict(row)) for row in rows]
 

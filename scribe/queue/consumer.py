@@ -103,11 +103,17 @@ class Consumer:
 
     async def _claim_loop(self, drain: bool) -> None:
         concurrency = self._settings.scribe_concurrency
+        # With a backlog (the last claim filled every free slot) wait until a few slots are
+        # free, so one claim fills several: fewer statements per item. An idle queue claims at
+        # once, so a lone new item never waits for company.
+        batch = max(1, concurrency // 4)
+        backlog = False
         while not self._stopping:
             self._wake.clear()
             free = concurrency - len(self._jobs)
-            if free > 0:
+            if free > 0 and (free >= batch or not backlog):
                 claimed = await self._claim(free)
+                backlog = claimed == free
                 if drain and claimed == 0 and not self._jobs:
                     return
             with contextlib.suppress(TimeoutError):
