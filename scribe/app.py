@@ -22,12 +22,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
-from scribe.api import emails, health, templates, users
+from scribe.api import emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_routes
 from scribe.db import health as health_db
 from scribe.deps import get_deps, open_deps
 from scribe.metrics import Metrics, MetricsMiddleware
+from scribe.queue.service import PipelineFactory, supervised_consumer
 from scribe.ratelimit import RateLimitMiddleware
 from scribe.settings import Settings
 from scribe.systemd import notify, watchdog_interval, watchdog_loop
@@ -165,7 +166,7 @@ class UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
-API_MODULES = (health, users, emails, templates)
+API_MODULES = (health, users, emails, queue, templates)
 
 
 def build_routes(metrics: Metrics) -> list[BaseRoute]:
@@ -209,15 +210,22 @@ async def _watchdog() -> AsyncIterator[None]:
             await task
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app for these settings; its lifespan opens and closes every resource."""
+def create_app(settings: Settings, pipeline_factory: PipelineFactory | None = None) -> Starlette:
+    """The ASGI app for these settings; its lifespan opens and closes every resource, including
+    the queue consumer (unless SCRIBE_WORKER=false) running ``pipeline_factory``'s pipeline."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_deps(settings) as deps, _watchdog():
-            notify("READY=1")
-            yield {"deps": deps}
-            notify("STOPPING=1")
+            if settings.scribe_worker:
+                async with supervised_consumer(deps, pipeline_factory):
+                    notify("READY=1")
+                    yield {"deps": deps}
+                    notify("STOPPING=1")
+            else:
+                notify("READY=1")
+                yield {"deps": deps}
+                notify("STOPPING=1")
 
     metrics = Metrics()
     middleware = [

@@ -1,4 +1,4 @@
-"""The ``scribe`` command: serve | migrate | token."""
+"""The ``scribe`` command: serve | worker | queue | migrate | token."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.app import create_app
     from scribe.tracing import configure_tracing
 
+    if args.no_worker:
+        settings = settings.model_copy(update={"scribe_worker": False})
     app = create_app(settings)
     configure_tracing(settings, app)
     config = uvicorn.Config(
@@ -43,6 +45,38 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         server_header=False,
     )
     uvicorn.Server(config).run()
+
+
+async def _worker(settings: Settings) -> None:
+    from scribe.queue.service import run_worker
+
+    await run_worker(settings)
+
+
+async def _queue(settings: Settings) -> None:
+    from scribe import db
+    from scribe.db import queue_items
+    from scribe.db.pool import create_pool
+
+    dsn = await db.resolve_dsn(settings)
+    pool = await create_pool(dsn, size=1, transaction_pooler=settings.transaction_pooler)
+    try:
+        for view in ("queue_overview", "queue_active", "queue_failures"):
+            print(f"== {view}")
+            print(_table(await queue_items.operator_view(pool, view)))
+    finally:
+        await pool.close()
+
+
+def _table(rows: list[dict[str, object]]) -> str:
+    if not rows:
+        return "(none)"
+    columns = list(rows[0])
+    cells = [[("" if row[c] is None else str(row[c]))[:60] for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    return "\n".join(lines)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -80,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="HTTP API (and the queue consumer)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--no-worker", action="store_true", help="HTTP only, no queue consumer")
+    commands.add_parser("worker", help="the queue consumer only (no HTTP)")
+    commands.add_parser("queue", help="print the queue views (overview, active, failures)")
     commands.add_parser("migrate", help="apply pending database migrations")
     token = commands.add_parser("token", help="mint a bearer token for local development")
     token.add_argument("--email", required=True)
@@ -96,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _configure_logging(settings)
         if args.command == "serve":
             _serve(settings, args)
+        elif args.command == "worker":
+            asyncio.run(_worker(settings))
+        elif args.command == "queue":
+            asyncio.run(_queue(settings))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "token":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from scribe import db
 from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
+from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,7 @@ class Deps:
     dsn: str
     http: httpx.AsyncClient
     verifier: TokenVerifier
+    listener: Listener | None = None  # None in poll-only mode (SCRIBE_LISTEN=false, poolers)
 
 
 def get_deps(request: Request) -> Deps:
@@ -62,20 +65,28 @@ async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
 
 @asynccontextmanager
 async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    """Open database (embedded if needed), migrations, pool and HTTP client; close in reverse."""
+    """Open database (embedded if needed), migrations, pool, HTTP client and the LISTEN
+    connection (unless poll-only); close in reverse."""
     dsn = await db.resolve_dsn(settings)
     await apply_migrations(dsn, settings)
     pool = await create_pool(
         dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
     )
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http:
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            listener = None
+            if settings.listen_enabled:
+                listener = await stack.enter_async_context(running_listener(Listener(dsn)))
             yield Deps(
                 settings=settings,
                 pool=pool,
                 dsn=dsn,
                 http=http,
                 verifier=build_verifier(settings, http),
+                listener=listener,
             )
     finally:
         await pool.close()

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     scribe_template_limit: int = Field(default=5, ge=0)
 
     # Queue
+    scribe_worker: bool = True  # run the consumer inside `scribe serve` (--no-worker sets false)
     scribe_concurrency: int = Field(default=8, ge=1, le=256)
     scribe_lease_seconds: float = Field(default=60.0, gt=0)
     scribe_poll_seconds: float = Field(default=2.0, gt=0)
@@ -83,6 +84,8 @@ class Settings(BaseSettings):
     scribe_job_timeout_seconds: float = Field(default=300.0, gt=0)
     scribe_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     scribe_retention_days: float = Field(default=30.0, gt=0)
+    scribe_retry_base_seconds: float = Field(default=5.0, ge=0)
+    scribe_retry_max_seconds: float = Field(default=600.0, ge=0)
 
     # Observability
     logfire_token: SecretStr | None = None

@@ -140,10 +140,10 @@ def auth_headers(email: str, user_id: uuid.UUID | None = None) -> dict[str, str]
 
 
 @pytest.fixture
-async def db_pool(database_url: str) -> AsyncIterator[Pool]:
-    """A pool on this test's database, for seeding rows through the repositories."""
-    pool = await create_pool(database_url, size=2, transaction_pooler=False)
+async def pool(database_url: str) -> AsyncIterator[Pool]:
+    """A small pool on this test's database (for arranging and asserting rows)."""
+    opened = await create_pool(database_url, size=4, transaction_pooler=False)
     try:
-        yield pool
+        yield opened
     finally:
-        await pool.close()
+        await opened.close()

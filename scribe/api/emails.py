@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,8 +20,10 @@ from scribe.api.common import (
     path_uuid,
 )
 from scribe.api.openapi import Operation
-from scribe.db import emails
+from scribe.api.queue import EmailTemplate, RecipientInterest, RecipientName, check_not_blank
+from scribe.db import emails, queue_items
 from scribe.db.emails import Email
+from scribe.db.queue_items import NewItem, TaskView
 from scribe.deps import get_deps
 from scribe.errors import NotFound
 
@@ -62,6 +64,48 @@ class DisplayedBody(ApiModel):
     displayed: bool
 
 
+class GenerateBody(ApiModel):
+    """POST /api/email/generate."""
+
+    email_template: EmailTemplate
+    recipient_name: RecipientName
+    recipient_interest: RecipientInterest
+
+    _template = field_validator("email_template")(check_not_blank)
+
+
+class TaskCreated(ApiModel):
+    """202 answer of POST /api/email/generate."""
+
+    task_id: uuid.UUID
+
+
+class TaskStatus(ApiModel):
+    """GET /api/email/status/{task_id}, in the shape of the previous (Celery) API."""
+
+    task_id: uuid.UUID
+    status: Literal["PENDING", "STARTED", "SUCCESS", "FAILURE"]
+    result: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def of(cls, task: TaskView) -> TaskStatus:
+        """The status view of a queue item."""
+        progress: dict[str, Any] = {
+            "current_step": task.current_step,
+            "step_timings": task.step_timings,
+        }
+        if task.status == "completed":
+            result = {**progress, "email_id": str(task.email_id)}
+            return cls(task_id=task.id, status="SUCCESS", result=result, error=None)
+        if task.status == "processing":
+            return cls(task_id=task.id, status="STARTED", result=progress, error=None)
+        if task.status == "pending":
+            return cls(task_id=task.id, status="PENDING", result=None, error=None)
+        error = task.error_message or ("Cancelled." if task.status == "cancelled" else "Failed.")
+        return cls(task_id=task.id, status="FAILURE", result=None, error=error)
+
+
 _NOT_FOUND = "Email not found."
 
 
@@ -99,13 +143,55 @@ async def update_email(request: Request) -> Response:
     return json_response(EmailOut.of(email))
 
 
+async def generate_email(request: Request) -> Response:
+    """Queue one email; 202 with the id to poll at /api/email/status/{task_id}."""
+    user = await current_user(request)
+    body = await parse_body(request, GenerateBody)
+    deps = get_deps(request)
+    [task_id] = await queue_items.enqueue(
+        deps.pool,
+        user.id,
+        [NewItem(body.recipient_name, body.recipient_interest)],
+        body.email_template,
+        max_attempts=deps.settings.scribe_max_attempts,
+    )
+    return json_response(TaskCreated(task_id=task_id), 202)
+
+
+async def task_status(request: Request) -> Response:
+    """Progress of one of the caller's generation tasks; 404 for anyone else's."""
+    user = await current_user(request)
+    task_id = path_uuid(request, "task_id")
+    task = await queue_items.get_task(get_deps(request).pool, task_id, user.id)
+    if task is None:
+        raise NotFound("Task not found.")
+    return json_response(TaskStatus.of(task))
+
+
+# generate and status come before /api/email/{email_id}, which would otherwise shadow them.
 routes = [
+    Route("/api/email/generate", generate_email, methods=["POST"]),
+    Route("/api/email/status/{task_id}", task_status, methods=["GET"]),
     Route("/api/email/", list_emails, methods=["GET"]),
     Route("/api/email/{email_id}", get_email, methods=["GET"]),
     Route("/api/email/{email_id}", update_email, methods=["PATCH"]),
 ]
 
 operations = [
+    Operation(
+        "POST",
+        "/api/email/generate",
+        "Queue one email; poll its status.",
+        response=TaskCreated,
+        status=202,
+        body=GenerateBody,
+    ),
+    Operation(
+        "GET",
+        "/api/email/status/{task_id}",
+        "Progress of one generation task.",
+        response=TaskStatus,
+    ),
     Operation(
         "GET",
         "/api/email/",

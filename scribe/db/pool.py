@@ -31,6 +31,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without the server-side reset (``RESET ALL; UNLISTEN *; …``): pooled connections
+    never carry session state (no SET, no session advisory locks, LISTEN has its own
+    connection), and the reset would double the statements of every queue job. An open
+    transaction is still rolled back by asyncpg itself."""
+
+
 async def create_pool(dsn: str, *, size: int, transaction_pooler: bool) -> Pool:
     """Open a small pool; raise DatabaseUnavailable when the server cannot be reached."""
     try:
@@ -39,6 +46,7 @@ async def create_pool(dsn: str, *, size: int, transaction_pooler: bool) -> Pool:
             min_size=1,
             max_size=size,
             init=_init_connection,
+            reset=_keep_session,
             **connect_kwargs(transaction_pooler),
         )
     except (OSError, asyncpg.PostgresError) as exc:

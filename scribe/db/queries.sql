@@ -116,3 +116,260 @@ RETURNING id, user_id, recipient_name, recipient_interest, email_message, templa
 INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions, created_at)
 VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
 RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at
+
+-- ===== queue =====
+-- Every worker write is fenced on ($1 id, $2 owner, $3 attempt): it touches 0 rows once the
+-- lease was lost (reaped, cancelled, taken by another process), and the worker then stops.
+
+-- lock_idempotency_key --
+-- Serialise concurrent submissions of one (user, Idempotency-Key) until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 7263918402))
+
+-- find_idempotent_batch --
+-- Ids of the items an earlier request with this Idempotency-Key created, in submission order.
+SELECT id FROM queue_items WHERE user_id = $1 AND idempotency_key = $2 ORDER BY seq
+
+-- insert_queue_items --
+-- Enqueue items in submission order ($4 names and $5 interests are parallel to $3 ids).
+INSERT INTO queue_items (id, user_id, batch_id, recipient_name, recipient_interest,
+                         email_template, max_attempts, idempotency_key)
+SELECT item.id, $1, $2, item.recipient_name, item.recipient_interest, $6, $7, $8
+FROM unnest($3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY
+     AS item(id, recipient_name, recipient_interest, position)
+ORDER BY item.position
+
+-- notify_queue --
+-- Wake every LISTENing consumer (delivered at commit, so never before the rows are visible).
+SELECT pg_notify('scribe_queue', '')
+
+-- list_recent_queue_items --
+-- A user's items of the last 24 h, oldest first; position counts their pending items (1-based).
+SELECT id, recipient_name, status, email_id, error_message, current_step, created_at,
+       CASE WHEN status = 'pending'
+            THEN row_number() OVER (PARTITION BY status = 'pending' ORDER BY seq)
+       END AS position
+FROM queue_items
+WHERE user_id = $1 AND created_at > now() - interval '24 hours' AND status <> 'cancelled'
+ORDER BY created_at, seq
+
+-- get_queue_item --
+-- One item of a user (the /api/email/status view).
+SELECT id, status, current_step, step_timings, email_id, error_message
+FROM queue_items WHERE id = $1 AND user_id = $2
+
+-- cancel_queue_item --
+-- Cancel a user's item: pending ones at once, processing ones by request (the owner stops).
+UPDATE queue_items
+SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+    completed_at = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
+    cancel_requested_at = coalesce(cancel_requested_at, now()),
+    updated_at = now()
+WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing')
+RETURNING status
+
+-- notify_cancel --
+-- Tell the owning consumer at once that a processing item was cancelled.
+SELECT pg_notify('scribe_cancel', $1::text)
+
+-- claim_queue_items --
+-- Claim up to $2 due items for owner $1 fairly across users, FIFO within a user ($3 = candidates
+-- looked at, per user and in all; $4 = lease seconds; $5 = the first step's name).
+WITH RECURSIVE
+-- Users with pending work, found by hopping through the (user_id, seq) partial index one user at
+-- a time (a loose index scan): the cost grows with waiting users, not waiting items.
+waiting_users AS (
+    (SELECT user_id FROM queue_items WHERE status = 'pending' ORDER BY user_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.user_id FROM queue_items q
+            WHERE q.status = 'pending' AND q.user_id > w.user_id
+            ORDER BY q.user_id LIMIT 1)
+    FROM waiting_users w
+    WHERE w.user_id IS NOT NULL
+),
+-- Each user's oldest due items (FIFO within a user) ranked 1, 2, 3… after the items that user
+-- already has running, so ordering by rank interleaves users round-robin and a user whose items
+-- are running yields to one who is waiting: a 100-item batch cannot starve a single item.
+candidates AS (
+    SELECT head.id, head.seq, busy.running + row_number() OVER (
+               PARTITION BY w.user_id ORDER BY head.seq) AS fair_rank
+    FROM waiting_users w
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS running FROM queue_items r
+        WHERE r.status = 'processing' AND r.user_id = w.user_id
+    ) busy
+    CROSS JOIN LATERAL (
+        SELECT q.id, q.seq FROM queue_items q
+        WHERE q.status = 'pending' AND q.user_id = w.user_id AND q.run_after <= now()
+        ORDER BY q.seq
+        LIMIT $3
+    ) head
+    WHERE w.user_id IS NOT NULL
+),
+-- Only the best few candidates are worth trying to lock. Cutting the list here keeps the lock
+-- step a handful of primary-key probes even when thousands of items wait.
+best AS (
+    SELECT id, seq, fair_rank FROM candidates ORDER BY fair_rank, seq LIMIT $3
+),
+-- Lock in fair order, skipping rows another consumer holds, re-checking `pending` on the locked
+-- row. MATERIALIZED so the LIMIT and the locks are evaluated exactly once and the UPDATE below
+-- touches exactly the rows locked here, never more.
+claimed AS MATERIALIZED (
+    SELECT q.id
+    FROM best c
+    JOIN queue_items q ON q.id = c.id
+    WHERE q.status = 'pending'
+    ORDER BY c.fair_rank, c.seq
+    LIMIT $2
+    FOR UPDATE OF q SKIP LOCKED
+)
+UPDATE queue_items q
+SET status = 'processing',
+    locked_by = $1,
+    lease_expires_at = now() + make_interval(secs => $4),
+    attempts = q.attempts + 1,
+    started_at = coalesce(q.started_at, now()),
+    current_step = coalesce(q.current_step, $5),
+    updated_at = now()
+FROM claimed
+WHERE q.id = claimed.id
+RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, q.email_template,
+          q.attempts, q.max_attempts, q.checkpoint, q.cancel_requested_at IS NOT NULL
+          AS cancel_requested
+
+-- renew_leases --
+-- One heartbeat for all of an owner's items ($2 ids, $3 attempts); returns those still owned,
+-- with their cancel requests.
+UPDATE queue_items q
+SET lease_expires_at = now() + make_interval(secs => $4)
+FROM unnest($2::uuid[], $3::int[]) AS mine(id, attempts)
+WHERE q.id = mine.id AND q.status = 'processing' AND q.locked_by = $1
+  AND q.attempts = mine.attempts
+RETURNING q.id, q.cancel_requested_at IS NOT NULL AS cancel_requested
+
+-- save_checkpoint --
+-- Store the data after a completed step ($4 checkpoint, $5 timings, $6 next step), fenced.
+-- Committed asynchronously (no fsync wait): a checkpoint lost in a server crash only means a step
+-- runs again, while flushing 3 of every 4 commits per item would dominate throughput and SD wear.
+UPDATE queue_items
+SET checkpoint = $4, step_timings = $5, current_step = $6, updated_at = now()
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+RETURNING cancel_requested_at IS NOT NULL AS cancel_requested
+
+-- complete_queue_item --
+-- In one statement (so one transaction): fenced completion unless cancelled, the email
+-- ($4 id, $5 message, $6 template type, $7 metadata, $8 confident, $9 step timings), the count.
+WITH done AS (
+    UPDATE queue_items
+    SET status = 'completed', locked_by = NULL, lease_expires_at = NULL, email_id = $4,
+        step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
+        updated_at = now()
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+      AND cancel_requested_at IS NULL
+    RETURNING id, user_id, recipient_name, recipient_interest
+),
+email AS (
+    INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
+                        email_message, template_type, metadata, is_confident)
+    SELECT $4, done.user_id, done.id, done.recipient_name, done.recipient_interest,
+           $5, $6, $7, $8
+    FROM done
+    RETURNING user_id
+),
+counted AS (
+    UPDATE users SET generation_count = generation_count + 1, updated_at = now()
+    FROM email WHERE users.id = email.user_id
+    RETURNING users.id
+)
+SELECT count(*) AS completed FROM counted
+
+-- retry_queue_item --
+-- Back to pending after a transient error, due in $4 seconds ($5 error, $6 step), fenced.
+UPDATE queue_items
+SET status = 'pending', locked_by = NULL, lease_expires_at = NULL,
+    run_after = now() + make_interval(secs => $4), error_message = $5, failed_step = $6,
+    updated_at = now()
+WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+RETURNING id
+
+-- fail_queue_item --
+-- Failed for good ($4 error, $5 step), fenced.
+UPDATE queue_items
+SET status = 'failed', locked_by = NULL, lease_expires_at = NULL, error_message = $4,
+    failed_step = $5, completed_at = now(), updated_at = now()
+WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+RETURNING id
+
+-- cancel_running_queue_item --
+-- The owner acknowledges a cancel request: cancelled, no email, fenced.
+UPDATE queue_items
+SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL, completed_at = now(),
+    updated_at = now()
+WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+RETURNING id
+
+-- release_queue_item --
+-- Shutdown: back to pending, due now, without charging the attempt (checkpoint kept), fenced.
+UPDATE queue_items
+SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+    completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+    attempts = attempts - 1, locked_by = NULL, lease_expires_at = NULL, run_after = now(),
+    updated_at = now()
+WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+RETURNING id
+
+-- reap_expired_leases --
+-- Up to $1 items whose owner stopped renewing: cancelled if asked, failed when attempts are used
+-- up, else pending again after a backoff of $2 × 2^(attempts-1) seconds (max $3, with jitter).
+WITH expired AS MATERIALIZED (
+    SELECT id FROM queue_items
+    WHERE status = 'processing' AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE queue_items q
+SET status = CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                  WHEN q.attempts >= q.max_attempts THEN 'failed'
+                  ELSE 'pending' END,
+    completed_at = CASE WHEN q.cancel_requested_at IS NOT NULL
+                          OR q.attempts >= q.max_attempts THEN now() END,
+    error_message = CASE WHEN q.cancel_requested_at IS NOT NULL THEN q.error_message
+                         ELSE left('Worker lost during ' || coalesce(q.current_step, 'claim')
+                                   || ' (lease expired)', 1000) END,
+    failed_step = CASE WHEN q.cancel_requested_at IS NOT NULL THEN q.failed_step
+                       ELSE q.current_step END,
+    run_after = now() + make_interval(secs => least($3, $2 * power(2, q.attempts - 1))
+                                              * (0.5 + random() / 2)),
+    locked_by = NULL, lease_expires_at = NULL, updated_at = now()
+FROM expired
+WHERE q.id = expired.id
+RETURNING q.id, q.status
+
+-- prune_finished_queue_items --
+-- Delete up to $2 finished items older than $1 seconds (their emails stay).
+WITH doomed AS MATERIALIZED (
+    SELECT id FROM queue_items
+    WHERE status IN ('completed', 'failed', 'cancelled')
+      AND completed_at < now() - make_interval(secs => $1)
+    ORDER BY completed_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM queue_items q USING doomed WHERE q.id = doomed.id
+
+-- queue_overview --
+-- Counts by status, oldest pending age, last hour's throughput.
+SELECT * FROM queue_overview
+
+-- queue_active --
+-- Processing items with owner, step and lease left.
+SELECT * FROM queue_active
+
+-- queue_failures --
+-- Recent failures (and errors awaiting retry) with step and message.
+SELECT * FROM queue_failures LIMIT 50
+
+-- ping_listener --
+-- A notification sent through the LISTEN connection itself, to prove it still receives.
+SELECT pg_notify($1, $2)

@@ -15,11 +15,9 @@ from tests.factories import add_email, assert_email_shape, init_user
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-async def test_list_is_newest_first_with_every_key(
-    client: httpx.AsyncClient, db_pool: Pool
-) -> None:
+async def test_list_is_newest_first_with_every_key(client: httpx.AsyncClient, pool: Pool) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    ids = [(await add_email(db_pool, user_id, T0 + timedelta(minutes=i))).id for i in range(3)]
+    ids = [(await add_email(pool, user_id, T0 + timedelta(minutes=i))).id for i in range(3)]
     response = await client.get("/api/email/", headers=headers)
     assert response.status_code == 200
     body = response.json()
@@ -38,11 +36,9 @@ async def test_list_is_empty_for_a_new_user(client: httpx.AsyncClient) -> None:
     assert response.json() == []
 
 
-async def test_limit_defaults_to_20_and_offset_pages(
-    client: httpx.AsyncClient, db_pool: Pool
-) -> None:
+async def test_limit_defaults_to_20_and_offset_pages(client: httpx.AsyncClient, pool: Pool) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    ids = [(await add_email(db_pool, user_id, T0 + timedelta(seconds=i))).id for i in range(25)]
+    ids = [(await add_email(pool, user_id, T0 + timedelta(seconds=i))).id for i in range(25)]
     newest_first = [str(i) for i in reversed(ids)]
 
     default = (await client.get("/api/email/", headers=headers)).json()
@@ -76,11 +72,11 @@ async def test_bad_query_parameters_are_422(
 
 
 async def test_hidden_emails_only_with_include_discarded(
-    client: httpx.AsyncClient, db_pool: Pool
+    client: httpx.AsyncClient, pool: Pool
 ) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    shown = await add_email(db_pool, user_id, T0)
-    hidden = await add_email(db_pool, user_id, T0 + timedelta(minutes=1), displayed=False)
+    shown = await add_email(pool, user_id, T0)
+    hidden = await add_email(pool, user_id, T0 + timedelta(minutes=1), displayed=False)
 
     default = (await client.get("/api/email/", headers=headers)).json()
     assert [item["id"] for item in default] == [str(shown.id)]
@@ -90,18 +86,18 @@ async def test_hidden_emails_only_with_include_discarded(
     assert [item["id"] for item in response.json()] == [str(hidden.id), str(shown.id)]
 
 
-async def test_list_shows_only_the_callers_emails(client: httpx.AsyncClient, db_pool: Pool) -> None:
+async def test_list_shows_only_the_callers_emails(client: httpx.AsyncClient, pool: Pool) -> None:
     ada, _ = await init_user(client, "ada@uni.edu")
     bob, bob_headers = await init_user(client, "bob@uni.edu")
-    await add_email(db_pool, ada, T0)
-    bobs = await add_email(db_pool, bob, T0)
+    await add_email(pool, ada, T0)
+    bobs = await add_email(pool, bob, T0)
     response = await client.get("/api/email/", headers=bob_headers)
     assert [item["id"] for item in response.json()] == [str(bobs.id)]
 
 
-async def test_get_one_email(client: httpx.AsyncClient, db_pool: Pool) -> None:
+async def test_get_one_email(client: httpx.AsyncClient, pool: Pool) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    email = await add_email(db_pool, user_id, T0, template_type="book", is_confident=False)
+    email = await add_email(pool, user_id, T0, template_type="book", is_confident=False)
     response = await client.get(f"/api/email/{email.id}", headers=headers)
     assert response.status_code == 200
     body = response.json()
@@ -111,11 +107,11 @@ async def test_get_one_email(client: httpx.AsyncClient, db_pool: Pool) -> None:
 
 
 async def test_other_users_email_is_404_for_get_and_patch(
-    client: httpx.AsyncClient, db_pool: Pool
+    client: httpx.AsyncClient, pool: Pool
 ) -> None:
     ada, _ = await init_user(client, "ada@uni.edu")
     _, bob_headers = await init_user(client, "bob@uni.edu")
-    email = await add_email(db_pool, ada, T0)
+    email = await add_email(pool, ada, T0)
     got = await client.get(f"/api/email/{email.id}", headers=bob_headers)
     assert got.status_code == 404
     assert got.json() == {"detail": "Email not found."}
@@ -144,9 +140,9 @@ async def test_malformed_email_id_is_400(client: httpx.AsyncClient, bad_id: str)
         assert "not a UUID" in response.json()["detail"]
 
 
-async def test_patch_hides_and_shows_an_email(client: httpx.AsyncClient, db_pool: Pool) -> None:
+async def test_patch_hides_and_shows_an_email(client: httpx.AsyncClient, pool: Pool) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    email = await add_email(db_pool, user_id, T0)
+    email = await add_email(pool, user_id, T0)
     hidden = await client.patch(
         f"/api/email/{email.id}", json={"displayed": False}, headers=headers
     )
@@ -162,10 +158,10 @@ async def test_patch_hides_and_shows_an_email(client: httpx.AsyncClient, db_pool
     "body", [{}, {"displayed": "sometimes"}, {"displayed": True, "extra": 1}, [], None]
 )
 async def test_patch_with_an_invalid_body_is_422(
-    client: httpx.AsyncClient, db_pool: Pool, body: object
+    client: httpx.AsyncClient, pool: Pool, body: object
 ) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    email = await add_email(db_pool, user_id, T0)
+    email = await add_email(pool, user_id, T0)
     response = await client.patch(f"/api/email/{email.id}", json=body, headers=headers)
     assert response.status_code == 422
     for error in response.json()["detail"]:

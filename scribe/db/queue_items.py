@@ -1,0 +1,308 @@
+"""The queue_items table: enqueue, list and cancel (API side); claim, lease, checkpoint and finish
+(worker side). Worker writes take a ``Fence`` and return False when the lease was lost."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from scribe.db.pool import Pool
+from scribe.db.queries import sql
+from scribe.errors import DatabaseUnavailable
+
+# Errors that mean "the server or the connection went away", not "the statement is wrong".
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
+CLAIM_LOOKAHEAD = 32
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """One recipient to enqueue."""
+
+    recipient_name: str
+    recipient_interest: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItemView:
+    """A row of GET /api/queue/."""
+
+    id: uuid.UUID
+    recipient_name: str
+    status: str
+    position: int | None
+    email_id: uuid.UUID | None
+    error_message: str | None
+    current_step: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """One item as /api/email/status shows it."""
+
+    id: uuid.UUID
+    status: str
+    current_step: str | None
+    step_timings: dict[str, float]
+    email_id: uuid.UUID | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Who may write an item: the owner holding attempt ``attempt`` of item ``id``."""
+
+    id: uuid.UUID
+    owner: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedItem:
+    """An item a consumer claimed, with what it needs to run (or resume) it."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    recipient_name: str
+    recipient_interest: str
+    email_template: str
+    attempts: int
+    max_attempts: int
+    checkpoint: dict[str, Any] | None
+    cancel_requested: bool
+
+    def fence(self, owner: str) -> Fence:
+        """The fence of this claim."""
+        return Fence(self.id, owner, self.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedEmail:
+    """What the completion transaction writes into ``emails``."""
+
+    email_id: uuid.UUID
+    email_message: str
+    template_type: str
+    metadata: dict[str, Any]
+    is_confident: bool
+
+
+# --- API side ---
+
+
+async def enqueue(
+    pool: Pool,
+    user_id: uuid.UUID,
+    items: Sequence[NewItem],
+    email_template: str,
+    *,
+    max_attempts: int,
+    idempotency_key: str | None = None,
+) -> list[uuid.UUID]:
+    """Insert items in one transaction and wake consumers; with an idempotency key already used
+    by this user, return the ids of that earlier request instead (race-safe)."""
+    ids = [uuid.uuid4() for _ in items]
+    async with _translated(), pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            await conn.execute(sql("lock_idempotency_key"), user_id, idempotency_key)
+            rows = await conn.fetch(sql("find_idempotent_batch"), user_id, idempotency_key)
+            if rows:
+                return [row["id"] for row in rows]
+        await conn.execute(
+            sql("insert_queue_items"),
+            user_id,
+            uuid.uuid4() if len(items) > 1 else None,
+            ids,
+            [item.recipient_name for item in items],
+            [item.recipient_interest for item in items],
+            email_template,
+            max_attempts,
+            idempotency_key,
+        )
+        await conn.execute(sql("notify_queue"))
+    return ids
+
+
+async def list_recent(pool: Pool, user_id: uuid.UUID) -> list[QueueItemView]:
+    """The user's visible items of the last 24 hours, oldest first."""
+    async with _translated():
+        rows = await pool.fetch(sql("list_recent_queue_items"), user_id)
+    return [QueueItemView(**dict(row)) for row in rows]
+
+
+async def get_task(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> TaskView | None:
+    """One of the user's items, or None."""
+    async with _translated():
+        row = await pool.fetchrow(sql("get_queue_item"), item_id, user_id)
+    return None if row is None else TaskView(**dict(row))
+
+
+async def cancel(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
+    """Cancel one of the user's live items; its status afterwards ('cancelled' or, while the owner
+    stops, 'processing'), or None when it is not live (see ``get_task`` for why)."""
+    async with _translated(), pool.acquire() as conn, conn.transaction():
+        status: str | None = await conn.fetchval(sql("cancel_queue_item"), item_id, user_id)
+        if status == "processing":
+            await conn.execute(sql("notify_cancel"), str(item_id))
+    return status
+
+
+# --- worker side ---
+
+
+async def claim(
+    pool: Pool,
+    owner: str,
+    limit: int,
+    *,
+    lease_seconds: float,
+    first_step: str,
+) -> list[ClaimedItem]:
+    """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user)."""
+    # Look past each user's first ``limit`` items: consumers claiming at the same moment skip
+    # each other's locked rows, and with only ``limit`` candidates they would come back empty.
+    per_user = limit + CLAIM_LOOKAHEAD
+    async with _translated():
+        rows = await pool.fetch(
+            sql("claim_queue_items"), owner, limit, per_user, lease_seconds, first_step
+        )
+    return [ClaimedItem(**dict(row)) for row in rows]
+
+
+async def renew_leases(
+    pool: Pool, owner: str, fences: Sequence[Fence], lease_seconds: float
+) -> dict[uuid.UUID, bool]:
+    """Renew every lease in one statement; item id → cancel requested, for those still owned."""
+    async with _translated():
+        rows = await pool.fetch(
+            sql("renew_leases"),
+            owner,
+            [fence.id for fence in fences],
+            [fence.attempt for fence in fences],
+            lease_seconds,
+        )
+    return {row["id"]: row["cancel_requested"] for row in rows}
+
+
+async def save_checkpoint(
+    pool: Pool,
+    fence: Fence,
+    checkpoint: dict[str, Any],
+    step_timings: dict[str, float],
+    next_step: str,
+) -> bool | None:
+    """Save a step's output; None when the lease was lost, else whether cancel was requested."""
+    async with _translated():
+        row = await pool.fetchrow(
+            sql("save_checkpoint"), *_fenced(fence), checkpoint, step_timings, next_step
+        )
+    return None if row is None else bool(row["cancel_requested"])
+
+
+async def complete(
+    pool: Pool, fence: Fence, email: CompletedEmail, step_timings: dict[str, float]
+) -> bool:
+    """Completion, email and generation count in one transaction; False when fenced out or
+    cancelled (then nothing was written)."""
+    async with _translated():
+        completed = await pool.fetchval(
+            sql("complete_queue_item"),
+            *_fenced(fence),
+            email.email_id,
+            email.email_message,
+            email.template_type,
+            email.metadata,
+            email.is_confident,
+            step_timings,
+        )
+    return bool(completed)
+
+
+async def retry_later(
+    pool: Pool, fence: Fence, delay_seconds: float, error: str, step: str | None
+) -> bool:
+    """Back to pending after ``delay_seconds``; False when fenced out."""
+    return await _fenced_write("retry_queue_item", pool, fence, delay_seconds, error, step)
+
+
+async def fail(pool: Pool, fence: Fence, error: str, step: str | None) -> bool:
+    """Failed for good; False when fenced out."""
+    return await _fenced_write("fail_queue_item", pool, fence, error, step)
+
+
+async def mark_cancelled(pool: Pool, fence: Fence) -> bool:
+    """Acknowledge a cancel request; False when fenced out."""
+    return await _fenced_write("cancel_running_queue_item", pool, fence)
+
+
+async def release(pool: Pool, fence: Fence) -> bool:
+    """Give an item back without charging its attempt; False when fenced out."""
+    return await _fenced_write("release_queue_item", pool, fence)
+
+
+async def notify_consumers(pool: Pool) -> None:
+    """Wake every LISTENing consumer (after releasing items at shutdown)."""
+    async with _translated():
+        await pool.execute(sql("notify_queue"))
+
+
+async def reap_expired(
+    pool: Pool, *, limit: int, backoff_base: float, backoff_max: float
+) -> dict[str, int]:
+    """Return expired leases to pending (or failed/cancelled); count per resulting status."""
+    async with _translated():
+        rows = await pool.fetch(sql("reap_expired_leases"), limit, backoff_base, backoff_max)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    return counts
+
+
+async def prune_finished(pool: Pool, *, older_than_seconds: float, limit: int) -> int:
+    """Delete up to ``limit`` finished items older than the retention age; how many."""
+    async with _translated():
+        status = await pool.execute(sql("prune_finished_queue_items"), older_than_seconds, limit)
+    return int(status.split()[-1])
+
+
+async def operator_view(pool: Pool, name: str) -> list[dict[str, Any]]:
+    """Rows of one operator view: queue_overview, queue_active or queue_failures."""
+    if name not in ("queue_overview", "queue_active", "queue_failures"):
+        raise ValueError(f"unknown view {name!r}")
+    async with _translated():
+        rows = await pool.fetch(sql(name))
+    return [dict(row) for row in rows]
+
+
+def _fenced(fence: Fence) -> tuple[uuid.UUID, str, int]:
+    return fence.id, fence.owner, fence.attempt
+
+
+async def _fenced_write(query: str, pool: Pool, fence: Fence, *args: object) -> bool:
+    async with _translated():
+        row = await pool.fetchrow(sql(query), *_fenced(fence), *args)
+    return row is not None

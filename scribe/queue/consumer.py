@@ -1,0 +1,222 @@
+"""The consumer: claims due items into SCRIBE_CONCURRENCY asyncio slots and runs them.
+
+It claims only as many items as it has free slots, wakes on NOTIFY (through the shared
+``Listener``), on a freed slot and on a poll timer, and runs the heartbeat and the reaper beside
+itself. ``run(drain=True)`` returns once nothing is due and nothing runs (tests use it instead of
+sleeping). ``stop()`` stops claiming; running jobs then get the shutdown grace period, after
+which they are released to pending without being charged an attempt (``release_now()`` skips
+the wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+from scribe.db import queue_items
+from scribe.db.pool import Pool
+from scribe.db.queue_items import ClaimedItem
+from scribe.errors import DatabaseUnavailable, ScribeError
+from scribe.queue.job import Job, Outcome, StopReason
+from scribe.queue.lease import keep_leases
+from scribe.queue.listener import CANCEL_CHANNEL, WAKE_CHANNEL, Listener
+from scribe.queue.reaper import reap_forever
+from scribe.queue.runner import JobRunner, RunnerConfig
+from scribe.settings import Settings
+from scribe.steps import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class ConsumerCrashed(ScribeError):
+    """A background task of the consumer (heartbeat, reaper) died unexpectedly."""
+
+
+def new_owner_id() -> str:
+    """A process identity for ``locked_by``: host, pid and a nonce (new on every start)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class Consumer:
+    """Claims and runs queue items in this process."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        settings: Settings,
+        pipeline: Pipeline,
+        *,
+        listener: Listener | None = None,
+        owner: str | None = None,
+    ) -> None:
+        if not pipeline:
+            raise ValueError("the pipeline has no steps")
+        self.owner = owner or new_owner_id()
+        self.outcomes: Counter[Outcome] = Counter()
+        self.claimed = 0
+        self._pool = pool
+        self._settings = settings
+        self._pipeline = pipeline
+        self._listener = listener
+        self._runner = JobRunner(pool, pipeline, RunnerConfig.from_settings(settings))
+        self._jobs: dict[uuid.UUID, Job] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._releasing = False
+        self._crash: BaseException | None = None
+
+    @property
+    def running(self) -> int:
+        """How many jobs are running now."""
+        return len(self._jobs)
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get the grace period (SIGTERM, first time)."""
+        self._stopping = True
+        self._wake.set()
+
+    def release_now(self) -> None:
+        """Stop claiming and release running jobs without waiting (SIGTERM, second time)."""
+        self._releasing = True
+        self.stop()
+
+    async def run(self, *, drain: bool = False) -> None:
+        """Claim and run items until ``stop()`` (or, with ``drain``, until idle)."""
+        unsubscribe = self._subscribe()
+        try:
+            async with self._background():
+                try:
+                    await self._claim_loop(drain)
+                finally:
+                    await self._finish_jobs()
+        finally:
+            unsubscribe()
+        if self._crash is not None:
+            raise ConsumerCrashed(f"consumer task failed: {self._crash!r}") from self._crash
+
+    async def _claim_loop(self, drain: bool) -> None:
+        concurrency = self._settings.scribe_concurrency
+        # With a backlog (the last claim filled every free slot) wait until a few slots are
+        # free, so one claim fills several: fewer statements per item. An idle queue claims at
+        # once, so a lone new item never waits for company.
+        batch = max(1, concurrency // 4)
+        backlog = False
+        while not self._stopping:
+            self._wake.clear()
+            free = concurrency - len(self._jobs)
+            if free > 0 and (free >= batch or not backlog):
+                claimed = await self._claim(free)
+                backlog = claimed == free
+                if drain and claimed == 0 and not self._jobs:
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.scribe_poll_seconds)
+
+    async def _claim(self, free: int) -> int:
+        try:
+            items = await queue_items.claim(
+                self._pool,
+                self.owner,
+                free,
+                lease_seconds=self._settings.scribe_lease_seconds,
+                first_step=self._pipeline[0].name,
+            )
+        except DatabaseUnavailable as exc:
+            log.warning("claim failed, will retry: %s", exc)
+            return 0
+        for item in items:
+            self._start(item)
+        self.claimed += len(items)
+        return len(items)
+
+    def _start(self, item: ClaimedItem) -> None:
+        job = Job(item, item.fence(self.owner))
+        job.task = asyncio.create_task(self._runner.run(job), name=f"queue-job-{item.id}")
+        self._jobs[item.id] = job
+        job.task.add_done_callback(lambda task: self._job_done(job, task))
+
+    def _job_done(self, job: Job, task: asyncio.Task[Outcome]) -> None:
+        self._jobs.pop(job.item.id, None)
+        self._wake.set()
+        if task.cancelled():
+            log.error(
+                "item %s: job task cancelled from outside; the reaper will retry it", job.item.id
+            )
+        elif (exc := task.exception()) is not None:
+            log.error("item %s: job crashed; the reaper will retry it", job.item.id, exc_info=exc)
+        else:
+            self.outcomes[task.result()] += 1
+
+    async def _finish_jobs(self) -> None:
+        """Give running jobs the grace period, then release the rest to pending."""
+        if self._jobs and not self._releasing:
+            grace = self._settings.scribe_shutdown_grace_seconds
+            log.info("waiting up to %.1fs for %d running job(s)", grace, len(self._jobs))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    while self._jobs and not self._releasing:
+                        self._wake.clear()
+                        await self._wake.wait()
+        tasks = [job.task for job in self._jobs.values() if job.task is not None]
+        for job in self._jobs.values():
+            job.request_stop(StopReason.SHUTDOWN)
+        if not tasks:
+            return
+        log.info("releasing %d running job(s) to pending", len(tasks))
+        await asyncio.wait(tasks)
+        with contextlib.suppress(DatabaseUnavailable):
+            await queue_items.notify_consumers(self._pool)  # a peer may take them at once
+
+    def _subscribe(self) -> Callable[[], None]:
+        if self._listener is None:
+            return lambda: None
+
+        def on_cancel(payload: str | None) -> None:
+            job = self._jobs.get(uuid.UUID(payload)) if payload else None
+            if job is not None:
+                job.request_stop(StopReason.CANCELLED)
+
+        def on_wake(payload: str | None) -> None:
+            self._wake.set()
+
+        undo_wake = self._listener.subscribe(WAKE_CHANNEL, on_wake)
+        undo_cancel = self._listener.subscribe(CANCEL_CHANNEL, on_cancel)
+        return lambda: (undo_wake(), undo_cancel())[-1]
+
+    @contextlib.asynccontextmanager
+    async def _background(self) -> AsyncIterator[None]:
+        settings = self._settings
+        tasks = [
+            self._track(
+                keep_leases(self._pool, self.owner, self._jobs, settings.scribe_lease_seconds),
+                "queue-heartbeat",
+            ),
+            self._track(reap_forever(self._pool, settings), "queue-reaper"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _track(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"{name}-{self.owner}")
+
+        def on_done(done: asyncio.Task[None]) -> None:
+            if done.cancelled() or done.exception() is None:
+                return
+            # Without a heartbeat or reaper the consumer is unsafe: stop it, let run() raise.
+            log.error("%s crashed; stopping the consumer", name, exc_info=done.exception())
+            self._crash = done.exception()
+            self.stop()
+
+        task.add_done_callback(on_done)
+        return task

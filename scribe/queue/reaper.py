@@ -1,0 +1,55 @@
+"""The reaper every process runs: expired leases go back to pending (with backoff) or to failed
+when attempts are used up; finished items past the retention age are pruned in small batches.
+Concurrent reapers are safe: both statements lock with SKIP LOCKED."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from scribe.db import queue_items
+from scribe.db.pool import Pool
+from scribe.errors import DatabaseUnavailable
+from scribe.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REAP_BATCH = 100
+PRUNE_BATCH = 500
+PRUNE_BATCHES_PER_ROUND = 20  # at most 10 000 rows a round, so a backlog never hogs the database
+
+
+async def reap_once(pool: Pool, settings: Settings) -> dict[str, int]:
+    """One reaper round; counts of reaped items by new status plus 'pruned'."""
+    counts = await queue_items.reap_expired(
+        pool,
+        limit=REAP_BATCH,
+        backoff_base=settings.scribe_retry_base_seconds,
+        backoff_max=settings.scribe_retry_max_seconds,
+    )
+    if counts:
+        log.warning("reaped items whose worker went away: %s", counts)
+    pruned = 0
+    for _ in range(PRUNE_BATCHES_PER_ROUND):
+        deleted = await queue_items.prune_finished(
+            pool,
+            older_than_seconds=settings.scribe_retention_days * 86400,
+            limit=PRUNE_BATCH,
+        )
+        pruned += deleted
+        if deleted < PRUNE_BATCH:
+            break
+    if pruned:
+        log.info("pruned %d finished queue items", pruned)
+        counts["pruned"] = pruned
+    return counts
+
+
+async def reap_forever(pool: Pool, settings: Settings) -> None:
+    """A reaper round now and every SCRIBE_REAPER_SECONDS until cancelled."""
+    while True:
+        try:
+            await reap_once(pool, settings)
+        except DatabaseUnavailable as exc:
+            log.warning("reaper round skipped: %s", exc)
+        await asyncio.sleep(settings.scribe_reaper_seconds)

@@ -1,0 +1,250 @@
+"""The job runner: drives the pipeline's steps one by one for a claimed item.
+
+Each step is timed and bounded by the step and job timeouts; after each step the PipelineData is
+checkpointed (fenced), so a retry resumes after the last completed step. Steps say "retry later"
+or "failed" through exception types; only this module turns that into attempts and backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from scribe.db import queue_items
+from scribe.db.pool import Pool
+from scribe.db.queue_items import ClaimedItem, CompletedEmail
+from scribe.errors import DatabaseUnavailable, PermanentStepError, TransientStepError
+from scribe.queue.backoff import retry_delay, truncate_error
+from scribe.queue.job import Job, Outcome, StopReason
+from scribe.settings import Settings
+from scribe.steps import Pipeline, Step
+from scribe.steps.data import PipelineData
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    """Timeouts and retry policy of the runner."""
+
+    step_timeout: float
+    job_timeout: float
+    lease_seconds: float
+    retry_base: float
+    retry_max: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerConfig:
+        """The policy the settings describe."""
+        return cls(
+            step_timeout=settings.scribe_step_timeout_seconds,
+            job_timeout=settings.scribe_job_timeout_seconds,
+            lease_seconds=settings.scribe_lease_seconds,
+            retry_base=settings.scribe_retry_base_seconds,
+            retry_max=settings.scribe_retry_max_seconds,
+        )
+
+
+class _Stopped(Exception):
+    """The running step was cancelled because the job was asked to stop."""
+
+
+class _Lost(Exception):
+    """A fenced write touched nothing, or the database stayed away past the lease."""
+
+
+def resume_point(item: ClaimedItem) -> tuple[PipelineData, list[str]]:
+    """The data to continue from and the steps already done (nothing done without a checkpoint)."""
+    checkpoint = item.checkpoint
+    if checkpoint:
+        try:
+            return PipelineData.model_validate(checkpoint["data"]), list(checkpoint["completed"])
+        except (KeyError, TypeError, ValidationError):
+            log.warning("item %s: unreadable checkpoint, starting over", item.id)
+    data = PipelineData(
+        queue_item_id=item.id,
+        user_id=item.user_id,
+        recipient_name=item.recipient_name,
+        recipient_interest=item.recipient_interest,
+        email_template=item.email_template,
+    )
+    return data, []
+
+
+class JobRunner:
+    """Runs one job at a time per call; shared by all slots of a consumer."""
+
+    def __init__(
+        self, pool: Pool, pipeline: Pipeline, config: RunnerConfig, rng: random.Random | None = None
+    ) -> None:
+        self._pool = pool
+        self._pipeline = pipeline
+        self._config = config
+        self._rng = rng or random.Random()
+
+    async def run(self, job: Job) -> Outcome:
+        """Run (or resume) the job to its end; never raises for step or database errors."""
+        try:
+            return await self._run(job)
+        except _Lost:
+            log.info("item %s: lease lost, stopping without writing", job.item.id)
+            return Outcome.LOST
+
+    async def _run(self, job: Job) -> Outcome:
+        if job.item.cancel_requested:
+            job.request_stop(StopReason.CANCELLED)
+        data, completed = resume_point(job.item)
+        deadline = asyncio.get_running_loop().time() + self._config.job_timeout
+        for index, step in enumerate(self._pipeline):
+            if step.name in completed:
+                continue
+            if job.stop_reason is not None:
+                return await self._stop(job)
+            try:
+                data = await self._run_step(job, step, data, deadline)
+            except _Stopped:
+                return await self._stop(job)
+            except Exception as exc:
+                return await self._step_failed(job, step.name, exc)
+            completed.append(step.name)
+            if index + 1 < len(self._pipeline):
+                await self._checkpoint(job, data, completed, self._pipeline[index + 1].name)
+        if job.stop_reason is not None:
+            return await self._stop(job)
+        return await self._complete(job, data)
+
+    async def _run_step(
+        self, job: Job, step: Step, data: PipelineData, deadline: float
+    ) -> PipelineData:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        job.in_step = True
+        try:
+            async with asyncio.timeout_at(min(loop.time() + self._config.step_timeout, deadline)):
+                result = await step.run(data)
+        except asyncio.CancelledError:
+            if job.stop_reason is None:
+                raise  # not ours: let the cancellation through
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            raise _Stopped from None
+        except TimeoutError as exc:
+            limit = "job" if loop.time() >= deadline else "step"
+            raise TransientStepError(f"{step.name} timed out ({limit} timeout)") from exc
+        finally:
+            job.in_step = False
+        timings = {**result.step_timings, step.name: round(time.perf_counter() - started, 4)}
+        return result.model_copy(update={"step_timings": timings})
+
+    async def _step_failed(self, job: Job, step: str, exc: Exception) -> Outcome:
+        if isinstance(exc, PermanentStepError):
+            return await self._fail(job, step, _describe(exc))
+        if isinstance(exc, TransientStepError):
+            return await self._retry(job, step, _describe(exc), exc.retry_after)
+        # A bug or a library error the step did not wrap: retry, and fail once attempts run out.
+        log.error("item %s: step %s raised unexpectedly", job.item.id, step, exc_info=exc)
+        return await self._retry(job, step, _describe(exc), None)
+
+    async def _checkpoint(
+        self, job: Job, data: PipelineData, completed: list[str], next_step: str
+    ) -> None:
+        checkpoint = {"completed": completed, "data": data.model_dump(mode="json")}
+        cancel_requested = await self._write(
+            lambda: queue_items.save_checkpoint(
+                self._pool, job.fence, checkpoint, data.step_timings, next_step
+            )
+        )
+        if cancel_requested is None:
+            raise _Lost
+        if cancel_requested:
+            job.request_stop(StopReason.CANCELLED)
+
+    async def _complete(self, job: Job, data: PipelineData) -> Outcome:
+        if not data.email_message:
+            return await self._fail(job, self._pipeline[-1].name, "The pipeline wrote no email.")
+        email = CompletedEmail(
+            email_id=uuid.uuid4(),
+            email_message=data.email_message,
+            template_type=data.template_type or "general",
+            metadata=data.email_metadata(),
+            is_confident=data.is_confident,
+        )
+        if await self._write(
+            lambda: queue_items.complete(self._pool, job.fence, email, data.step_timings)
+        ):
+            return Outcome.COMPLETED
+        # Nothing was written: either cancel was requested (then acknowledge it) or the lease
+        # is gone (then the cancel write is fenced out too).
+        return await self._stop_with(job, StopReason.CANCELLED)
+
+    async def _stop(self, job: Job) -> Outcome:
+        assert job.stop_reason is not None
+        return await self._stop_with(job, job.stop_reason)
+
+    async def _stop_with(self, job: Job, reason: StopReason) -> Outcome:
+        if reason is StopReason.CANCELLED:
+            if await self._write(lambda: queue_items.mark_cancelled(self._pool, job.fence)):
+                return Outcome.CANCELLED
+        elif reason is StopReason.SHUTDOWN and await self._write(
+            lambda: queue_items.release(self._pool, job.fence)
+        ):
+            return Outcome.RELEASED
+        raise _Lost
+
+    async def _retry(self, job: Job, step: str, error: str, retry_after: float | None) -> Outcome:
+        attempt = job.fence.attempt
+        if attempt >= job.item.max_attempts:
+            return await self._fail(job, step, f"{error} (gave up after {attempt} attempts)")
+        delay = retry_delay(
+            attempt,
+            base=self._config.retry_base,
+            cap=self._config.retry_max,
+            retry_after=retry_after,
+            rng=self._rng,
+        )
+        message = truncate_error(error)
+        if await self._write(
+            lambda: queue_items.retry_later(self._pool, job.fence, delay, message, step)
+        ):
+            log.info("item %s: %s failed (%s); retry in %.1fs", job.item.id, step, error, delay)
+            return Outcome.RETRYING
+        raise _Lost
+
+    async def _fail(self, job: Job, step: str, error: str) -> Outcome:
+        message = truncate_error(error)
+        if await self._write(lambda: queue_items.fail(self._pool, job.fence, message, step)):
+            log.info("item %s failed at %s: %s", job.item.id, step, error)
+            return Outcome.FAILED
+        raise _Lost
+
+    async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a fenced write, retrying while the database is briefly away (a restart): fencing
+        makes a repeated write harmless. Past the lease the item is someone else's: give up."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self._config.lease_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await write()
+            except DatabaseUnavailable as exc:
+                if loop.time() + delay > give_up_at:
+                    log.warning("giving up a write after the lease time: %s", exc)
+                    raise _Lost from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc)
+    return message if message else type(exc).__name__

@@ -1,0 +1,111 @@
+"""Wiring the consumer into a process: the pipeline hook, the supervised consumer of
+``scribe serve``, and ``scribe worker`` with its signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+
+from scribe.deps import Deps, open_deps
+from scribe.errors import PermanentStepError
+from scribe.queue.consumer import Consumer
+from scribe.settings import Settings
+from scribe.steps import STEP_NAMES, Pipeline, Step
+from scribe.steps.data import PipelineData
+
+log = logging.getLogger(__name__)
+
+PipelineFactory = Callable[[Deps], Pipeline]
+"""Builds the process's pipeline from its Deps (the real one: scribe.steps.pipeline)."""
+
+RESTART_DELAY_SECONDS = 5.0
+
+
+async def _pipeline_not_configured(data: PipelineData) -> PipelineData:
+    raise PermanentStepError("pipeline not configured")
+
+
+def unconfigured_pipeline(deps: Deps) -> Pipeline:
+    """The stand-in used until the real pipeline is wired in: every item fails permanently."""
+    return tuple(Step(name, _pipeline_not_configured) for name in STEP_NAMES)
+
+
+def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
+    """A consumer over this process's pool and LISTEN connection."""
+    return Consumer(deps.pool, deps.settings, pipeline, listener=deps.listener)
+
+
+@contextlib.asynccontextmanager
+async def supervised_consumer(
+    deps: Deps, pipeline_factory: PipelineFactory | None
+) -> AsyncIterator[None]:
+    """Run a consumer for the duration of the block (the app lifespan); if it crashes it is
+    logged and a fresh one (new owner id) starts after a delay."""
+    pipeline = (pipeline_factory or unconfigured_pipeline)(deps)
+    current: list[Consumer] = []
+    stopping = asyncio.Event()
+
+    async def supervise() -> None:
+        while not stopping.is_set():
+            consumer = open_consumer(deps, pipeline)
+            current[:] = [consumer]
+            try:
+                await consumer.run()
+            except Exception:
+                log.exception("queue consumer crashed; restarting in %.0fs", RESTART_DELAY_SECONDS)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), RESTART_DELAY_SECONDS)
+
+    task = asyncio.create_task(supervise(), name="queue-consumer")
+    try:
+        yield
+    finally:
+        stopping.set()
+        for consumer in current:
+            consumer.stop()
+        await task
+
+
+def install_signal_handlers(consumer: Consumer) -> Callable[[], None]:
+    """First SIGTERM/SIGINT: stop claiming and finish within the grace period; second: release
+    running items at once. Returns a function removing the handlers."""
+    loop = asyncio.get_running_loop()
+    received = 0
+
+    def handle(signum: signal.Signals) -> None:
+        nonlocal received
+        received += 1
+        if received == 1:
+            log.info("%s: stopping after running jobs (grace period)", signum.name)
+            consumer.stop()
+        else:
+            log.warning("%s again: releasing running jobs now", signum.name)
+            consumer.release_now()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, handle, signum)
+
+    def remove() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+    return remove
+
+
+async def run_worker(
+    settings: Settings, pipeline_factory: PipelineFactory | None = None, *, drain: bool = False
+) -> Consumer:
+    """``scribe worker``: only the consumer, until a signal (or, with ``drain``, until idle)."""
+    async with open_deps(settings) as deps:
+        consumer = open_consumer(deps, (pipeline_factory or unconfigured_pipeline)(deps))
+        remove_handlers = install_signal_handlers(consumer)
+        try:
+            log.info("worker %s started with %d slots", consumer.owner, settings.scribe_concurrency)
+            await consumer.run(drain=drain)
+        finally:
+            remove_handlers()
+        log.info("worker %s stopped: %s", consumer.owner, dict(consumer.outcomes))
+        return consumer

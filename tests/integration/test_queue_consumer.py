@@ -1,0 +1,268 @@
+"""The consumer in-process against a real database: completion, retries, timeouts, resume,
+cancel, shutdown, wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from scribe.db import queue_items
+from scribe.db.pool import Pool
+from scribe.queue.consumer import Consumer
+from scribe.queue.listener import Listener, running_listener
+from scribe.settings import Settings
+from scribe.steps import STEP_NAMES
+from tests.fakes.steps import StepLog, behaviour, deterministic_pipeline
+from tests.queue_support import create_user, email_count, enqueue, item_rows, wait_until
+
+FAST = {
+    "scribe_poll_seconds": 0.2,
+    "scribe_retry_base_seconds": 0.0,
+    "scribe_lease_seconds": 2.0,
+    "scribe_reaper_seconds": 0.2,
+}
+
+
+@pytest.fixture
+def step_log(tmp_path: Path) -> StepLog:
+    directory = tmp_path / "steps"
+    directory.mkdir()
+    return StepLog(directory)
+
+
+@pytest.fixture
+def consumer_for(
+    pool: Pool, make_settings: Callable[..., Settings], step_log: StepLog
+) -> Callable[..., Consumer]:
+    def make(listener: Listener | None = None, **overrides: object) -> Consumer:
+        settings = make_settings(**{**FAST, **overrides})
+        return Consumer(
+            pool, settings, deterministic_pipeline(step_log.directory), listener=listener
+        )
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running(consumer: Consumer) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(consumer.run(), name="test-consumer")
+    try:
+        yield task
+    finally:
+        consumer.stop()
+        await task
+
+
+async def test_drain_completes_each_item_once_with_email_and_count(
+    pool: Pool, consumer_for: Callable[..., Consumer], step_log: StepLog
+) -> None:
+    ada, bob = await create_user(pool), await create_user(pool)
+    ids = await enqueue(pool, ada, ["graph theory"] * 3) + await enqueue(pool, bob, ["optics"])
+    consumer = consumer_for()
+    await consumer.run(drain=True)
+
+    rows = await item_rows(pool, ids)
+    assert {row["status"] for row in rows.values()} == {"completed"}
+    assert all(row["attempts"] == 1 and row["email_id"] is not None for row in rows.values())
+    assert all(set(row["step_timings"]) == set(STEP_NAMES) for row in rows.values())
+    emails = await pool.fetch("SELECT * FROM emails ORDER BY created_at")
+    assert {e["queue_item_id"] for e in emails} == set(ids)
+    assert {e["id"] for e in emails} == {row["email_id"] for row in rows.values()}
+    assert set(emails[0]["metadata"]["step_timings"]) == set(STEP_NAMES)
+    rows_by_user = await pool.fetch("SELECT id, generation_count FROM users")
+    counts = {row["id"]: row["generation_count"] for row in rows_by_user}
+    assert counts == {ada: 3, bob: 1}
+    assert set(step_log.starts().values()) == {1}
+
+
+async def test_transient_failure_retries_and_resumes_after_last_checkpoint(
+    pool: Pool, consumer_for: Callable[..., Consumer], step_log: StepLog
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, [behaviour(fail_once={"arxiv_helper": "transient"})])
+    await consumer_for().run(drain=True)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert (row["status"], row["attempts"], row["error_message"]) == ("completed", 2, None)
+    starts = step_log.starts(item)
+    assert starts[(str(item), "template_parser")] == 1
+    assert starts[(str(item), "web_scraper")] == 1
+    assert starts[(str(item), "arxiv_helper")] == 2
+
+
+async def test_permanent_failure_fails_at_once_with_step_and_truncated_message(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(
+        pool, user, [behaviour(fail={"web_scraper": "permanent"}, fail_message="x" * 5000)]
+    )
+    await consumer_for().run(drain=True)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert (row["status"], row["attempts"], row["failed_step"]) == ("failed", 1, "web_scraper")
+    assert len(row["error_message"]) == 1000
+    assert await email_count(pool) == 0
+
+
+async def test_transient_failures_fail_after_max_attempts(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(
+        pool, user, [behaviour(fail={"email_composer": "transient"})], max_attempts=3
+    )
+    await consumer_for().run(drain=True)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert (row["status"], row["attempts"], row["failed_step"]) == ("failed", 3, "email_composer")
+    assert "gave up after 3 attempts" in row["error_message"]
+
+
+async def test_retry_after_is_honoured(pool: Pool, consumer_for: Callable[..., Consumer]) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(
+        pool, user, [behaviour(fail={"template_parser": "transient"}, retry_after=120)]
+    )
+    await consumer_for().run(drain=True)  # returns: the retry is not due yet
+
+    row = await pool.fetchrow(
+        "SELECT status, run_after - updated_at AS wait FROM queue_items WHERE id = $1", item
+    )
+    assert row is not None and row["status"] == "pending"
+    assert row["wait"].total_seconds() >= 119
+
+
+async def test_step_timeout_frees_the_slot(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, [behaviour(hang=["web_scraper"])], max_attempts=1)
+    await consumer_for(scribe_step_timeout_seconds=0.2).run(drain=True)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert row["status"] == "failed"
+    assert "web_scraper timed out (step timeout)" in row["error_message"]
+
+
+async def test_job_timeout_bounds_the_whole_run(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    slow = {name: 0.15 for name in STEP_NAMES}
+    [item] = await enqueue(pool, user, [behaviour(delay=slow)], max_attempts=1)
+    await consumer_for(scribe_job_timeout_seconds=0.35).run(drain=True)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert row["status"] == "failed" and "(job timeout)" in row["error_message"]
+
+
+async def test_cancel_pending_item_writes_no_email(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, ["topology"])
+    assert await queue_items.cancel(pool, item, user) == "cancelled"
+    await consumer_for().run(drain=True)
+
+    assert (await item_rows(pool, [item]))[item]["status"] == "cancelled"
+    assert await email_count(pool) == 0
+    assert await queue_items.list_recent(pool, user) == []
+
+
+@pytest.mark.parametrize("listen", [True, False], ids=["notify", "heartbeat"])
+async def test_cancel_processing_item_stops_it_without_email_or_count(
+    pool: Pool,
+    consumer_for: Callable[..., Consumer],
+    step_log: StepLog,
+    database_url: str,
+    listen: bool,
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, [behaviour(hang=["web_scraper"])])
+    async with contextlib.AsyncExitStack() as stack:
+        listener = None
+        if listen:
+            listener = await stack.enter_async_context(running_listener(Listener(database_url)))
+            await asyncio.wait_for(listener.connected.wait(), 5)
+        consumer = consumer_for(listener, scribe_lease_seconds=0.4)
+        await stack.enter_async_context(running(consumer))
+        await wait_until(lambda: _started(step_log, item, "web_scraper"), timeout=5)
+        assert await queue_items.cancel(pool, item, user) == "processing"
+        await wait_until(lambda: _status_is(pool, item, "cancelled"), timeout=5)
+
+    assert await email_count(pool) == 0
+    assert await pool.fetchval("SELECT generation_count FROM users WHERE id = $1", user) == 0
+    assert await queue_items.list_recent(pool, user) == []
+
+
+async def test_shutdown_releases_running_items_without_charging_an_attempt(
+    pool: Pool, consumer_for: Callable[..., Consumer], step_log: StepLog
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, [behaviour(hang=["arxiv_helper"])])
+    consumer = consumer_for(scribe_shutdown_grace_seconds=0.1)
+    async with running(consumer):
+        await wait_until(lambda: _started(step_log, item, "arxiv_helper"), timeout=5)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert (row["status"], row["attempts"], row["locked_by"]) == ("pending", 0, None)
+    assert row["checkpoint"]["completed"] == ["template_parser", "web_scraper"]
+
+
+async def test_release_now_skips_the_grace_period(
+    pool: Pool, consumer_for: Callable[..., Consumer], step_log: StepLog
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, [behaviour(hang=["template_parser"])])
+    consumer = consumer_for(scribe_shutdown_grace_seconds=3600)
+    task = asyncio.create_task(consumer.run())
+    await wait_until(lambda: _started(step_log, item, "template_parser"), timeout=5)
+    consumer.stop()
+    consumer.release_now()
+    await asyncio.wait_for(task, 5)
+    assert (await item_rows(pool, [item]))[item]["status"] == "pending"
+
+
+async def test_notify_starts_items_long_before_the_poll_interval(
+    pool: Pool, consumer_for: Callable[..., Consumer], database_url: str
+) -> None:
+    user = await create_user(pool)
+    async with running_listener(Listener(database_url)) as listener:
+        await asyncio.wait_for(listener.connected.wait(), 5)
+        async with running(consumer_for(listener, scribe_poll_seconds=60)):
+            await asyncio.sleep(0)  # let the consumer make its first (empty) claim
+            [item] = await enqueue(pool, user, ["optics"])
+            await wait_until(lambda: _status_is(pool, item, "completed"), timeout=5)
+
+
+@pytest.mark.parametrize("listen", ["disabled", "unreachable"])
+async def test_without_listen_items_start_within_the_poll_interval(
+    pool: Pool, consumer_for: Callable[..., Consumer], database_url: str, listen: str
+) -> None:
+    user = await create_user(pool)
+    async with contextlib.AsyncExitStack() as stack:
+        listener = None
+        if listen == "unreachable":  # LISTEN connection cannot be opened at all
+            broken = Listener(database_url.rsplit("/", 1)[0] + "/no_such_database")
+            listener = await stack.enter_async_context(running_listener(broken))
+        await stack.enter_async_context(running(consumer_for(listener, scribe_poll_seconds=0.3)))
+        await asyncio.sleep(0)
+        [item] = await enqueue(pool, user, ["optics"])
+        await wait_until(lambda: _status_is(pool, item, "completed"), timeout=5)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert (row["started_at"] - row["created_at"]).total_seconds() <= 0.3 + 0.2
+
+
+async def _started(log: StepLog, item: object, step: str) -> bool:
+    return any(i == str(item) and s == step for i, s, _, _ in log.entries())
+
+
+async def _status_is(pool: Pool, item: object, status: str) -> bool:
+    query = "SELECT status = $2 FROM queue_items WHERE id = $1"
+    return bool(await pool.fetchval(query, item, status))

@@ -1,0 +1,214 @@
+"""The queue's statements against a real database: fair claim, fencing, reaper, retention,
+idempotent enqueue, operator views, and query plans over a large finished history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from scribe.db import queue_items
+from scribe.db.pool import Pool
+from scribe.db.queries import sql
+from scribe.db.queue_items import NewItem
+from scribe.queue import reaper
+from scribe.settings import Settings
+from tests.queue_support import create_user, enqueue, item_rows
+
+
+async def _claim(pool: Pool, limit: int, owner: str = "test-owner") -> list[uuid.UUID]:
+    claimed = await queue_items.claim(
+        pool, owner, limit, lease_seconds=60, first_step="template_parser"
+    )
+    return [item.id for item in claimed]
+
+
+async def test_single_item_of_another_user_is_not_stuck_behind_a_big_batch(pool: Pool) -> None:
+    ada, bob = await create_user(pool), await create_user(pool)
+    batch = await enqueue(pool, ada, ["x"] * 100)
+    [single] = await enqueue(pool, bob, ["y"])
+
+    first_two = await _claim(pool, 1) + await _claim(pool, 1)
+    assert first_two == [batch[0], single]
+
+
+async def test_claim_interleaves_users_and_keeps_each_user_fifo(pool: Pool) -> None:
+    ada, bob = await create_user(pool), await create_user(pool)
+    a = await enqueue(pool, ada, ["x"] * 5)
+    b = await enqueue(pool, bob, ["y"] * 5)
+
+    claimed = await _claim(pool, 6)
+    assert claimed == [a[0], b[0], a[1], b[1], a[2], b[2]]
+    assert await _claim(pool, 10) == [a[3], b[3], a[4], b[4]]
+
+
+async def test_concurrent_claims_never_share_an_item(pool: Pool) -> None:
+    users = [await create_user(pool) for _ in range(3)]
+    for user in users:
+        await enqueue(pool, user, ["x"] * 20)
+    results = await asyncio.gather(*(_claim(pool, 7, owner=f"o{n}") for n in range(9)))
+    claimed = [item for result in results for item in result]
+    assert len(claimed) == len(set(claimed))
+    assert len(claimed) + len(await _claim(pool, 100)) == 60
+
+
+async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> None:
+    user = await create_user(pool)
+    await enqueue(pool, user, ["x"])
+    [item] = await queue_items.claim(pool, "old", 1, lease_seconds=60, first_step="a")
+    stale = item.fence("old")
+    # The lease expired and another process claimed it (attempt 2).
+    await pool.execute("UPDATE queue_items SET lease_expires_at = now() - interval '1 s'")
+    await reaper.reap_once(pool, _settings(retry_base=0))
+    [again] = await queue_items.claim(pool, "new", 1, lease_seconds=60, first_step="a")
+    assert again.attempts == 2
+
+    assert await queue_items.save_checkpoint(pool, stale, {}, {}, "b") is None
+    assert await queue_items.retry_later(pool, stale, 0, "e", "a") is False
+    assert await queue_items.fail(pool, stale, "e", "a") is False
+    assert await queue_items.release(pool, stale) is False
+    assert await queue_items.mark_cancelled(pool, stale) is False
+    email = queue_items.CompletedEmail(uuid.uuid4(), "hi", "general", {}, True)
+    assert await queue_items.complete(pool, stale, email, {}) is False
+    assert await queue_items.renew_leases(pool, "old", [stale], 60) == {}
+
+    row = (await item_rows(pool, [item.id]))[item.id]
+    assert (row["status"], row["locked_by"], row["attempts"]) == ("processing", "new", 2)
+    assert await pool.fetchval("SELECT count(*) FROM emails") == 0
+
+
+async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> None:
+    user = await create_user(pool)
+    retry, exhausted, cancelled, alive = await enqueue(pool, user, ["x"] * 4, max_attempts=2)
+    await _claim(pool, 4)
+    await pool.execute("UPDATE queue_items SET attempts = 2 WHERE id = $1", exhausted)
+    await pool.execute(
+        "UPDATE queue_items SET cancel_requested_at = now() WHERE id = $1", cancelled
+    )
+    await pool.execute(
+        "UPDATE queue_items SET lease_expires_at = now() - interval '1 s' WHERE id <> $1", alive
+    )
+    counts = await reaper.reap_once(pool, _settings(retry_base=10))
+
+    assert counts == {"pending": 1, "failed": 1, "cancelled": 1}
+    rows = await item_rows(pool)
+    assert rows[retry]["status"] == "pending" and rows[retry]["locked_by"] is None
+    assert (rows[retry]["run_after"] - rows[retry]["updated_at"]).total_seconds() >= 5
+    assert rows[exhausted]["status"] == "failed"
+    assert rows[exhausted]["failed_step"] == "template_parser"
+    assert "lease expired" in rows[exhausted]["error_message"]
+    assert rows[cancelled]["status"] == "cancelled"
+    assert rows[alive]["status"] == "processing"
+
+
+async def test_retention_prunes_old_finished_items_and_keeps_emails(pool: Pool) -> None:
+    user = await create_user(pool)
+    old, recent, live = await enqueue(pool, user, ["x"] * 3)
+    await pool.execute(
+        "UPDATE queue_items SET status = 'completed', completed_at = now() - interval '40 days'"
+        " WHERE id = $1",
+        old,
+    )
+    await pool.execute(
+        "INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,"
+        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', 'm', 'general')",
+        uuid.uuid4(),
+        user,
+        old,
+    )
+    await pool.execute(
+        "UPDATE queue_items SET status = 'completed', completed_at = now() WHERE id = $1", recent
+    )
+    counts = await reaper.reap_once(pool, _settings(retry_base=0))
+
+    assert counts == {"pruned": 1}
+    assert set(await item_rows(pool)) == {recent, live}
+    assert await pool.fetchval("SELECT queue_item_id FROM emails") is None
+
+
+async def test_same_idempotency_key_creates_items_once_even_concurrently(pool: Pool) -> None:
+    user = await create_user(pool)
+    items = [NewItem("Ada Lovelace", "engines"), NewItem("Alan Turing", "computability")]
+
+    async def submit() -> list[uuid.UUID]:
+        return await queue_items.enqueue(
+            pool, user, items, "Dear {{name}}", max_attempts=3, idempotency_key="key-1"
+        )
+
+    results = await asyncio.gather(*(submit() for _ in range(4)))
+    assert all(result == results[0] for result in results)
+    assert len(await item_rows(pool)) == 2
+    other = await queue_items.enqueue(
+        pool, user, items, "Dear {{name}}", max_attempts=3, idempotency_key="key-2"
+    )
+    assert set(other).isdisjoint(results[0])
+
+
+async def test_operator_views_answer(pool: Pool) -> None:
+    user = await create_user(pool)
+    await enqueue(pool, user, ["x"] * 3)
+    await _claim(pool, 1)
+    [overview] = await queue_items.operator_view(pool, "queue_overview")
+    assert (overview["pending"], overview["processing"]) == (2, 1)
+    [active] = await queue_items.operator_view(pool, "queue_active")
+    assert active["owner"] == "test-owner" and active["current_step"] == "template_parser"
+    assert await queue_items.operator_view(pool, "queue_failures") == []
+
+
+async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: Pool) -> None:
+    users = [await create_user(pool) for _ in range(20)]
+    await pool.execute(
+        """
+        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, email_template,
+                                 status, attempts, completed_at, created_at)
+        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 20], 'n', 'i', 't',
+               (ARRAY['completed', 'failed', 'cancelled'])[1 + n % 3], 1,
+               now() - n * interval '1 second', now() - n * interval '1 second'
+        FROM generate_series(1, 100000) AS n
+        """,
+        users,
+    )
+    for user in users[:5]:
+        await enqueue(pool, user, ["x"] * 3)
+    await _claim(pool, 4)
+    await pool.execute("ANALYZE queue_items")
+
+    plans = {
+        "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 8, 60.0, "template_parser"),
+        "reap": await _plan(pool, sql("reap_expired_leases"), 100, 5.0, 600.0),
+        "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
+    }
+    for name, plan in plans.items():
+        scans = _scans(plan)
+        assert scans, name
+        assert all(node != "Seq Scan" for node, relation in scans if relation == "queue_items"), (
+            f"{name}: {scans}"
+        )
+
+
+async def _plan(pool: Pool, statement: str, *args: Any) -> Any:
+    raw = await pool.fetchval("EXPLAIN (FORMAT JSON) " + statement, *args)
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def _scans(plan: Any) -> list[tuple[str, str | None]]:
+    found: list[tuple[str, str | None]] = []
+    if isinstance(plan, list):
+        for entry in plan:
+            found += _scans(entry)
+    elif isinstance(plan, dict):
+        if "Node Type" in plan and "Scan" in plan["Node Type"]:
+            found.append((plan["Node Type"], plan.get("Relation Name")))
+        for value in plan.values():
+            if isinstance(value, list | dict):
+                found += _scans(value)
+    return found
+
+
+def _settings(*, retry_base: float) -> Settings:
+    return Settings(
+        _env_file=None,
+        scribe_retry_base_seconds=retry_base,
+        scribe_retention_days=30,
+    )
