@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from scribe import errors
 from scribe.api import emails, health, templates, users
 from scribe.api.common import RequestValidationFailed
+from scribe.clients.netguard import AddressPolicy
 from scribe.deps import open_deps
 from scribe.settings import Settings
 
@@ -38,6 +39,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
     (errors.QuotaExceeded, 429),
     (errors.AuthUnavailable, 503),
     (errors.DatabaseUnavailable, 503),
+    (errors.TransientStepError, 503),  # an upstream model/search failed; try again later
+    (errors.PermanentStepError, 502),
 ]
 
 
@@ -60,7 +63,7 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
-        detail = exc.message if status == 503 else "Internal server error"
+        detail = exc.message if status in (502, 503) else "Internal server error"
     else:
         detail = exc.message
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -131,12 +134,15 @@ def build_routes() -> list[BaseRoute]:
     return [*health.routes, *users.routes, *emails.routes, *templates.routes]
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app for these settings; its lifespan opens and closes every resource."""
+def create_app(settings: Settings, *, address_policy: AddressPolicy | None = None) -> Starlette:
+    """The ASGI app for these settings; its lifespan opens and closes every resource.
+
+    ``address_policy`` is a TEST-ONLY widening of the outbound SSRF rule (fakes on loopback).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_deps(settings) as deps:
+        async with open_deps(settings, address_policy=address_policy) as deps:
             yield {"deps": deps}
 
     middleware = [

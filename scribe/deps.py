@@ -12,6 +12,8 @@ from starlette.requests import Request
 
 from scribe import db
 from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
+from scribe.clients import Clients, open_clients
+from scribe.clients.netguard import AddressPolicy
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
 from scribe.settings import Settings
@@ -28,6 +30,7 @@ class Deps:
     dsn: str
     http: httpx.AsyncClient
     verifier: TokenVerifier
+    clients: Clients
 
 
 def get_deps(request: Request) -> Deps:
@@ -61,21 +64,29 @@ async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
 
 
 @asynccontextmanager
-async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    """Open database (embedded if needed), migrations, pool and HTTP client; close in reverse."""
+async def open_deps(
+    settings: Settings, *, address_policy: AddressPolicy | None = None
+) -> AsyncIterator[Deps]:
+    """Open database (embedded if needed), migrations, pool, HTTP client and the external-service
+    clients; close in reverse. ``address_policy`` is a test-only SSRF widening (see
+    ``open_clients``)."""
     dsn = await db.resolve_dsn(settings)
     await apply_migrations(dsn, settings)
     pool = await create_pool(
         dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
     )
     try:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http:
+        async with (
+            httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http,
+            open_clients(settings, http, address_policy=address_policy) as clients,
+        ):
             yield Deps(
                 settings=settings,
                 pool=pool,
                 dsn=dsn,
                 http=http,
                 verifier=build_verifier(settings, http),
+                clients=clients,
             )
     finally:
         await pool.close()

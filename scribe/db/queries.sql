@@ -100,3 +100,17 @@ ORDER BY created_at DESC, id DESC
 -- One generated template of a user.
 SELECT id, user_id, pdf_url, template_text, user_instructions, created_at
 FROM templates WHERE id = $1 AND user_id = $2
+
+-- ===== pipeline =====
+
+-- claim_template_slot --
+-- Count one generated template against the user's limit; no row when the limit is reached.
+UPDATE users SET template_count = template_count + 1, updated_at = now()
+WHERE id = $1 AND template_count < $2
+RETURNING template_count
+
+-- insert_template --
+-- Store a generated template (in the same transaction as claim_template_slot).
+INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at

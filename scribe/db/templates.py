@@ -36,3 +36,24 @@ async def list_for_user(pool: Pool, user_id: uuid.UUID) -> list[Template]:
 async def get(pool: Pool, template_id: uuid.UUID, user_id: uuid.UUID) -> Template | None:
     """One of the user's templates, or None."""
     return _template(await pool.fetchrow(sql("get_template"), template_id, user_id))
+
+
+async def create_within_limit(
+    pool: Pool,
+    user_id: uuid.UUID,
+    *,
+    pdf_url: str,
+    template_text: str,
+    user_instructions: str,
+    limit: int,
+) -> Template | None:
+    """Count the template against the user's limit and store it, atomically; None (nothing
+    written) when the user is already at ``limit``."""
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(sql("claim_template_slot"), user_id, limit) is None:
+            return None
+        record = await conn.fetchrow(
+            sql("insert_template"), uuid.uuid4(), user_id, pdf_url, template_text, user_instructions
+        )
+    assert record is not None
+    return Template(**dict(record))
