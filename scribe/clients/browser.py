@@ -176,13 +176,16 @@ class BrowserPool:
 
     async def close(self) -> None:
         """Close the browser, its driver and the proxy."""
-        task, self._idle_task = self._idle_task, None
+        # Under the lock: the idle task may be half-way through its own shutdown, which must
+        # finish rather than be cancelled (it would leak the proxy's socket).
+        async with self._lock:
+            task, self._idle_task = self._idle_task, None
+            if task is not None:
+                task.cancel()
+            await self._shutdown()
         if task is not None:
-            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        async with self._lock:
-            await self._shutdown()
 
     def metadata(self) -> dict[str, Any]:
         """What to record about the browser path."""
