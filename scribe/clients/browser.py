@@ -34,6 +34,9 @@ LAUNCH_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--renderer-process-limit=2",
     "--disable-quic",  # UDP would not go through the proxy
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]

@@ -56,7 +56,12 @@ async def test_generates_and_stores_a_template(
         assert response.status_code == 201, response.text
         body = response.json()
         assert set(body) == {
-            "id", "user_id", "pdf_url", "template_text", "user_instructions", "created_at"
+            "id",
+            "user_id",
+            "pdf_url",
+            "template_text",
+            "user_instructions",
+            "created_at",
         }
         assert "{{professor_name}}" in body["template_text"]
         assert 150 <= len(body["template_text"].split()) <= 250

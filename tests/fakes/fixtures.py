@@ -46,9 +46,7 @@ async def test_resolver(host: str, port: int) -> list[IPAddress]:
 
 def fake_policy(port: int) -> AddressPolicy:
     """The SSRF rule, widened (test-only hook) to the fakes' loopback port and nothing else."""
-    return AddressPolicy(
-        resolver=test_resolver, allow=lambda ip, p: ip.is_loopback and p == port
-    )
+    return AddressPolicy(resolver=test_resolver, allow=lambda ip, p: ip.is_loopback and p == port)
 
 
 @pytest.fixture

@@ -37,3 +37,21 @@ async def serve_asgi(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
         server.should_exit = True
         await task
         sock.close()
+
+
+async def _main(latency: dict[str, float]) -> None:
+    from tests.fakes.services import FakeServices
+
+    services = FakeServices()
+    services.latency.update(latency)
+    async with serve_asgi(services.app()) as (url, port):
+        services.base_url, services.port = url, port
+        print(url, flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m tests.fakes.server service=seconds …  (the benchmark)
+    import sys
+
+    pairs = (arg.split("=", 1) for arg in sys.argv[1:])
+    asyncio.run(_main({name: float(value) for name, value in pairs}))

@@ -67,7 +67,7 @@ class FakeServices:
         """Requests received by one service."""
         return [r for r in self.requests if r.service == service]
 
-    async def _enter(self, service: str, request: Request) -> Scripted | None:
+    async def _enter(self, service: str, request: Request) -> tuple[Scripted | None, Any]:
         raw = await request.body()
         try:
             body: Any = json.loads(raw) if raw else None
@@ -79,7 +79,7 @@ class FakeServices:
         scripted = self.scripts[service].popleft() if self.scripts[service] else None
         if scripted is not None and scripted.delay:
             await asyncio.sleep(scripted.delay)
-        return scripted
+        return scripted, body
 
     # --- LLM answers -------------------------------------------------------------------------
 
@@ -107,12 +107,16 @@ class FakeServices:
         return {"template": f"Dear {{{{professor_name}}}},\n\n{words}\n\nBest, Alex"}
 
     async def anthropic_messages(self, request: Request) -> Response:
-        scripted = await self._enter("anthropic", request)
+        scripted, body = await self._enter("anthropic", request)
         if scripted is not None and scripted.status != 200:
             return _anthropic_error(scripted)
-        body = self.requests[-1].body
         prompt = body["messages"][0]["content"]
+        kind = json.dumps(body.get("output_config") or body.get("tools"))
+        for purpose, marker in (("template_parser", "template_type"), ("email_composer", "is_c")):
+            if marker in kind and self.latency.get(purpose):
+                await asyncio.sleep(self.latency[purpose])
         usage = {"input_tokens": len(prompt) // 4, "output_tokens": 120}
+        content: list[dict[str, Any]]
         if scripted is not None and scripted.body is not None:
             content = [{"type": "text", "text": scripted.body}]
         elif body.get("tools"):
@@ -136,14 +140,13 @@ class FakeServices:
         )
 
     async def openai_chat(self, request: Request) -> Response:
-        scripted = await self._enter("openai", request)
+        scripted, body = await self._enter("openai", request)
         if scripted is not None and scripted.status != 200:
             return JSONResponse(
                 {"error": {"message": "scripted", "type": "error"}},
                 status_code=scripted.status,
                 headers=scripted.headers,
             )
-        body = self.requests[-1].body
         prompt = body["messages"][-1]["content"]
         schema = body["response_format"]["json_schema"]["schema"]
         text = (
@@ -169,10 +172,10 @@ class FakeServices:
     # --- Exa and arXiv -----------------------------------------------------------------------
 
     async def exa_search(self, request: Request) -> Response:
-        scripted = await self._enter("exa", request)
+        scripted, body = await self._enter("exa", request)
         if scripted is not None and scripted.status != 200:
             return JSONResponse({"error": "scripted"}, status_code=scripted.status)
-        query = self.requests[-1].body["query"]
+        query = body["query"]
         site = f"{self.base_url}/site"
         results = [
             {
@@ -204,7 +207,7 @@ class FakeServices:
         )
 
     async def arxiv_query(self, request: Request) -> Response:
-        scripted = await self._enter("arxiv", request)
+        scripted, _body = await self._enter("arxiv", request)
         if scripted is not None and scripted.status != 200:
             return Response("unavailable", status_code=scripted.status)
         query = request.query_params.get("search_query", "")

@@ -22,7 +22,7 @@ async def test_research_email_uses_search_and_arxiv_facts(fakes: FakeServices) -
     assert all("Jane Roe" in term for term in metadata["search_terms"])
     assert set(metadata["step_timings"]) == set(STEP_NAMES)
     assert metadata["model"] == "anthropic:claude-sonnet-4-6"
-    assert [p["title"] for p in metadata["arxiv_papers"]][0] == ARXIV_TITLE
+    assert next(p["title"] for p in metadata["arxiv_papers"]) == ARXIV_TITLE
     assert "Someone Else's Widgets" not in str(metadata["arxiv_papers"])  # author check
     assert "Ancient Widget Results" not in str(metadata["arxiv_papers"])  # > 10 years old
     assert len(metadata["usage"]) == 2 and metadata["usage"][0]["estimated_cost_usd"] > 0
