@@ -25,6 +25,7 @@ from scribe import errors
 from scribe.api import emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_routes
+from scribe.clients.netguard import AddressPolicy
 from scribe.db import health as health_db
 from scribe.deps import get_deps, open_deps
 from scribe.metrics import Metrics, MetricsMiddleware
@@ -47,6 +48,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
     (errors.QuotaExceeded, 429),
     (errors.AuthUnavailable, 503),
     (errors.DatabaseUnavailable, 503),
+    (errors.TransientStepError, 503),  # an upstream model/search failed; try again later
+    (errors.PermanentStepError, 502),
 ]
 
 
@@ -69,7 +72,7 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
-        detail = exc.message if status == 503 else "Internal server error"
+        detail = exc.message if status in (502, 503) else "Internal server error"
     else:
         detail = exc.message
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -210,13 +213,21 @@ async def _watchdog() -> AsyncIterator[None]:
             await task
 
 
-def create_app(settings: Settings, pipeline_factory: PipelineFactory | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    pipeline_factory: PipelineFactory | None = None,
+    *,
+    address_policy: AddressPolicy | None = None,
+) -> Starlette:
     """The ASGI app for these settings; its lifespan opens and closes every resource, including
-    the queue consumer (unless SCRIBE_WORKER=false) running ``pipeline_factory``'s pipeline."""
+    the queue consumer (unless SCRIBE_WORKER=false) running ``pipeline_factory``'s pipeline.
+
+    ``address_policy`` is a TEST-ONLY widening of the outbound SSRF rule (fakes on loopback).
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with open_deps(settings) as deps, _watchdog():
+        async with open_deps(settings, address_policy=address_policy) as deps, _watchdog():
             if settings.scribe_worker:
                 async with supervised_consumer(deps, pipeline_factory):
                     notify("READY=1")

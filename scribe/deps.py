@@ -13,6 +13,8 @@ from starlette.requests import Request
 
 from scribe import db
 from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
+from scribe.clients import Clients, open_clients
+from scribe.clients.netguard import AddressPolicy
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
 from scribe.queue.listener import Listener, running_listener
@@ -30,6 +32,7 @@ class Deps:
     dsn: str
     http: httpx.AsyncClient
     verifier: TokenVerifier
+    clients: Clients
     listener: Listener | None = None  # None in poll-only mode (SCRIBE_LISTEN=false, poolers)
 
 
@@ -64,9 +67,12 @@ async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
 
 
 @asynccontextmanager
-async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
-    """Open database (embedded if needed), migrations, pool, HTTP client and the LISTEN
-    connection (unless poll-only); close in reverse."""
+async def open_deps(
+    settings: Settings, *, address_policy: AddressPolicy | None = None
+) -> AsyncIterator[Deps]:
+    """Open database (embedded if needed), migrations, pool, HTTP client, the external-service
+    clients and the LISTEN connection (unless poll-only); close in reverse.
+    ``address_policy`` is a test-only SSRF widening (see ``open_clients``)."""
     dsn = await db.resolve_dsn(settings)
     await apply_migrations(dsn, settings)
     pool = await create_pool(
@@ -75,6 +81,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
     try:
         async with (
             httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http,
+            open_clients(settings, http, address_policy=address_policy) as clients,
             contextlib.AsyncExitStack() as stack,
         ):
             listener = None
@@ -86,6 +93,7 @@ async def open_deps(settings: Settings) -> AsyncIterator[Deps]:
                 dsn=dsn,
                 http=http,
                 verifier=build_verifier(settings, http),
+                clients=clients,
                 listener=listener,
             )
     finally:

@@ -87,3 +87,7 @@ class PermanentStepError(StepError):
 
 class FetchRefused(PermanentStepError):
     """An outbound fetch was refused (SSRF guard, disallowed host, size or type cap)."""
+
+
+class ExternalServiceError(ScribeError):
+    """An optional external service (arXiv) failed; the caller degrades instead of failing."""

@@ -66,10 +66,14 @@ class Settings(BaseSettings):
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
     llm_timeout_seconds: float = Field(default=60.0, gt=0)
     llm_max_retries: int = Field(default=2, ge=0, le=10)
+    # "tool" forces one tool call instead of output_config.format, for gateways without
+    # structured outputs
+    anthropic_structured_output: Literal["json_schema", "tool"] = "json_schema"
 
     # Pipeline
     scribe_chromium_path: str | None = None
     scribe_browser_pages: int = Field(default=1, ge=1, le=8)
+    scribe_browser_idle_seconds: float = Field(default=60.0, gt=0)
     pdf_allowed_hosts: CommaList = []
     scribe_template_limit: int = Field(default=5, ge=0)
 

@@ -20,12 +20,13 @@ from scribe.api.common import (
     path_uuid,
 )
 from scribe.api.openapi import Operation
-from scribe.api.queue import EmailTemplate, RecipientInterest, RecipientName, check_not_blank
+from scribe.api.queue import EmailTemplate, RecipientInterest, RecipientName
 from scribe.db import emails, queue_items
 from scribe.db.emails import Email
 from scribe.db.queue_items import NewItem, TaskView
 from scribe.deps import get_deps
 from scribe.errors import NotFound
+from scribe.steps.template_parser import validate_template
 
 
 class EmailOut(ApiModel):
@@ -71,7 +72,7 @@ class GenerateBody(ApiModel):
     recipient_name: RecipientName
     recipient_interest: RecipientInterest
 
-    _template = field_validator("email_template")(check_not_blank)
+    _template = field_validator("email_template")(validate_template)
 
 
 class TaskCreated(ApiModel):

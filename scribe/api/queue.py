@@ -29,6 +29,7 @@ from scribe.db.queue_items import NewItem, QueueItemView
 from scribe.deps import get_deps
 from scribe.errors import Conflict, InvalidRequest, NotFound
 from scribe.queue.listener import ITEMS_CHANNEL
+from scribe.steps.template_parser import validate_template
 
 RecipientName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=2, max_length=255)
@@ -44,13 +45,6 @@ STREAM_HEARTBEAT_SECONDS = 15.0
 STREAM_REFRESH_SECONDS = 30.0  # re-read even without a notification, in case one was missed
 
 
-def check_not_blank(value: str) -> str:
-    """Reject a template made only of whitespace."""
-    if not value.strip():
-        raise ValueError("must not be blank")
-    return value
-
-
 class BatchItem(ApiModel):
     """One recipient of a batch."""
 
@@ -64,7 +58,7 @@ class BatchBody(ApiModel):
     items: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
     email_template: EmailTemplate
 
-    _template = field_validator("email_template")(check_not_blank)
+    _template = field_validator("email_template")(validate_template)
 
 
 class QueueItemOut(ApiModel):

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import uuid
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scribe.api.common import ApiModel, UtcDatetime, current_user, json_response, path_uuid
+from scribe.api.common import (
+    ApiModel,
+    UtcDatetime,
+    current_user,
+    json_response,
+    parse_body,
+    path_uuid,
+)
 from scribe.api.openapi import Operation
 from scribe.db import templates
 from scribe.db.templates import Template
 from scribe.deps import get_deps
-from scribe.errors import NotFound
+from scribe.errors import NotFound, QuotaExceeded
+from scribe.generator import generate_template
 
 
 class TemplateOut(ApiModel):
@@ -30,6 +39,46 @@ class TemplateOut(ApiModel):
     def of(cls, template: Template) -> TemplateOut:
         """The API view of a template row."""
         return cls.model_validate(template, from_attributes=True)
+
+
+class TemplateIn(ApiModel):
+    """Body of POST /api/templates/."""
+
+    pdf_url: str = Field(min_length=8, max_length=2048)
+    user_instructions: str = Field(min_length=10, max_length=2000)
+
+
+def _limit_reached(limit: int) -> QuotaExceeded:
+    return QuotaExceeded(f"Template limit reached ({limit} per user).", retry_after=3600)
+
+
+async def create_template(request: Request) -> Response:
+    """Generate a template from the caller's resume; 429 at the per-user limit.
+
+    The limit is checked up front (no model call at the limit) and enforced atomically when the
+    template is stored, so concurrent requests cannot exceed it and a failed generation uses no
+    quota.
+    """
+    user = await current_user(request)
+    body = await parse_body(request, TemplateIn)
+    deps = get_deps(request)
+    limit = deps.settings.scribe_template_limit
+    if user.template_count >= limit:
+        raise _limit_reached(limit)
+    text = await generate_template(
+        deps.clients, body.pdf_url, body.user_instructions, deps.settings.pdf_hosts
+    )
+    template = await templates.create_within_limit(
+        deps.pool,
+        user.id,
+        pdf_url=body.pdf_url,
+        template_text=text,
+        user_instructions=body.user_instructions,
+        limit=limit,
+    )
+    if template is None:
+        raise _limit_reached(limit)
+    return json_response(TemplateOut.of(template), status=201)
 
 
 async def list_templates(request: Request) -> Response:
@@ -52,10 +101,19 @@ async def get_template(request: Request) -> Response:
 
 routes = [
     Route("/api/templates/", list_templates, methods=["GET"]),
+    Route("/api/templates/", create_template, methods=["POST"]),
     Route("/api/templates/{template_id}", get_template, methods=["GET"]),
 ]
 
 operations = [
+    Operation(
+        "POST",
+        "/api/templates/",
+        "Generate a template from a resume PDF (limit: 5).",
+        response=TemplateOut,
+        status=201,
+        body=TemplateIn,
+    ),
     Operation(
         "GET",
         "/api/templates/",

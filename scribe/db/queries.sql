@@ -373,3 +373,11 @@ SELECT * FROM queue_failures LIMIT 50
 -- ping_listener --
 -- A notification sent through the LISTEN connection itself, to prove it still receives.
 SELECT pg_notify($1, $2)
+
+-- ===== pipeline =====
+
+-- claim_template_slot --
+-- Count one generated template against the user's limit; no row when the limit is reached.
+UPDATE users SET template_count = template_count + 1, updated_at = now()
+WHERE id = $1 AND template_count < $2
+RETURNING template_count

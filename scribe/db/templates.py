@@ -62,3 +62,30 @@ async def insert(
     )
     assert record is not None
     return Template(**dict(record))
+
+
+async def create_within_limit(
+    pool: Pool,
+    user_id: uuid.UUID,
+    *,
+    pdf_url: str,
+    template_text: str,
+    user_instructions: str,
+    limit: int,
+) -> Template | None:
+    """Count the template against the user's limit and store it, atomically; None (nothing
+    written) when the user is already at ``limit``."""
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(sql("claim_template_slot"), user_id, limit) is None:
+            return None
+        record = await conn.fetchrow(
+            sql("insert_template"),
+            uuid.uuid4(),
+            user_id,
+            pdf_url,
+            template_text,
+            user_instructions,
+            None,
+        )
+    assert record is not None
+    return Template(**dict(record))

@@ -10,11 +10,10 @@ import signal
 from collections.abc import AsyncIterator, Callable
 
 from scribe.deps import Deps, open_deps
-from scribe.errors import PermanentStepError
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
-from scribe.steps import STEP_NAMES, Pipeline, Step
-from scribe.steps.data import PipelineData
+from scribe.steps import Pipeline
+from scribe.steps.pipeline import build_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +23,9 @@ PipelineFactory = Callable[[Deps], Pipeline]
 RESTART_DELAY_SECONDS = 5.0
 
 
-async def _pipeline_not_configured(data: PipelineData) -> PipelineData:
-    raise PermanentStepError("pipeline not configured")
-
-
-def unconfigured_pipeline(deps: Deps) -> Pipeline:
-    """The stand-in used until the real pipeline is wired in: every item fails permanently."""
-    return tuple(Step(name, _pipeline_not_configured) for name in STEP_NAMES)
+def production_pipeline(deps: Deps) -> Pipeline:
+    """The four real steps over this process's external-service clients."""
+    return build_pipeline(deps.clients)
 
 
 def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
@@ -44,7 +39,7 @@ async def supervised_consumer(
 ) -> AsyncIterator[None]:
     """Run a consumer for the duration of the block (the app lifespan); if it crashes it is
     logged and a fresh one (new owner id) starts after a delay."""
-    pipeline = (pipeline_factory or unconfigured_pipeline)(deps)
+    pipeline = (pipeline_factory or production_pipeline)(deps)
     current: list[Consumer] = []
     stopping = asyncio.Event()
 
@@ -100,7 +95,7 @@ async def run_worker(
 ) -> Consumer:
     """``scribe worker``: only the consumer, until a signal (or, with ``drain``, until idle)."""
     async with open_deps(settings) as deps:
-        consumer = open_consumer(deps, (pipeline_factory or unconfigured_pipeline)(deps))
+        consumer = open_consumer(deps, (pipeline_factory or production_pipeline)(deps))
         remove_handlers = install_signal_handlers(consumer)
         try:
             log.info("worker %s started with %d slots", consumer.owner, settings.scribe_concurrency)

@@ -48,6 +48,7 @@ class PipelineData(BaseModel):
 
     # arxiv_helper
     arxiv_papers: list[Paper] = Field(default_factory=list)
+    arxiv_metadata: dict[str, Any] = Field(default_factory=dict)
 
     # email_composer
     email_message: str | None = None
@@ -70,6 +71,7 @@ class PipelineData(BaseModel):
                 {"title": p.title, "arxiv_url": p.arxiv_url, "year": p.year}
                 for p in self.arxiv_papers
             ],
+            "arxiv_metadata": self.arxiv_metadata,
             "step_timings": self.step_timings,
             "model": self.model,
             "generation_metadata": self.generation_metadata,

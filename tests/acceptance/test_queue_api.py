@@ -30,7 +30,10 @@ ITEM_KEYS = {
     "created_at",
 }
 UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-TEMPLATE = "Dear {{name}}, I read your work on {{topic}}."
+TEMPLATE = (
+    "Dear {{name}}, I read your recent work on {{topic}} with great interest and would love "
+    "to ask two short questions about it."
+)
 
 
 @pytest.fixture
@@ -126,8 +129,17 @@ async def test_same_idempotency_key_returns_the_same_ids_without_duplicates(
         (_batch("Dr Ada", interest="x" * 501), "recipient_interest"),
         ({"items": _batch("Dr Ada")["items"]}, "email_template"),
         ({**_batch("Dr Ada"), "email_template": "  \n "}, "email_template"),
+        ({**_batch("Dr Ada"), "email_template": "Hi {{name}}, nice paper."}, "email_template"),
     ],
-    ids=["101-items", "no-items", "blank-name", "long-interest", "no-template", "blank-template"],
+    ids=[
+        "101-items",
+        "no-items",
+        "blank-name",
+        "long-interest",
+        "no-template",
+        "blank-template",
+        "too-short-template",
+    ],
 )
 async def test_invalid_batch_is_422_naming_the_field(
     api: httpx.AsyncClient, body: dict[str, Any], field: str

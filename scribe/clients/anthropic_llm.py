@@ -1,0 +1,125 @@
+"""Anthropic Messages API provider (``anthropic:<model>``) with structured output.
+
+Structured output is requested with ``output_config.format`` (a JSON schema); ``tool`` mode forces
+a single tool call instead, for gateways that do not support structured outputs. The SDK retries
+429/5xx/529 itself (``max_retries``, honouring ``retry-after-ms``); what is left is mapped to the
+step errors here. A malformed answer is asked again once at once; a second malformed answer is
+permanent (the same prompt keeps producing it, so a queue retry would only spend money).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import anthropic
+from anthropic.types import Message
+
+from scribe.clients.llm import LLMRequest, LLMResponse, T, parse_retry_after, usage_record
+from scribe.clients.output import MalformedOutput, parse_output
+from scribe.errors import PermanentStepError, TransientStepError
+
+StructuredMode = Literal["json_schema", "tool"]
+_TOOL = "respond"
+
+
+def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | PermanentStepError:
+    """Timeouts, connection errors, 408/409/429/5xx/529 are transient; other 4xx permanent."""
+    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
+        return TransientStepError(f"LLM request failed: {type(exc).__name__}")
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        retry_after = parse_retry_after(exc.response.headers)
+        message = f"LLM returned HTTP {status}: {(exc.api_message or '')[:300]}"
+        if status in (408, 409, 429) or status >= 500:
+            return TransientStepError(message, retry_after=retry_after)
+        return PermanentStepError(message)
+    return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
+
+
+class AnthropicLLM:
+    """``anthropic.AsyncAnthropic`` behind the LLM interface."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str,
+        base_url: str | None,
+        timeout: float,
+        max_retries: int,
+        mode: StructuredMode = "json_schema",
+    ) -> None:
+        self._model = model
+        self._mode = mode
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+
+    @property
+    def model(self) -> str:
+        """``anthropic:<model>``."""
+        return f"anthropic:{self._model}"
+
+    async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
+        """Ask the model; retry a malformed answer once, then fail permanently."""
+        started = time.monotonic()
+        input_tokens = output_tokens = 0
+        for attempt in (1, 2):
+            message = await self._call(request)
+            input_tokens += message.usage.input_tokens
+            output_tokens += message.usage.output_tokens
+            try:
+                value = self._parse(message, request.output)
+            except MalformedOutput as exc:
+                if attempt == 2:
+                    raise PermanentStepError(str(exc)[:500]) from exc
+                continue
+            usage = usage_record(
+                request.purpose,
+                self.model,
+                input_tokens,
+                output_tokens,
+                time.monotonic() - started,
+            )
+            return LLMResponse(value, usage)
+        raise AssertionError("unreachable")
+
+    async def _call(self, request: LLMRequest[T]) -> Message:
+        schema = anthropic.transform_schema(request.output)
+        extra: dict[str, Any] = {}
+        if self._mode == "tool":
+            extra["tools"] = [
+                {"name": _TOOL, "description": "Return the answer.", "input_schema": schema}
+            ]
+            extra["tool_choice"] = {"type": "tool", "name": _TOOL}
+        else:
+            extra["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        try:
+            message: Message = await self._client.messages.create(
+                model=self._model,
+                max_tokens=request.max_tokens,
+                system=request.system,
+                messages=[{"role": "user", "content": request.prompt}],
+                **extra,
+            )
+        except anthropic.APIError as exc:
+            raise map_anthropic_error(exc) from exc
+        return message
+
+    @staticmethod
+    def _parse(message: Message, output: type[T]) -> T:
+        for block in message.content:
+            if block.type == "tool_use" and block.name == _TOOL:
+                try:
+                    return output.model_validate(block.input)
+                except ValueError as exc:
+                    raise MalformedOutput(str(exc)) from exc
+        text = "".join(block.text for block in message.content if block.type == "text")
+        if not text.strip():
+            raise MalformedOutput(f"empty answer (stop_reason={message.stop_reason})")
+        return parse_output(text, output)
+
+    async def aclose(self) -> None:
+        """Close the SDK's connections."""
+        await self._client.close()

@@ -1,0 +1,200 @@
+"""Pages that need JavaScript: one shared system Chromium driven by Playwright.
+
+Launched lazily on first use, a fresh context per page, images/fonts/media blocked, at most
+``pages`` pages at a time, closed after ``idle_seconds`` without use. All its traffic goes through
+``FilteringProxy`` (the SSRF rule). Without a Chromium binary the browser path is unavailable and
+callers fall back to static text (with a notice in the log and metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+from playwright.async_api import Browser, Playwright, Route, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from scribe.clients.fetch import PageText, extract_text
+from scribe.clients.netguard import AddressPolicy
+from scribe.clients.proxy import REFUSED_HEADER, FilteringProxy
+from scribe.errors import FetchRefused
+
+log = logging.getLogger(__name__)
+
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+    "--renderer-process-limit=2",
+    "--disable-quic",  # UDP would not go through the proxy
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+]
+_BLOCKED_TYPES = {"image", "font", "media"}
+_ALLOWED_SCHEMES = ("http:", "https:", "data:", "blob:")
+
+
+def find_chromium(configured: str | None) -> str | None:
+    """The Chromium binary to use: SCRIBE_CHROMIUM_PATH, else chromium-headless-shell on PATH,
+    else /usr/bin/chromium; None when none exists."""
+    if configured:
+        return configured if os.path.exists(configured) else None
+    for candidate in ("chromium-headless-shell", "chromium"):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+async def _route(route: Route) -> None:
+    request = route.request
+    if request.resource_type in _BLOCKED_TYPES or not request.url.startswith(_ALLOWED_SCHEMES):
+        await route.abort("blockedbyclient")
+    else:
+        await route.continue_()
+
+
+class BrowserPool:
+    """The one shared browser of a process."""
+
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        executable: str | None,
+        *,
+        pages: int = 1,
+        idle_seconds: float = 60.0,
+    ) -> None:
+        self.executable = executable
+        self._policy = policy
+        self._semaphore = asyncio.Semaphore(pages)
+        self._idle_seconds = idle_seconds
+        self._lock = asyncio.Lock()
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._proxy: FilteringProxy | None = None
+        self._in_use = 0
+        self._last_used = time.monotonic()
+        self._idle_task: asyncio.Task[None] | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether a Chromium binary was found."""
+        return self.executable is not None
+
+    @property
+    def running(self) -> bool:
+        """Whether the browser process is up right now."""
+        return self._browser is not None
+
+    async def _ensure(self) -> Browser:
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            await self._shutdown()
+            assert self.executable is not None
+            proxy = FilteringProxy(self._policy)
+            await proxy.start()
+            self._proxy = proxy
+            self._playwright = await async_playwright().start()
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=self.executable,
+                args=LAUNCH_ARGS,
+                proxy={"server": proxy.url, "bypass": "<-loopback>"},
+            )
+            if self._idle_task is None or self._idle_task.done():
+                self._idle_task = asyncio.create_task(self._close_when_idle(), name="browser-idle")
+                self._idle_task.add_done_callback(_log_failure)
+            log.info("launched Chromium %s", self.executable)
+            return self._browser
+
+    async def read(self, url: str, *, deadline: float = 20.0) -> PageText:
+        """Render ``url`` (SSRF-guarded) and extract its main text."""
+        if not url.startswith(("http://", "https://")):
+            raise FetchRefused("refused a non-http(s) URL")
+        if self.executable is None:
+            raise FetchRefused("no Chromium binary is installed")
+        async with self._semaphore:
+            self._in_use += 1
+            started = time.monotonic()
+            try:
+                browser = await self._ensure()
+                html, final_url = await asyncio.wait_for(
+                    self._render(browser, url, deadline), timeout=deadline + 5
+                )
+            except PlaywrightError as exc:
+                raise FetchRefused(f"browser failed: {exc.message[:200]}") from exc
+            finally:
+                self._in_use -= 1
+                self._last_used = time.monotonic()
+        text = await asyncio.to_thread(extract_text, html, final_url)
+        return PageText(final_url, text, "browser", time.monotonic() - started)
+
+    async def _render(self, browser: Browser, url: str, deadline: float) -> tuple[str, str]:
+        context = await browser.new_context(service_workers="block", java_script_enabled=True)
+        try:
+            await context.route("**/*", _route)
+            page = await context.new_page()
+            try:
+                response = await page.goto(url, wait_until="networkidle", timeout=deadline * 1000)
+            except PlaywrightError as exc:
+                raise FetchRefused(f"browser could not load the page: {exc.message[:200]}") from exc
+            if response is not None and response.headers.get(REFUSED_HEADER):
+                raise FetchRefused("refused to connect to a non-public address")
+            return await page.content(), page.url
+        finally:
+            await context.close()
+
+    async def _close_when_idle(self) -> None:
+        while self._browser is not None:
+            await asyncio.sleep(min(5.0, self._idle_seconds))
+            idle = time.monotonic() - self._last_used
+            if self._in_use == 0 and idle >= self._idle_seconds:
+                async with self._lock:
+                    if self._in_use == 0:
+                        log.info("closing idle Chromium")
+                        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        browser, self._browser = self._browser, None
+        playwright, self._playwright = self._playwright, None
+        proxy, self._proxy = self._proxy, None
+        if browser is not None:
+            with contextlib.suppress(PlaywrightError):
+                await browser.close()
+        if playwright is not None:
+            await playwright.stop()
+        if proxy is not None:
+            await proxy.close()
+
+    async def close(self) -> None:
+        """Close the browser, its driver and the proxy."""
+        # Under the lock: the idle task may be half-way through its own shutdown, which must
+        # finish rather than be cancelled (it would leak the proxy's socket).
+        async with self._lock:
+            task, self._idle_task = self._idle_task, None
+            if task is not None:
+                task.cancel()
+            await self._shutdown()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def metadata(self) -> dict[str, Any]:
+        """What to record about the browser path."""
+        return {"browser_available": self.available}
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("browser idle task failed", exc_info=task.exception())

@@ -1,0 +1,95 @@
+"""The LLM interface every step uses, and the mapping of model ids to providers.
+
+A request carries its prompt, the pydantic model of the answer, and the rule-based answer the
+offline provider returns instead of calling a model. Providers answer with the parsed value and
+a usage record (tokens and an estimated cost), which the steps append to ``PipelineData.usage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+T = TypeVar("T", bound=BaseModel)
+
+# Estimated USD per million tokens (input, output); unknown models are recorded without a cost.
+PRICES: dict[str, tuple[float, float]] = {
+    "claude-haiku-4-5": (1.0, 5.0),
+    "claude-sonnet-4-6": (3.0, 15.0),
+    "claude-sonnet-4-5": (3.0, 15.0),
+    "claude-opus-4-6": (5.0, 25.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest(Generic[T]):
+    """One structured-output call."""
+
+    purpose: str  # the step or task asking, recorded with the usage
+    system: str
+    prompt: str
+    output: type[T]
+    offline: Callable[[], T]  # the rule-based answer, used only by the offline provider
+    max_tokens: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class LLMResponse(Generic[T]):
+    """The parsed answer and what it cost."""
+
+    value: T
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class LLM(Protocol):
+    """A model that answers structured-output requests."""
+
+    @property
+    def model(self) -> str:
+        """The model id recorded in metadata (``anthropic:…``, ``openai:…`` or ``offline``)."""
+        ...
+
+    async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
+        """Answer the request; raise TransientStepError or PermanentStepError on failure."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+def usage_record(
+    purpose: str, model: str, input_tokens: int, output_tokens: int, seconds: float
+) -> dict[str, Any]:
+    """A usage entry: tokens, an estimated cost in USD (None for unknown prices), latency."""
+    name = model.partition(":")[2] or model
+    price = PRICES.get(name)
+    cost = None
+    if price is not None:
+        cost = round((input_tokens * price[0] + output_tokens * price[1]) / 1_000_000, 6)
+    return {
+        "purpose": purpose,
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "estimated_cost_usd": cost,
+        "seconds": round(seconds, 3),
+    }
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds form), if present."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            return max(0.0, float(raw) / scale)
+        except ValueError:
+            continue
+    return None

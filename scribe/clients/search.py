@@ -1,0 +1,84 @@
+"""Web search through Exa (``exa_py.AsyncExa``), errors mapped to the step errors.
+
+The SDK raises a plain ``ValueError("Request failed with status code N: …")`` for HTTP errors,
+so the status is read from the message: 408/429/5xx are transient, other 4xx permanent (a bad or
+revoked key will not fix itself). Timeouts and connection errors are transient.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import httpx
+from exa_py import AsyncExa
+from exa_py.errors import ExaTimeoutError
+
+from scribe.errors import PermanentStepError, TransientStepError
+
+_STATUS = re.compile(r"status code (\d{3})")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result with the text Exa returned for it."""
+
+    url: str
+    title: str
+    text: str
+    published: str | None = None
+
+
+def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepError:
+    """Map an exception from the Exa SDK to retry-later or fail-now."""
+    if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
+        return TransientStepError("search timed out")
+    if isinstance(exc, httpx.TransportError):
+        return TransientStepError(f"search connection failed: {type(exc).__name__}")
+    match = _STATUS.search(str(exc))
+    if match:
+        status = int(match.group(1))
+        if status in (408, 429) or status >= 500:
+            return TransientStepError(f"search returned HTTP {status}")
+        return PermanentStepError(f"search returned HTTP {status} (check EXA_API_KEY)")
+    return PermanentStepError(f"search failed: {str(exc)[:200]}")
+
+
+class ExaSearch:
+    """Exa behind a small interface: ``search(query) -> hits``."""
+
+    def __init__(self, api_key: str, base_url: str, *, timeout: float = 20.0) -> None:
+        self._exa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        num_results: int = 5,
+        max_characters: int = 4000,
+        system_prompt: str | None = None,
+    ) -> list[SearchHit]:
+        """Run one query; TransientStepError / PermanentStepError on failure."""
+        try:
+            response = await self._exa.search(
+                query,
+                num_results=num_results,
+                contents={"text": {"max_characters": max_characters}},
+                system_prompt=system_prompt,
+            )
+        except (ValueError, httpx.HTTPError, ExaTimeoutError) as exc:
+            raise classify_exa_error(exc) from exc
+        return [
+            SearchHit(
+                url=result.url,
+                title=result.title or "",
+                text=(result.text or "").strip(),
+                published=result.published_date,
+            )
+            for result in response.results
+            if result.url
+        ]
+
+    async def aclose(self) -> None:
+        """Close the SDK's HTTP client."""
+        await self._exa.aclose()

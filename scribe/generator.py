@@ -1,0 +1,98 @@
+"""Template generation from a resume (``POST /api/templates/``): PDF text → generator model →
+a 150-250 word template with ``{{placeholders}}``."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, field_validator
+
+from scribe.clients import Clients
+from scribe.clients.llm import LLMRequest
+from scribe.clients.pdf import resume_text
+from scribe.steps.text import PLACEHOLDER, remove_machine_tells
+
+MIN_WORDS, MAX_WORDS = 150, 250
+
+
+def word_count(text: str) -> int:
+    """Words in a template, a placeholder counting as one."""
+    return len(PLACEHOLDER.sub("X", text).split())
+
+
+class GeneratedTemplate(BaseModel):
+    """The generator's answer; the validators make an out-of-range answer "malformed", so the
+    provider asks once more before giving up."""
+
+    template: str
+
+    @field_validator("template")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        value = remove_machine_tells(value.strip())
+        count = word_count(value)
+        if not MIN_WORDS <= count <= MAX_WORDS:
+            raise ValueError(f"template has {count} words; it needs {MIN_WORDS}-{MAX_WORDS}")
+        if not PLACEHOLDER.search(value):
+            raise ValueError("template has no {{placeholder}}")
+        return value
+
+
+SYSTEM = f"""You write cold-email templates for students contacting professors about research
+positions. Use the student's resume and instructions. The template must be {MIN_WORDS} to
+{MAX_WORDS} words, in the student's own voice, and use double-brace placeholders for everything
+that depends on the recipient: {{{{professor_name}}}}, {{{{research_area}}}},
+{{{{specific_paper}}}}, and others if useful. Include only facts from the resume. No em dashes,
+no "delve", "leverage", "cutting-edge" or "I hope this email finds you well"."""
+
+_OFFLINE_BODY = (
+    "Dear {{{{professor_name}}}},\n\n"
+    "My name is {name}, and I am writing to ask whether you might have room for a motivated "
+    "student in your group. I have been reading about your work on {{{{research_area}}}}, and "
+    "your paper {{{{specific_paper}}}} in particular made me want to learn more about the "
+    "questions your lab is asking.\n\n"
+    "A little about me: {summary}\n\n"
+    "What draws me to your group is the chance to work on problems where careful experiments "
+    "and clear thinking matter. I am comfortable reading papers closely, writing code to test "
+    "ideas, and reporting what I find honestly, including when results are negative. I would "
+    "be glad to start with whatever task would be most useful to you and your students, and I "
+    "can commit regular hours during the coming term.\n\n"
+    "I have attached my resume for your reference. If it would help, I would be happy to meet "
+    "for a short call at a time that suits you, or to read any material you would suggest "
+    "before we talk.\n\n"
+    "Thank you for your time and consideration.\n\n"
+    "Best regards,\n{name}"
+)
+
+
+def offline_template(resume: str) -> GeneratedTemplate:
+    """A rule-based template from the resume's first line and first sentences."""
+    lines = [line.strip() for line in resume.splitlines() if line.strip()]
+    name = " ".join(lines[0].split()[:4]) if lines else "a student"
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(lines[1:]))
+    summary = " ".join(" ".join(sentences[:2]).split()[:40]) or "I am a student."
+    text = _OFFLINE_BODY.format(name=name, summary=summary)
+    words = text.split(" ")
+    if word_count(text) > MAX_WORDS:
+        text = " ".join(words[: len(words) - (word_count(text) - MAX_WORDS)])
+    return GeneratedTemplate(template=text)
+
+
+async def generate_template(
+    clients: Clients, pdf_url: str, instructions: str, allowed_hosts: list[str]
+) -> str:
+    """Download and read the resume, then ask the generator model for a template."""
+    resume = await resume_text(clients.fetch_http, pdf_url, allowed_hosts)
+    response = await clients.generator_llm.generate(
+        LLMRequest(
+            purpose="template_generator",
+            system=SYSTEM,
+            prompt=(
+                f"<instructions>\n{instructions}\n</instructions>\n\n<resume>\n{resume}\n</resume>"
+            ),
+            output=GeneratedTemplate,
+            offline=lambda: offline_template(resume),
+            max_tokens=1500,
+        )
+    )
+    return response.value.template

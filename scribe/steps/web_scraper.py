@@ -1,0 +1,150 @@
+"""Step 2, web_scraper: two concurrent Exa searches, thin pages read in full, citations kept."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from scribe.clients.fetch import PageText
+from scribe.clients.search import SearchHit
+from scribe.errors import FetchRefused, PermanentStepError, StepError, TransientStepError
+from scribe.steps.data import PipelineData
+from scribe.steps.text import plain_name
+
+if TYPE_CHECKING:
+    from scribe.clients import Clients
+
+log = logging.getLogger(__name__)
+
+THIN_TEXT_CHARS = 400  # a search hit with less text than this gets its page fetched
+MAX_PAGE_FETCHES = 3
+PAGE_DEADLINE_SECONDS = 15.0
+MAX_CONTENT_CHARS = 12_000
+MAX_SOURCE_CHARS = 3_000
+
+_PUBLICATIONS = {
+    "research": "Research papers and publications authored by {name} on {interest}",
+    "book": "Books written by {name}",
+    "general": "Recent projects, talks and publications by {name} on {interest}",
+}
+
+
+def build_queries(data: PipelineData) -> dict[str, tuple[str, str | None]]:
+    """The two queries: background (position, institution, work) and publications (by type),
+    each with an optional system prompt for the search engine."""
+    name = plain_name(data.recipient_name)
+    background = (
+        f"{data.search_terms[0] if data.search_terms else name}: current position, "
+        "institution, biography and research"
+    )
+    publications = _PUBLICATIONS[data.template_type or "general"].format(
+        name=name, interest=data.recipient_interest
+    )
+    only_authored = (
+        f"Return only works where {name} is one of the authors. Do not return works that merely "
+        "cite or discuss them. If no such work can be verified, return nothing."
+    )
+    return {"background": (background, None), "publications": (publications, only_authored)}
+
+
+def canonical_url(url: str) -> str:
+    """A URL without fragment and trailing slash, host lower-cased (for deduplication)."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/") or ""
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
+
+
+async def _search_all(
+    clients: Clients, queries: dict[str, tuple[str, str | None]]
+) -> dict[str, list[SearchHit]]:
+    assert clients.search is not None
+    search = clients.search
+    names = list(queries)
+    results = await asyncio.gather(
+        *(search.search(q, system_prompt=sp) for q, sp in queries.values()),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for error in errors:  # a permanent failure wins: retrying would not help the other query
+        if isinstance(error, PermanentStepError):
+            raise error
+    for error in errors:
+        raise error if isinstance(error, StepError) else TransientStepError(str(error))
+    return {name: r for name, r in zip(names, results, strict=True) if isinstance(r, list)}
+
+
+async def _read_page(clients: Clients, url: str) -> tuple[PageText | None, dict[str, Any]]:
+    record: dict[str, Any] = {"url": url}
+    page: PageText | None = None
+    try:
+        page = await clients.pages.read(url, deadline=PAGE_DEADLINE_SECONDS)
+        record.update(method="httpx", chars=len(page.text))
+    except (FetchRefused, httpx.HTTPError) as exc:
+        record["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        if isinstance(exc, FetchRefused) and "non-public" in str(exc):
+            return None, record
+    if (page is None or len(page.text) < THIN_TEXT_CHARS) and clients.browser.available:
+        try:
+            rendered = await clients.browser.read(url, deadline=PAGE_DEADLINE_SECONDS)
+            record.update(method="browser", chars=len(rendered.text))
+            record.pop("error", None)
+            if page is None or len(rendered.text) > len(page.text):
+                page = rendered
+        except (FetchRefused, TimeoutError) as exc:
+            record["browser_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return page, record
+
+
+def _assemble(sections: list[tuple[str, SearchHit]]) -> str:
+    parts, total = [], 0
+    for number, (query, hit) in enumerate(sections, start=1):
+        text = hit.text[:MAX_SOURCE_CHARS]
+        block = f"[{number}] ({query}) {hit.title}\n{hit.url}\n{text}"
+        if total + len(block) > MAX_CONTENT_CHARS:
+            break
+        parts.append(block)
+        total += len(block)
+    return "\n\n".join(parts)
+
+
+async def run(data: PipelineData, clients: Clients) -> PipelineData:
+    """Search the web for the recipient; skipped (and recorded) without an Exa key."""
+    if clients.search is None:
+        skipped = {"search": "skipped", "reason": "no EXA_API_KEY configured"}
+        return data.model_copy(update={"scraping_metadata": skipped})
+    queries = build_queries(data)
+    found = await _search_all(clients, queries)
+    seen: dict[str, tuple[str, SearchHit]] = {}
+    for query_name, hits in found.items():
+        for hit in hits:
+            seen.setdefault(canonical_url(hit.url), (query_name, hit))
+    sources = list(seen.values())
+    thin = [i for i, (_, hit) in enumerate(sources) if len(hit.text) < THIN_TEXT_CHARS]
+    thin = thin[:MAX_PAGE_FETCHES]
+    fetched = await asyncio.gather(*(_read_page(clients, sources[i][1].url) for i in thin))
+    page_records = []
+    for index, (page, record) in zip(thin, fetched, strict=True):
+        page_records.append(record)
+        query_name, hit = sources[index]
+        if page is not None and len(page.text) > len(hit.text):
+            sources[index] = (query_name, SearchHit(hit.url, hit.title, page.text, hit.published))
+    metadata: dict[str, Any] = {
+        "search": "exa",
+        "queries": {name: query for name, (query, _) in queries.items()},
+        "citations": [
+            {"url": hit.url, "title": hit.title, "query": query_name} for query_name, hit in sources
+        ],
+        "pages": page_records,
+        "browser": "available" if clients.browser.available else "unavailable (httpx only)",
+    }
+    return data.model_copy(
+        update={
+            "scraped_content": _assemble([s for s in sources if s[1].text]),
+            "scraped_urls": [hit.url for _, hit in sources],
+            "scraping_metadata": metadata,
+        }
+    )

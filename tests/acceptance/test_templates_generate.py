@@ -1,0 +1,139 @@
+"""POST /api/templates/ over HTTP: resume PDF (fake host) -> generator model (fake) -> stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+
+from scribe.app import create_app
+from scribe.settings import Settings
+from tests.conftest import auth_headers
+from tests.fakes.fixtures import fake_policy, fake_settings
+from tests.fakes.server import serve_asgi
+from tests.fakes.services import FakeServices
+
+HEADERS = auth_headers("student@uni.edu")
+INSTRUCTIONS = "Keep it short and mention my robotics work."
+
+
+@contextlib.asynccontextmanager
+async def app_client(
+    make_settings: Callable[..., Settings], fakes: FakeServices, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app (with the test SSRF hook for the fakes) and an initialised user."""
+    provider = fake_settings(fakes, **overrides).model_dump(exclude_unset=True)
+    settings = make_settings(**{**provider, **overrides})
+    app = create_app(settings, address_policy=fake_policy(fakes.port))
+    async with serve_asgi(app) as (url, _port), httpx.AsyncClient(base_url=url, timeout=30) as c:
+        init = await c.post("/api/user/init", json={}, headers=HEADERS)
+        assert init.status_code in (200, 201)
+        yield c
+
+
+def pdf(fakes: FakeServices, name: str) -> str:
+    return f"http://public.test:{fakes.port}/pdf/{name}"
+
+
+async def generate(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    body = {"pdf_url": url, "user_instructions": INSTRUCTIONS}
+    return await client.post("/api/templates/", json=body, headers=HEADERS)
+
+
+async def template_count(client: httpx.AsyncClient) -> int:
+    count: int = (await client.get("/api/user/profile", headers=HEADERS)).json()["template_count"]
+    return count
+
+
+async def test_generates_and_stores_a_template(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes) as client:
+        response = await generate(client, pdf(fakes, "resume.pdf"))
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert set(body) == {
+            "id",
+            "user_id",
+            "pdf_url",
+            "template_text",
+            "user_instructions",
+            "created_at",
+        }
+        assert "{{professor_name}}" in body["template_text"]
+        assert 150 <= len(body["template_text"].split()) <= 250
+        assert "\u2014" not in body["template_text"]
+        listed = (await client.get("/api/templates/", headers=HEADERS)).json()
+        assert [t["id"] for t in listed] == [body["id"]]
+        assert await template_count(client) == 1
+    prompt = fakes.of("anthropic")[-1].body["messages"][0]["content"]
+    assert "SLAM pipeline" in prompt and INSTRUCTIONS in prompt
+
+
+async def test_offline_generation_without_a_key(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes, anthropic_api_key=None) as client:
+        response = await generate(client, pdf(fakes, "resume.pdf"))
+    assert response.status_code == 201, response.text
+    text = response.json()["template_text"]
+    assert "Alex Student" in text and "{{professor_name}}" in text
+    assert 150 <= len(text.split()) <= 250
+
+
+async def test_limit_race_lets_exactly_one_of_two_through(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes) as client:
+        for _ in range(4):
+            assert (await generate(client, pdf(fakes, "resume.pdf"))).status_code == 201
+        fakes.latency["anthropic"] = 0.3  # both requests pass the pre-check before either stores
+        first, second = await asyncio.gather(
+            generate(client, pdf(fakes, "resume.pdf")), generate(client, pdf(fakes, "resume.pdf"))
+        )
+        assert sorted([first.status_code, second.status_code]) == [201, 429]
+        assert await template_count(client) == 5
+        again = await generate(client, pdf(fakes, "resume.pdf"))
+        assert again.status_code == 429 and "Retry-After" in again.headers
+        assert len((await client.get("/api/templates/", headers=HEADERS)).json()) == 5
+
+
+async def test_bad_pdfs_are_400_and_use_no_quota(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes) as client:
+        scanned = await generate(client, pdf(fakes, "scanned.pdf"))
+        assert scanned.status_code == 400 and "scanned" in scanned.json()["detail"]
+        not_pdf = await generate(client, pdf(fakes, "not-a-pdf.pdf"))
+        assert not_pdf.status_code == 400
+        huge = await generate(client, pdf(fakes, "huge.pdf"))
+        assert huge.status_code == 400 and "larger than" in huge.json()["detail"]
+        assert await template_count(client) == 0
+    assert fakes.of("anthropic") == []
+
+
+async def test_disallowed_and_private_hosts_are_refused(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes) as client:
+        other = await generate(client, f"http://127.0.0.1:{fakes.port}/pdf/resume.pdf")
+        assert other.status_code == 400 and "not allowed" in other.json()["detail"]
+    async with app_client(make_settings, fakes, pdf_allowed_hosts="intranet.test") as client:
+        private = await generate(client, "http://intranet.test/resume.pdf")
+        assert private.status_code == 400 and "non-public" in private.json()["detail"]
+        assert await template_count(client) == 0
+
+
+async def test_short_instructions_are_422(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes) as client:
+        response = await client.post(
+            "/api/templates/",
+            json={"pdf_url": pdf(fakes, "resume.pdf"), "user_instructions": "short"},
+            headers=HEADERS,
+        )
+    assert response.status_code == 422

@@ -1,0 +1,57 @@
+"""Serve an ASGI app on a free 127.0.0.1 port (uvicorn, in the current event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
+    """Serve ``app``; yield (base URL, port); stop on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1)
+    server = _QuietServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"fake-server-{port}")
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("fake server stopped during startup")
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def _main(latency: dict[str, float]) -> None:
+    from tests.fakes.services import FakeServices
+
+    services = FakeServices()
+    services.latency.update(latency)
+    async with serve_asgi(services.app()) as (url, port):
+        services.base_url, services.port = url, port
+        print(url, flush=True)
+        await asyncio.Event().wait()
+
+
+if __name__ == "__main__":  # python -m tests.fakes.server service=seconds …  (the benchmark)
+    import sys
+
+    pairs = (arg.split("=", 1) for arg in sys.argv[1:])
+    asyncio.run(_main({name: float(value) for name, value in pairs}))

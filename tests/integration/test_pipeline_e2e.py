@@ -1,0 +1,83 @@
+"""All four steps in order against the fakes (the queue's HTTP e2e is added on merge)."""
+
+from __future__ import annotations
+
+from scribe.steps import STEP_NAMES
+from scribe.steps.pipeline import build_pipeline, run_pipeline
+from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_clients, fake_settings, item
+from tests.fakes.services import ARXIV_TITLE, EXA_FACT, FakeServices
+
+
+async def test_research_email_uses_search_and_arxiv_facts(fakes: FakeServices) -> None:
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item())
+
+    composer_prompt = fakes.of("anthropic")[-1].body["messages"][0]["content"]
+    assert EXA_FACT in composer_prompt and ARXIV_TITLE in composer_prompt
+    assert data.email_message is not None and "{{" not in data.email_message
+    assert ARXIV_TITLE in data.email_message
+    assert data.is_confident is True
+    metadata = data.email_metadata()
+    assert metadata["template_type"] == "research"
+    assert all("Jane Roe" in term for term in metadata["search_terms"])
+    assert set(metadata["step_timings"]) == set(STEP_NAMES)
+    assert metadata["model"] == "anthropic:claude-sonnet-4-6"
+    assert next(p["title"] for p in metadata["arxiv_papers"]) == ARXIV_TITLE
+    assert "Someone Else's Widgets" not in str(metadata["arxiv_papers"])  # author check
+    assert "Ancient Widget Results" not in str(metadata["arxiv_papers"])  # > 10 years old
+    assert len(metadata["usage"]) == 2 and metadata["usage"][0]["estimated_cost_usd"] > 0
+    # citations deduplicated: /site/profile and /site/profile#about are one source
+    urls = metadata["scraped_urls"]
+    assert len(urls) == len({u.split("#")[0] for u in urls})
+
+
+async def test_publications_query_asks_only_for_authored_works(fakes: FakeServices) -> None:
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        await run_pipeline(build_pipeline(clients), item())
+    bodies = [r.body for r in fakes.of("exa")]
+    assert len(bodies) == 2
+    publications = next(b for b in bodies if "ublications" in b["query"])
+    assert "is one of the authors" in publications["systemPrompt"]
+
+
+async def test_general_template_skips_arxiv(fakes: FakeServices) -> None:
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item(GENERAL_TEMPLATE))
+    assert data.template_type == "general"
+    assert fakes.of("arxiv") == []
+    assert data.email_metadata()["arxiv_metadata"]["status"] == "skipped"
+
+
+async def test_offline_without_keys_produces_an_email_labelled_offline(
+    fakes: FakeServices,
+) -> None:
+    settings = fake_settings(fakes, anthropic_api_key=None, openai_api_key=None, exa_api_key=None)
+    async with fake_clients(settings, fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item())
+    assert data.model == "offline" and data.is_confident is False
+    assert data.email_message is not None and "{{" not in data.email_message
+    assert "Jane Roe" in data.email_message
+    assert data.scraping_metadata["search"] == "skipped"
+    assert fakes.of("anthropic") == [] and fakes.of("exa") == []
+    assert data.template_type == "research"
+
+
+async def test_openai_compatible_provider(fakes: FakeServices) -> None:
+    settings = fake_settings(
+        fakes,
+        template_parser_model="openai:accounts/fireworks/models/llama",
+        email_composer_model="openai:accounts/fireworks/models/llama",
+    )
+    async with fake_clients(settings, fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item())
+    assert data.model == "openai:accounts/fireworks/models/llama"
+    assert fakes.of("anthropic") == []
+    assert EXA_FACT in fakes.of("openai")[-1].body["messages"][-1]["content"]
+
+
+async def test_anthropic_tool_mode(fakes: FakeServices) -> None:
+    settings = fake_settings(fakes, anthropic_structured_output="tool")
+    async with fake_clients(settings, fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item())
+    assert data.email_message and "{{" not in data.email_message
+    assert fakes.of("anthropic")[0].body["tool_choice"]["type"] == "tool"

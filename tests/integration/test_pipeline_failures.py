@@ -1,0 +1,126 @@
+"""Every failure mode of the providers, against the fakes' scripted answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from scribe.errors import PermanentStepError, TransientStepError
+from scribe.steps import email_composer, template_parser, web_scraper
+from scribe.steps.pipeline import build_pipeline, run_pipeline
+from tests.fakes.fixtures import fake_clients, fake_settings, item
+from tests.fakes.services import FakeServices, Scripted
+
+
+async def test_llm_429_with_retry_after_is_retried_by_the_client(fakes: FakeServices) -> None:
+    fakes.script("anthropic", Scripted(status=429, headers={"retry-after-ms": "50"}))
+    async with fake_clients(fake_settings(fakes, llm_max_retries=1), fakes) as clients:
+        data = await template_parser.run(item(), clients)
+    assert data.template_type == "research"
+    assert len(fakes.of("anthropic")) == 2
+
+
+@pytest.mark.parametrize("status", [429, 529, 500])
+async def test_llm_overload_and_server_errors_are_transient(
+    fakes: FakeServices, status: int
+) -> None:
+    fakes.script("anthropic", Scripted(status=status, headers={"retry-after-ms": "2500"}))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        with pytest.raises(TransientStepError) as caught:
+            await template_parser.run(item(), clients)
+    assert caught.value.retry_after == 2.5
+
+
+async def test_llm_timeout_is_transient(fakes: FakeServices) -> None:
+    fakes.script("anthropic", Scripted(delay=2.0))
+    settings = fake_settings(fakes, llm_timeout_seconds=0.3)
+    async with fake_clients(settings, fakes) as clients:
+        with pytest.raises(TransientStepError):
+            await template_parser.run(item(), clients)
+
+
+async def test_llm_bad_request_is_permanent(fakes: FakeServices) -> None:
+    fakes.script("anthropic", Scripted(status=400))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        with pytest.raises(PermanentStepError):
+            await template_parser.run(item(), clients)
+
+
+async def test_malformed_output_is_asked_again_once(fakes: FakeServices) -> None:
+    fakes.script("anthropic", Scripted(body="Sure! Here is the analysis: not json"))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await template_parser.run(item(), clients)
+    assert data.template_type == "research"
+    assert len(fakes.of("anthropic")) == 2
+    assert data.usage[0]["input_tokens"] > 0
+
+
+async def test_malformed_output_twice_is_permanent(fakes: FakeServices) -> None:
+    fakes.script("anthropic", Scripted(body="{bad"), Scripted(body='{"template_type": "x"}'))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        with pytest.raises(PermanentStepError):
+            await template_parser.run(item(), clients)
+
+
+async def test_fenced_and_reasoning_wrapped_output_is_accepted(fakes: FakeServices) -> None:
+    body = (
+        '<think>the user wants...</think>\n```json\n{"email": "Dear Jane Roe, hello.", '
+        '"is_confident": true}\n```'
+    )
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await template_parser.run(item(), clients)
+        fakes.script("anthropic", Scripted(body=body))
+        data = await email_composer.run(data, clients)
+    assert data.email_message == "Dear Jane Roe, hello."
+    assert data.is_confident is False  # no research data in this test
+
+
+async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServices) -> None:
+    body = '{"email": "Dear {{professor_name}}, I liked it \\u2014 truly.", "is_confident": true}'
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients)[:3], item())
+        fakes.script("anthropic", Scripted(body=body))
+        data = await email_composer.run(data, clients)
+    assert data.email_message == "Dear Jane Roe, I liked it, truly."
+    assert data.is_confident is False
+    assert data.generation_metadata["unfilled_placeholders"] == ["{{professor_name}}"]
+
+
+async def test_exa_401_fails_web_scraper_permanently(fakes: FakeServices) -> None:
+    fakes.script("exa", Scripted(status=401), Scripted(status=401))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await template_parser.run(item(), clients)
+        with pytest.raises(PermanentStepError, match="401"):
+            await web_scraper.run(data, clients)
+
+
+async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
+    fakes.script("exa", Scripted(delay=3.0), Scripted(delay=3.0))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        clients.search._exa.timeout = 0.3  # type: ignore[union-attr]
+        data = await template_parser.run(item(), clients)
+        with pytest.raises(TransientStepError):
+            await web_scraper.run(data, clients)
+
+
+async def test_exa_503_is_transient(fakes: FakeServices) -> None:
+    fakes.script("exa", Scripted(status=503))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await template_parser.run(item(), clients)
+        with pytest.raises(TransientStepError):
+            await web_scraper.run(data, clients)
+
+
+async def test_arxiv_down_still_produces_an_email_without_papers(fakes: FakeServices) -> None:
+    fakes.script("arxiv", Scripted(status=503))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item())
+    assert data.arxiv_papers == []
+    assert data.email_metadata()["arxiv_metadata"]["status"] == "failed"
+    assert data.email_message and "{{" not in data.email_message
+
+
+async def test_arxiv_results_are_cached_by_author(fakes: FakeServices) -> None:
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        first = await clients.papers.papers_by("Dr. Jane Roe", "quantum widgets")
+        second = await clients.papers.papers_by("Jane Roe", "widgets")
+    assert first and second and len(fakes.of("arxiv")) == 1

@@ -1,0 +1,59 @@
+"""Rules of the steps that need no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from scribe.clients.output import strip_wrappers
+from scribe.clients.papers import same_author, select_papers, strip_honorifics
+from scribe.steps.data import Paper
+from scribe.steps.template_parser import classify, validate_template
+from scribe.steps.text import placeholders_in, remove_machine_tells
+
+
+def test_validate_template_rejects_short_templates() -> None:
+    with pytest.raises(ValueError, match="too short"):
+        validate_template("Hi {{name}}, can we talk?")
+    long = "Dear {{name}}, " + "I would like to join your lab and work on this. " * 3
+    assert validate_template(long) == long
+
+
+def test_placeholders_are_found_verbatim_once() -> None:
+    text = "Hi {{ name }}, about {{paper}} and {{paper}}"
+    assert placeholders_in(text) == ["{{ name }}", "{{paper}}"]
+
+
+def test_classify() -> None:
+    assert classify("I read your paper on X") == "research"
+    assert classify("I loved your book") == "book"
+    assert classify("I saw your role at the institute") == "general"
+
+
+def test_machine_tells_and_wrappers_are_removed() -> None:
+    assert remove_machine_tells("I want to delve into it \u2014 really") == (
+        "I want to explore it, really"
+    )
+    assert strip_wrappers("<think>x</think>```json\n{}\n```") == "{}"
+
+
+def test_honorifics_and_author_matching() -> None:
+    assert strip_honorifics("Prof. Dr. Jane Q. Roe, PhD") == "Jane Q. Roe"
+    assert same_author("Jane Roe", "J. Roe")
+    assert same_author("José Núñez", "Jose Nunez")
+    assert not same_author("Jane Roe", "John Roe")
+    assert not same_author("Jane Roe", "Jane Doe")
+
+
+def test_select_papers_prefers_relevant_then_newest() -> None:
+    def paper(title: str, year: int, author: str = "Jane Roe") -> Paper:
+        return Paper(title=title, arxiv_url="u", year=year, authors=[author])
+
+    papers = [
+        paper("Gadgets", 2025),
+        paper("Quantum widgets", 2020),
+        paper("Widgets again", 2023),
+        paper("Old widgets", 2001),
+        paper("Widgets by someone else", 2024, "Other Person"),
+    ]
+    chosen = select_papers("Jane Roe", "widgets", papers)
+    assert [p.title for p in chosen] == ["Widgets again", "Quantum widgets", "Gadgets"]
