@@ -8,9 +8,9 @@
 set -euo pipefail
 
 repo=${1:-$(cd "$(dirname "$0")/.." && pwd)}
-port=${BENCH_PORT:-18765}
+port=${BENCH_PORT:-$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
 work=$(mktemp -d /tmp/scribe-startup.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'cp "$work/serve.log" /tmp/scribe-startup-last.log 2>/dev/null; rm -rf "$work"' EXIT
 
 git clone --quiet "$repo" "$work/clone"
 cd "$work/clone"
