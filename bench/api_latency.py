@@ -76,32 +76,34 @@ def _postgres_rss_mib(data_dir: Path) -> float | None:
     return float(sum(p.memory_info().rss for p in processes)) / 2**20
 
 
-async def _client(
-    base_url: str, headers: dict[str, str], remaining: list[int], latencies: list[float]
-) -> None:
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30.0) as client:
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            started = time.perf_counter()
-            response = await client.get("/api/user/profile")
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                raise SystemExit(f"GET /api/user/profile answered {response.status_code}")
+async def _drive(client: httpx.AsyncClient, remaining: list[int], latencies: list[float]) -> None:
+    """Send GET /api/user/profile on this client's connection until the shared budget is spent."""
+    while remaining[0] > 0:
+        remaining[0] -= 1
+        started = time.perf_counter()
+        response = await client.get("/api/user/profile")
+        latencies.append(time.perf_counter() - started)
+        if response.status_code != 200:
+            raise SystemExit(f"GET /api/user/profile answered {response.status_code}")
 
 
 async def _load(base_url: str, token: str, requests: int, concurrency: int) -> list[float]:
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers) as client:
-        init = await client.post("/api/user/init", json={"display_name": "Bench"})
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30.0)
+            )
+            for _ in range(concurrency)
+        ]
+        init = await clients[0].post("/api/user/init", json={"display_name": "Bench"})
         assert init.status_code in (200, 201), init.text
-    warmup: list[float] = []
-    await asyncio.gather(*(_client(base_url, headers, [concurrency * 4], warmup) for _ in range(1)))
-    latencies: list[float] = []
-    remaining = [requests]
-    await asyncio.gather(
-        *(_client(base_url, headers, remaining, latencies) for _ in range(concurrency))
-    )
-    return latencies
+        # Warm up: every client opens its connection; the server fills its pool and caches.
+        await asyncio.gather(*(_drive(client, [4], []) for client in clients))
+        latencies: list[float] = []
+        remaining = [requests]
+        await asyncio.gather(*(_drive(client, remaining, latencies) for client in clients))
+        return latencies
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
