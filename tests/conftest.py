@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -13,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from scribe.app import create_app
 from scribe.auth import mint_token
@@ -22,6 +19,7 @@ from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
 from scribe.settings import Settings
 from tests import database
+from tests.fakes.server import serve_asgi
 
 TEST_JWT_SECRET = "test-secret-for-hs256-tokens-0123456789abcdef"
 
@@ -85,34 +83,11 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
 
 
-class _InProcessServer(uvicorn.Server):
-    """uvicorn without its signal handlers (the test runner keeps its own)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[str]:
-    """Serve ``create_app(settings)`` on a free loopback port; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), lifespan="on", log_level="warning")
-    server = _InProcessServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="test-uvicorn")
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server stopped during startup")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
+    """Serve ``create_app(settings, **app_options)`` over real HTTP on loopback; yield its URL."""
+    async with serve_asgi(create_app(settings, **app_options)) as (url, _port):
+        yield url
 
 
 @pytest.fixture

@@ -20,23 +20,24 @@ class _QuietServer(uvicorn.Server):
 @contextlib.asynccontextmanager
 async def serve_asgi(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
     """Serve ``app``; yield (base URL, port); stop on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1)
-    server = _QuietServer(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]), name=f"fake-server-{port}")
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("fake server stopped during startup")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1
+        )
+        server = _QuietServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name=f"asgi-server-{port}")
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server stopped during startup")
+                await asyncio.sleep(0.01)
+            yield f"http://127.0.0.1:{port}", port
+        finally:
+            server.should_exit = True
+            await task
 
 
 async def _main(latency: dict[str, float]) -> None:
