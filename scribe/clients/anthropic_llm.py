@@ -9,13 +9,19 @@ permanent (the same prompt keeps producing it, so a queue retry would only spend
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 import anthropic
 from anthropic.types import Message
 
-from scribe.clients.llm import LLMRequest, LLMResponse, T, parse_retry_after, usage_record
+from scribe.clients.llm import (
+    Answer,
+    LLMRequest,
+    LLMResponse,
+    T,
+    ask_with_one_repair,
+    parse_retry_after,
+)
 from scribe.clients.output import MalformedOutput, parse_output
 from scribe.errors import PermanentStepError, TransientStepError
 
@@ -63,27 +69,17 @@ class AnthropicLLM:
 
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
         """Ask the model; retry a malformed answer once, then fail permanently."""
-        started = time.monotonic()
-        input_tokens = output_tokens = 0
-        for attempt in (1, 2):
+
+        async def ask() -> Answer[T]:
             message = await self._call(request)
-            input_tokens += message.usage.input_tokens
-            output_tokens += message.usage.output_tokens
-            try:
-                value = self._parse(message, request.output)
-            except MalformedOutput as exc:
-                if attempt == 2:
-                    raise PermanentStepError(str(exc)[:500]) from exc
-                continue
-            usage = usage_record(
-                request.purpose,
-                self.model,
-                input_tokens,
-                output_tokens,
-                time.monotonic() - started,
+            usage = message.usage
+            return (
+                usage.input_tokens,
+                usage.output_tokens,
+                lambda: self._parse(message, request.output),
             )
-            return LLMResponse(value, usage)
-        raise AssertionError("unreachable")
+
+        return await ask_with_one_repair(request, self.model, ask)
 
     async def _call(self, request: LLMRequest[T]) -> Message:
         schema = anthropic.transform_schema(request.output)

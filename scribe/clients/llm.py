@@ -7,11 +7,15 @@ a usage record (tokens and an estimated cost), which the steps append to ``Pipel
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
+
+from scribe.clients.output import MalformedOutput
+from scribe.errors import PermanentStepError
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -78,6 +82,33 @@ def usage_record(
         "estimated_cost_usd": cost,
         "seconds": round(seconds, 3),
     }
+
+
+Answer = tuple[int, int, Callable[[], T]]
+"""One model answer: input tokens, output tokens, and a parser raising MalformedOutput."""
+
+
+async def ask_with_one_repair(
+    request: LLMRequest[T], model: str, ask: Callable[[], Awaitable[Answer[T]]]
+) -> LLMResponse[T]:
+    """Call ``ask``; a malformed answer is asked again once at once, a second one fails the item
+    permanently (retrying the same prompt later would only spend money). Usage covers both."""
+    started = time.monotonic()
+    input_tokens = output_tokens = 0
+    for attempt in (1, 2):
+        tokens_in, tokens_out, parse = await ask()
+        input_tokens += tokens_in
+        output_tokens += tokens_out
+        try:
+            value = parse()
+        except MalformedOutput as exc:
+            if attempt == 2:
+                raise PermanentStepError(str(exc)[:500]) from exc
+            continue
+        seconds = time.monotonic() - started
+        usage = usage_record(request.purpose, model, input_tokens, output_tokens, seconds)
+        return LLMResponse(value, usage)
+    raise AssertionError("unreachable")
 
 
 def parse_retry_after(headers: Any) -> float | None:

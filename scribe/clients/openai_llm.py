@@ -6,13 +6,18 @@ the one malformed-answer retry mirror the Anthropic provider.
 
 from __future__ import annotations
 
-import time
-
 import openai
 from openai.types.chat import ChatCompletion
 
-from scribe.clients.llm import LLMRequest, LLMResponse, T, parse_retry_after, usage_record
-from scribe.clients.output import MalformedOutput, parse_output
+from scribe.clients.llm import (
+    Answer,
+    LLMRequest,
+    LLMResponse,
+    T,
+    ask_with_one_repair,
+    parse_retry_after,
+)
+from scribe.clients.output import parse_output
 from scribe.errors import PermanentStepError, TransientStepError
 
 
@@ -47,29 +52,18 @@ class OpenAILLM:
 
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
         """Ask the model; retry a malformed answer once, then fail permanently."""
-        started = time.monotonic()
-        input_tokens = output_tokens = 0
-        for attempt in (1, 2):
+
+        async def ask() -> Answer[T]:
             completion = await self._call(request)
-            if completion.usage is not None:
-                input_tokens += completion.usage.prompt_tokens
-                output_tokens += completion.usage.completion_tokens
+            usage = completion.usage
             text = completion.choices[0].message.content if completion.choices else None
-            try:
-                value = parse_output(text or "", request.output)
-            except MalformedOutput as exc:
-                if attempt == 2:
-                    raise PermanentStepError(str(exc)[:500]) from exc
-                continue
-            usage = usage_record(
-                request.purpose,
-                self.model,
-                input_tokens,
-                output_tokens,
-                time.monotonic() - started,
+            return (
+                usage.prompt_tokens if usage else 0,
+                usage.completion_tokens if usage else 0,
+                lambda: parse_output(text or "", request.output),
             )
-            return LLMResponse(value, usage)
-        raise AssertionError("unreachable")
+
+        return await ask_with_one_repair(request, self.model, ask)
 
     async def _call(self, request: LLMRequest[T]) -> ChatCompletion:
         schema = request.output.model_json_schema()

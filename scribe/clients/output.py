@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from scribe.clients.llm import T
+T = TypeVar("T", bound=BaseModel)
 
 _REASONING = re.compile(
     r"<(think|thinking|reasoning|scratchpad)>.*?</\1>", re.IGNORECASE | re.DOTALL

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from scribe.db.pool import Pool
 from scribe.db.queries import sql
@@ -38,6 +39,27 @@ async def get(pool: Pool, template_id: uuid.UUID, user_id: uuid.UUID) -> Templat
     return _template(await pool.fetchrow(sql("get_template"), template_id, user_id))
 
 
+async def _insert(
+    db: Pool | PoolConnectionProxy,
+    user_id: uuid.UUID,
+    pdf_url: str,
+    template_text: str,
+    user_instructions: str,
+    created_at: datetime | None,
+) -> Template:
+    record = await db.fetchrow(
+        sql("insert_template"),
+        uuid.uuid4(),
+        user_id,
+        pdf_url,
+        template_text,
+        user_instructions,
+        created_at,
+    )
+    assert record is not None
+    return Template(**dict(record))
+
+
 async def insert(
     pool: Pool,
     *,
@@ -51,17 +73,7 @@ async def insert(
 
     Does not touch ``users.template_count``: quota accounting belongs to template generation.
     """
-    record = await pool.fetchrow(
-        sql("insert_template"),
-        uuid.uuid4(),
-        user_id,
-        pdf_url,
-        template_text,
-        user_instructions,
-        created_at,
-    )
-    assert record is not None
-    return Template(**dict(record))
+    return await _insert(pool, user_id, pdf_url, template_text, user_instructions, created_at)
 
 
 async def create_within_limit(
@@ -78,14 +90,4 @@ async def create_within_limit(
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(sql("claim_template_slot"), user_id, limit) is None:
             return None
-        record = await conn.fetchrow(
-            sql("insert_template"),
-            uuid.uuid4(),
-            user_id,
-            pdf_url,
-            template_text,
-            user_instructions,
-            None,
-        )
-    assert record is not None
-    return Template(**dict(record))
+        return await _insert(conn, user_id, pdf_url, template_text, user_instructions, None)

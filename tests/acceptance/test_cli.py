@@ -108,7 +108,9 @@ async def test_sigterm_stops_the_embedded_postgres(tmp_path: Path) -> None:
     try:
         async with asyncio.timeout(50), httpx.AsyncClient() as client:
             while True:
-                assert server.returncode is None
+                if server.returncode is not None:
+                    _, early = await server.communicate()
+                    pytest.fail(f"scribe serve exited during startup: {early.decode()}")
                 with contextlib.suppress(httpx.TransportError):
                     health = await client.get(f"http://127.0.0.1:{port}/health")
                     if health.status_code == 200:
