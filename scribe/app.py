@@ -229,7 +229,9 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_deps(settings, address_policy=address_policy) as deps, _watchdog():
             if settings.scribe_worker:
-                async with supervised_consumer(deps, pipeline_factory):
+                async with supervised_consumer(deps, pipeline_factory) as release_now:
+                    # Read by `scribe serve` on a second SIGTERM/SIGINT.
+                    app.state.release_queue_now = release_now
                     notify("READY=1")
                     yield {"deps": deps}
                     notify("STOPPING=1")

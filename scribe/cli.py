@@ -9,6 +9,9 @@ import signal
 import sys
 import uuid
 from collections.abc import Sequence
+from types import FrameType
+
+import uvicorn
 
 from scribe.errors import ScribeError
 from scribe.settings import Settings, load_settings
@@ -29,9 +32,21 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    import uvicorn
+class _Server(uvicorn.Server):
+    """uvicorn whose second SIGTERM/SIGINT also releases running queue jobs at once (the first
+    one lets them finish within the grace period while HTTP drains)."""
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        state = getattr(self.config.app, "state", None)
+        release_now = getattr(state, "release_queue_now", None)
+        if self.should_exit and callable(release_now):
+            log.warning("second signal: releasing running jobs now")
+            # A signal handler interrupts the loop's own thread: hand the call to the loop.
+            asyncio.get_running_loop().call_soon_threadsafe(release_now)
+        super().handle_exit(sig, frame)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.app import create_app
     from scribe.tracing import configure_tracing
 
@@ -53,12 +68,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     # the default handler the process would die there without running atexit hooks, leaving the
     # embedded PostgreSQL running; this handler turns it into a normal exit that stops it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    uvicorn.Server(config).run()
+    _Server(config).run()
 
 
 async def _worker(settings: Settings) -> None:
     from scribe.queue.service import run_worker
+    from scribe.tracing import configure_tracing
 
+    configure_tracing(settings)
     await run_worker(settings)
 
 

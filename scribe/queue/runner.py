@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import logfire
 from pydantic import ValidationError
 
 from scribe.db import queue_items
@@ -94,8 +95,14 @@ class JobRunner:
 
     async def run(self, job: Job) -> Outcome:
         """Run (or resume) the job to its end; never raises for step or database errors."""
+        item = job.item
         try:
-            return await self._run(job)
+            with logfire.span(
+                "queue job {item_id}", item_id=str(item.id), attempt=job.fence.attempt
+            ) as span:
+                outcome = await self._run(job)
+                span.set_attribute("outcome", outcome.name)
+                return outcome
         except _Lost:
             log.info("item %s: lease lost, stopping without writing", job.item.id)
             return Outcome.LOST
@@ -130,8 +137,13 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            async with asyncio.timeout_at(min(loop.time() + self._config.step_timeout, deadline)):
-                result = await step.run(data)
+            with logfire.span("step {step}", step=step.name) as span:
+                async with asyncio.timeout_at(
+                    min(loop.time() + self._config.step_timeout, deadline)
+                ):
+                    result = await step.run(data)
+                # LLM calls this step made: tokens and estimated cost, for the trace.
+                span.set_attribute("llm_usage", result.usage[len(data.usage) :])
         except asyncio.CancelledError:
             if job.stop_reason is None:
                 raise  # not ours: let the cancellation through

@@ -36,9 +36,10 @@ def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
 @contextlib.asynccontextmanager
 async def supervised_consumer(
     deps: Deps, pipeline_factory: PipelineFactory | None
-) -> AsyncIterator[None]:
+) -> AsyncIterator[Callable[[], None]]:
     """Run a consumer for the duration of the block (the app lifespan); if it crashes it is
-    logged and a fresh one (new owner id) starts after a delay."""
+    logged and a fresh one (new owner id) starts after a delay. Yields ``release_now``, which
+    makes the shutdown release running jobs at once instead of waiting out the grace period."""
     pipeline = (pipeline_factory or production_pipeline)(deps)
     current: list[Consumer] = []
     stopping = asyncio.Event()
@@ -54,9 +55,14 @@ async def supervised_consumer(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), RESTART_DELAY_SECONDS)
 
+    def release_now() -> None:
+        stopping.set()
+        for consumer in current:
+            consumer.release_now()
+
     task = asyncio.create_task(supervise(), name="queue-consumer")
     try:
-        yield
+        yield release_now
     finally:
         stopping.set()
         for consumer in current:
