@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     scribe_job_timeout_seconds: float = Field(default=300.0, gt=0)
     scribe_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     scribe_retention_days: float = Field(default=30.0, gt=0)
+    scribe_sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
     scribe_retry_base_seconds: float = Field(default=5.0, ge=0)
     scribe_retry_max_seconds: float = Field(default=600.0, ge=0)
 

@@ -41,7 +41,6 @@ EmailTemplate = Annotated[str, StringConstraints(min_length=1, max_length=10000)
 
 MAX_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 255
-STREAM_HEARTBEAT_SECONDS = 15.0
 STREAM_REFRESH_SECONDS = 30.0  # re-read even without a notification, in case one was missed
 
 
@@ -183,7 +182,7 @@ async def stream_queue(request: Request) -> Response:
         finally:
             unsubscribe()
 
-    return EventSourceResponse(events(), ping=int(STREAM_HEARTBEAT_SECONDS))
+    return EventSourceResponse(events(), ping=deps.settings.scribe_sse_heartbeat_seconds)
 
 
 routes = [

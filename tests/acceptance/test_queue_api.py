@@ -229,6 +229,23 @@ async def test_stream_sends_items_as_they_change(
     assert seen[-1] == "completed"
 
 
+async def test_stream_sends_heartbeats_while_nothing_changes(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(scribe_worker=False, scribe_sse_heartbeat_seconds=0.2)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as api:
+        headers = await _user(api, "ada@uni.edu")
+        async with api.stream("GET", "/api/queue/stream", headers=headers) as response:
+            lines = response.aiter_lines()
+            pings = 0
+            async with asyncio.timeout(5):
+                async for line in lines:
+                    pings += line.startswith(": ping")
+                    if pings == 2:
+                        break
+    assert pings == 2
+
+
 async def _next_item(lines: AsyncIterator[str]) -> dict[str, Any]:
     event = None
     async for line in lines:
