@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-stamp
 .PHONY: install serve worker demo test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) tools/make_venv.py $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -24,8 +24,8 @@ test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABA
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check scribe tests bench
-	$(BIN)/ruff format --check scribe tests bench
+	$(BIN)/ruff check scribe tests bench tools
+	$(BIN)/ruff format --check scribe tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
