@@ -318,6 +318,13 @@ SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelle
 WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
 RETURNING id
 
+-- seconds_until_next_due --
+-- How long until the earliest pending item is due (read in run_after order from the partial
+-- index), so an idle consumer wakes for a backed-off retry instead of waiting for the next poll.
+SELECT EXTRACT(EPOCH FROM run_after - now())
+FROM queue_items WHERE status = 'pending'
+ORDER BY run_after LIMIT 1
+
 -- reap_expired_leases --
 -- Up to $1 items whose owner stopped renewing: cancelled if asked, failed when attempts are used
 -- up, else pending again after a backoff of $2 × 2^(attempts-1) seconds (max $3, with jitter).

@@ -24,6 +24,9 @@ _UNAVAILABLE = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    # "cannot switch to state …; another operation is in progress": a connection left broken by
+    # a server restart mid-statement.
+    asyncpg.InternalClientError,
 )
 
 
@@ -268,6 +271,13 @@ async def notify_consumers(pool: Pool) -> None:
     """Wake every LISTENing consumer (after releasing items at shutdown)."""
     async with _translated():
         await pool.execute(sql("notify_queue"))
+
+
+async def seconds_until_next_due(pool: Pool) -> float | None:
+    """Seconds until the earliest pending item is due (<= 0: due now); None when none waits."""
+    async with _translated():
+        value = await pool.fetchval(sql("seconds_until_next_due"))
+    return None if value is None else float(value)
 
 
 async def reap_expired(

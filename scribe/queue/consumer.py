@@ -34,6 +34,11 @@ from scribe.steps import Pipeline
 
 log = logging.getLogger(__name__)
 
+# A due item another consumer holds locked is re-checked this often, not in a busy loop.
+_MIN_WAIT_SECONDS = 0.05
+# After a failed claim (database restarting), try again this soon rather than at the next poll.
+_RETRY_CLAIM_SECONDS = 1.0
+
 
 class ConsumerCrashed(ScribeError):
     """A background task of the consumer (heartbeat, reaper) died unexpectedly."""
@@ -111,15 +116,34 @@ class Consumer:
         while not self._stopping:
             self._wake.clear()
             free = concurrency - len(self._jobs)
+            wait = self._settings.scribe_poll_seconds
             if free > 0 and (free >= batch or not backlog):
                 claimed = await self._claim(free)
-                backlog = claimed == free
-                if drain and claimed == 0 and not self._jobs:
-                    return
+                if claimed is None:  # database away: try again soon, not at the next poll
+                    wait = min(wait, _RETRY_CLAIM_SECONDS)
+                    backlog = False
+                else:
+                    backlog = claimed == free
+                    if drain and claimed == 0 and not self._jobs:
+                        return
+                    if not backlog:
+                        wait = await self._until_next_due(wait)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.scribe_poll_seconds)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
-    async def _claim(self, free: int) -> int:
+    async def _until_next_due(self, poll: float) -> float:
+        """How long to sleep when nothing more is due: until the earliest backed-off item is due
+        (no NOTIFY marks that moment), at most ``poll``."""
+        try:
+            due_in = await queue_items.seconds_until_next_due(self._pool)
+        except DatabaseUnavailable:
+            return min(poll, _RETRY_CLAIM_SECONDS)
+        if due_in is None:
+            return poll
+        return min(poll, max(due_in, _MIN_WAIT_SECONDS))
+
+    async def _claim(self, free: int) -> int | None:
+        """Claim and start up to ``free`` items; None when the database is unavailable."""
         try:
             items = await queue_items.claim(
                 self._pool,
@@ -130,7 +154,7 @@ class Consumer:
             )
         except DatabaseUnavailable as exc:
             log.warning("claim failed, will retry: %s", exc)
-            return 0
+            return None
         for item in items:
             self._start(item)
         self.claimed += len(items)

@@ -81,6 +81,8 @@ class Listener:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_reconnect_delay)
                 continue
+            if delay > 0.1 or self.reconnects:
+                log.info("LISTEN connection (re)established")
             delay = 0.1
             self.connected.set()
             self._announce_reconnect()

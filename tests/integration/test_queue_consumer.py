@@ -266,3 +266,18 @@ async def _started(log: StepLog, item: object, step: str) -> bool:
 async def _status_is(pool: Pool, item: object, status: str) -> bool:
     query = "SELECT status = $2 FROM queue_items WHERE id = $1"
     return bool(await pool.fetchval(query, item, status))
+
+
+async def test_backed_off_retry_runs_when_due_not_at_the_next_poll(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    """No NOTIFY marks the moment a retry becomes due: the idle consumer must wake for it."""
+    user = await create_user(pool)
+    [item] = await enqueue(
+        pool, user, [behaviour(fail_once={"template_parser": "transient"}, retry_after=0.5)]
+    )
+    async with running(consumer_for(scribe_poll_seconds=60)):
+        await wait_until(lambda: _status_is(pool, item, "completed"), timeout=10)
+
+    row = (await item_rows(pool, [item]))[item]
+    assert row["attempts"] == 2
