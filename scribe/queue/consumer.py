@@ -34,6 +34,8 @@ from scribe.steps import Pipeline
 
 log = logging.getLogger(__name__)
 
+CLAIM_HOLD_SECONDS = 0.05  # how long a lone free slot waits for company under a backlog
+
 
 class ConsumerCrashed(ScribeError):
     """A background task of the consumer (heartbeat, reaper) died unexpectedly."""
@@ -103,21 +105,29 @@ class Consumer:
 
     async def _claim_loop(self, drain: bool) -> None:
         concurrency = self._settings.scribe_concurrency
-        # With a backlog (the last claim filled every free slot) wait until a few slots are
-        # free, so one claim fills several: fewer statements per item. An idle queue claims at
-        # once, so a lone new item never waits for company.
+        # With a backlog (the last claim filled every free slot) hold a lone free slot for a
+        # moment, so that one claim fills several: fewer statements per item. The moment is
+        # short: when jobs run long, no other slot frees up in it and the slot claims alone
+        # rather than idle until the next job ends. An idle queue claims at once, so a lone
+        # new item never waits for company.
         batch = max(1, concurrency // 4)
         backlog = False
+        held = False  # the last wait was a hold that ran out
         while not self._stopping:
             self._wake.clear()
             free = concurrency - len(self._jobs)
-            if free > 0 and (free >= batch or not backlog):
+            hold = backlog and 0 < free < batch and not held
+            if free > 0 and not hold:
                 claimed = await self._claim(free)
                 backlog = claimed == free
                 if drain and claimed == 0 and not self._jobs:
                     return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.scribe_poll_seconds)
+            wait = CLAIM_HOLD_SECONDS if hold else self._settings.scribe_poll_seconds
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+                held = False
+            except TimeoutError:
+                held = hold
 
     async def _claim(self, free: int) -> int:
         try:
