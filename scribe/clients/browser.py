@@ -36,24 +36,40 @@ LAUNCH_ARGS = [
     "--no-first-run",
     "--disable-extensions",
     "--disable-dev-shm-usage",
-    "--renderer-process-limit=2",
+    # Memory (a 1 GB board): no zygote processes and no GPU process (the compositor runs in the
+    # browser process), and a cap on each renderer's JavaScript heap so one heavy page fails
+    # (read as a failed fetch) instead of growing without bound.
+    "--no-zygote",  # needs --no-sandbox
+    "--in-process-gpu",
+    "--js-flags=--max-old-space-size=128",
     "--disable-quic",  # UDP would not go through the proxy
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
+# Debian's chromium-headless-shell: the real binary. Its /usr/bin entry is a shell wrapper that
+# does not exec, which would leave a shell between Playwright and the browser.
+DEBIAN_HEADLESS_SHELL = "/usr/lib/chromium/chromium-headless-shell"
 _BLOCKED_TYPES = {"image", "font", "media"}
 _ALLOWED_SCHEMES = ("http:", "https:", "data:", "blob:")
 
 
 def find_chromium(configured: str | None) -> str | None:
-    """The Chromium binary to use: SCRIBE_CHROMIUM_PATH, else chromium-headless-shell on PATH,
-    else /usr/bin/chromium; None when none exists."""
+    """The Chromium binary to use: SCRIBE_CHROMIUM_PATH, else the headless shell (about half
+    the memory of the full browser), else chromium on PATH or /usr/bin/chromium; None when none
+    exists."""
     if configured:
         return configured if os.path.exists(configured) else None
+    if os.access(DEBIAN_HEADLESS_SHELL, os.X_OK):
+        return DEBIAN_HEADLESS_SHELL
     for candidate in ("chromium-headless-shell", "chromium"):
         found = shutil.which(candidate)
         if found:
             return found
     return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+def launch_args(pages: int) -> list[str]:
+    """Chromium's command line for a pool of ``pages`` concurrent pages: one renderer each."""
+    return [*LAUNCH_ARGS, f"--renderer-process-limit={pages}"]
 
 
 async def _route(route: Route) -> None:
@@ -77,6 +93,7 @@ class BrowserPool:
     ) -> None:
         self.executable = executable
         self._policy = policy
+        self._pages = pages
         self._semaphore = asyncio.Semaphore(pages)
         self._idle_seconds = idle_seconds
         self._lock = asyncio.Lock()
@@ -109,7 +126,7 @@ class BrowserPool:
             self._playwright = await async_playwright().start()
             self._browser = await self._playwright.chromium.launch(
                 executable_path=self.executable,
-                args=LAUNCH_ARGS,
+                args=launch_args(self._pages),
                 proxy={"server": proxy.url, "bypass": "<-loopback>"},
             )
             if self._idle_task is None or self._idle_task.done():

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 _MIN_WAIT_SECONDS = 0.05
 # After a failed claim (database restarting), try again this soon rather than at the next poll.
 _RETRY_CLAIM_SECONDS = 1.0
+CLAIM_HOLD_SECONDS = 0.05  # how long a lone free slot waits for company under a backlog
 
 
 class ConsumerCrashed(ScribeError):
@@ -108,28 +109,34 @@ class Consumer:
 
     async def _claim_loop(self, drain: bool) -> None:
         concurrency = self._settings.scribe_concurrency
-        # With a backlog (the last claim filled every free slot) wait until a few slots are
-        # free, so one claim fills several: fewer statements per item. An idle queue claims at
-        # once, so a lone new item never waits for company.
+        # With a backlog (the last claim filled every free slot) hold a lone free slot for a
+        # moment, so that one claim fills several: fewer statements per item. The moment is
+        # short: when jobs run long, no other slot frees up in it and the slot claims alone
+        # rather than idle until the next job ends. An idle queue claims at once, so a lone
+        # new item never waits for company.
         batch = max(1, concurrency // 4)
         backlog = False
+        held = False  # the last wait was a hold that ran out
         while not self._stopping:
             self._wake.clear()
             free = concurrency - len(self._jobs)
-            wait = self._settings.scribe_poll_seconds
-            if free > 0 and (free >= batch or not backlog):
+            hold = backlog and 0 < free < batch and not held
+            wait = CLAIM_HOLD_SECONDS if hold else self._settings.scribe_poll_seconds
+            if free > 0 and not hold:
                 claimed = await self._claim(free)
                 if claimed is None:  # database away: try again soon, not at the next poll
-                    wait = min(wait, _RETRY_CLAIM_SECONDS)
-                    backlog = False
+                    backlog, wait = False, min(wait, _RETRY_CLAIM_SECONDS)
                 else:
                     backlog = claimed == free
                     if drain and claimed == 0 and not self._jobs:
                         return
                     if not backlog:
                         wait = await self._until_next_due(wait)
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), wait)
+                held = False
+            except TimeoutError:
+                held = hold
 
     async def _until_next_due(self, poll: float) -> float:
         """How long to sleep when nothing more is due: until the earliest backed-off item is due

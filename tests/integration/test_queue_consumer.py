@@ -240,6 +240,21 @@ async def test_notify_starts_items_long_before_the_poll_interval(
             await wait_until(lambda: _status_is(pool, item, "completed"), timeout=5)
 
 
+async def test_a_lone_free_slot_is_refilled_while_the_backlog_runs(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    # Eight slots claimed full with more waiting; one job ends early. Its slot must take the
+    # next item at once, not stay idle until a second slot frees up (claims batch under backlog).
+    user = await create_user(pool)
+    short, long = behaviour(delay={"template_parser": 0.05}), behaviour(delay={"web_scraper": 3})
+    _first, *rest = await enqueue(pool, user, [short, *[long] * 7])
+    [late] = await enqueue(pool, user, [short])
+    async with running(consumer_for(scribe_concurrency=8, scribe_poll_seconds=60)):
+        await wait_until(lambda: _status_is(pool, late, "completed"), timeout=2)
+        rows = await item_rows(pool, rest)
+        assert {row["status"] for row in rows.values()} == {"processing"}
+
+
 @pytest.mark.parametrize("listen", ["disabled", "unreachable"])
 async def test_without_listen_items_start_within_the_poll_interval(
     pool: Pool, consumer_for: Callable[..., Consumer], database_url: str, listen: str

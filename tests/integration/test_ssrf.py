@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 
@@ -13,9 +14,11 @@ from scribe.errors import FetchRefused
 from tests.fakes.fixtures import fake_policy
 from tests.fakes.services import JS_FACT, FakeServices
 
-CHROMIUM = find_chromium(None)
+# As the app picks it: SCRIBE_CHROMIUM_PATH (CI runs these again with the full chromium), else
+# the headless shell, else chromium.
+CHROMIUM = find_chromium(os.environ.get("SCRIBE_CHROMIUM_PATH"))
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="no Chromium binary (apt-get install chromium)"
+    CHROMIUM is None, reason="no Chromium binary (apt-get install chromium-headless-shell)"
 )
 
 
