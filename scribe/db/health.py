@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
-
-from scribe.db.pool import Pool
+from scribe.db.pool import DATABASE_ERRORS, Pool
 from scribe.db.queries import sql
 from scribe.errors import DatabaseUnavailable
 
@@ -18,7 +16,7 @@ async def queue_counts(pool: Pool) -> dict[str, int]:
     try:
         async with asyncio.timeout(_HEALTH_TIMEOUT_SECONDS):
             row = await pool.fetchrow(sql("queue_counts"))
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DATABASE_ERRORS as exc:  # one that answers with an error is as unusable as a gone one
         raise DatabaseUnavailable("the database is unreachable") from exc
     assert row is not None
     return {"pending": row["pending"], "processing": row["processing"]}

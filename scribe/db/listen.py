@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import asyncpg
 
-from scribe.db.pool import connect
+from scribe.db.pool import DATABASE_ERRORS, connect
 from scribe.db.queries import sql
 from scribe.errors import DatabaseUnavailable
 
@@ -42,7 +42,7 @@ class ListenConnection:
         try:
             for channel in channels:
                 await conn.add_listener(channel, forward)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             await conn.close()
             raise DatabaseUnavailable(f"LISTEN failed: {type(exc).__name__}") from exc
         conn.add_termination_listener(lambda _conn: on_lost())
@@ -52,7 +52,7 @@ class ListenConnection:
         """Send a notification through this very connection (a liveness self-ping)."""
         try:
             await self._conn.execute(sql("ping_listener"), channel, payload)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DATABASE_ERRORS as exc:
             raise DatabaseUnavailable(f"ping failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
@@ -61,5 +61,5 @@ class ListenConnection:
             return
         try:
             await self._conn.close(timeout=2)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except DATABASE_ERRORS:
             self._conn.terminate()

@@ -11,6 +11,21 @@ from scribe.errors import DatabaseUnavailable
 
 Pool = asyncpg.Pool
 
+# Errors that mean "the server or the connection went away", not "the statement is wrong".
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    # "cannot switch to state …; another operation is in progress": a connection left broken by
+    # a server restart mid-statement.
+    asyncpg.InternalClientError,
+)
+# Any failure talking to the database, including the server answering with an error.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_LOST, asyncpg.PostgresError)
+
 
 def connect_kwargs(transaction_pooler: bool) -> dict[str, Any]:
     """Connection options shared by the pool and single connections.

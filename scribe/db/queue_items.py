@@ -10,25 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
-from scribe.db.pool import Pool
+from scribe.db.pool import CONNECTION_LOST, Pool
 from scribe.db.queries import sql
 from scribe.errors import DatabaseUnavailable
-
-# Errors that mean "the server or the connection went away", not "the statement is wrong".
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    # "cannot switch to state …; another operation is in progress": a connection left broken by
-    # a server restart mid-statement.
-    asyncpg.InternalClientError,
-)
-
 
 CLAIM_LOOKAHEAD = 32
 
@@ -37,7 +21,7 @@ CLAIM_LOOKAHEAD = 32
 async def _translated() -> AsyncIterator[None]:
     try:
         yield
-    except _UNAVAILABLE as exc:
+    except CONNECTION_LOST as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
