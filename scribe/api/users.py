@@ -40,16 +40,7 @@ class Profile(ApiModel):
     @classmethod
     def of(cls, user: User) -> Profile:
         """The API view of a user row."""
-        return cls(
-            id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            generation_count=user.generation_count,
-            template_count=user.template_count,
-            onboarded=user.onboarded,
-            email_template=user.email_template,
-            created_at=user.created_at,
-        )
+        return cls.model_validate(user, from_attributes=True)
 
 
 class InitBody(ApiModel):

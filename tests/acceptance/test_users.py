@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 import httpx
 import pytest
 
 from tests.conftest import auth_headers
-
-PROFILE_KEYS = {
-    "id",
-    "email",
-    "display_name",
-    "generation_count",
-    "template_count",
-    "onboarded",
-    "email_template",
-    "created_at",
-}
-UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+from tests.factories import PROFILE_KEYS, UTC_Z
 
 
 async def test_init_creates_profile_then_is_idempotent(client: httpx.AsyncClient) -> None:
