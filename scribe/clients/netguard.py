@@ -40,12 +40,18 @@ _BLOCKED_V4 = [
     )
 ]
 _NAT64 = [ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48")]
+# SIIT's IPv4-translated addresses (RFC 2765 ``::ffff:0:a.b.c.d``): not the mapped form, and
+# Python's ``is_global`` calls them global, but a translator delivers them to the IPv4 inside.
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address hidden in a mapped, compatible, 6to4, Teredo or NAT64 IPv6 address."""
+    """The IPv4 address hidden in a mapped, translated, compatible, 6to4, Teredo or NAT64 IPv6
+    address."""
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if address in _IPV4_TRANSLATED:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     if address.sixtofour is not None:
         return address.sixtofour
     if address.teredo is not None:

@@ -25,6 +25,8 @@ REFUSED = [
     "ff02::1",
     "::ffff:127.0.0.1",
     "::ffff:10.0.0.1",
+    "::ffff:0:7f00:1",  # SIIT IPv4-translated 127.0.0.1
+    "::ffff:0:808:808",  # translated, even of a public address: wrappers are refused
     "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
     "2002:7f00:1::",  # 6to4 of 127.0.0.1
 ]
