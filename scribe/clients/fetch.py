@@ -94,8 +94,14 @@ async def download(
     Raises httpx.HTTPError for transport failures and non-2xx answers.
     """
     try:
+        # httpx.InvalidURL is not an httpx.HTTPError: callers catching only those would see a
+        # URL from a search result or a request body (control characters, bad port) as a crash.
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FetchRefused(f"invalid URL: {exc}") from exc
+    try:
         async with asyncio.timeout(deadline):
-            async with client.stream("GET", url, follow_redirects=follow_redirects) as response:
+            async with client.stream("GET", parsed, follow_redirects=follow_redirects) as response:
                 response.raise_for_status()
                 declared = response.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:

@@ -137,3 +137,13 @@ async def test_short_instructions_are_422(
             headers=HEADERS,
         )
     assert response.status_code == 422
+
+
+async def test_pdf_url_httpx_cannot_parse_is_400_not_500(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    # urlsplit drops the tab (so the host check passes); httpx refuses the URL outright.
+    async with app_client(make_settings, fakes) as client:
+        response = await generate(client, f"http://public.test\t:{fakes.port}/pdf/resume.pdf")
+        assert response.status_code == 400, response.text
+        assert await template_count(client) == 0

@@ -59,6 +59,16 @@ async def test_httpx_refuses_private_destinations(
     assert "quantum widgets" in page.text
 
 
+async def test_unparseable_url_is_refused_not_a_crash(fakes: FakeServices) -> None:
+    """A search hit's URL httpx cannot parse (control character, bad port) is a refused fetch,
+    which the scraper skips, not an exception that fails the whole step."""
+    async with guarded_client(fake_policy(fakes.port)) as client:
+        fetcher = PageFetcher(client)
+        for url in (f"http://public.test:{fakes.port}/a\x7fb", "http://[::1/"):
+            with pytest.raises(FetchRefused, match="invalid URL"):
+                await fetcher.read(url)
+
+
 async def test_httpx_caps_page_size(fakes: FakeServices) -> None:
     async with guarded_client(fake_policy(fakes.port)) as client:
         with pytest.raises(FetchRefused, match="larger than"):
