@@ -55,7 +55,8 @@ class ListQuery(ApiModel):
     model_config = ApiModel.model_config | {"extra": "ignore"}
 
     limit: int = Field(default=20, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    # Bounded: asyncpg cannot send a number past int8, and the answer would be 500.
+    offset: int = Field(default=0, ge=0, le=2**31 - 1)
     include_discarded: bool = False
 
 

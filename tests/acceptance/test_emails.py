@@ -57,6 +57,7 @@ async def test_limit_defaults_to_20_and_offset_pages(client: httpx.AsyncClient, 
         ({"limit": "abc"}, "limit"),
         ({"offset": -1}, "offset"),
         ({"include_discarded": "maybe"}, "include_discarded"),
+        ({"offset": "99999999999999999999"}, "offset"),  # past int8: was a 500
     ],
 )
 async def test_bad_query_parameters_are_422(
