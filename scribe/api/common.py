@@ -88,6 +88,10 @@ async def parse_body(request: Request, model: type[BodyT]) -> BodyT:
         raise RequestValidationFailed(
             [{"loc": ["body"], "msg": f"Invalid JSON: {exc}", "type": "json_invalid"}]
         ) from exc
+    except RecursionError as exc:  # a few kB of "[[[[…" fit under the body cap
+        raise RequestValidationFailed(
+            [{"loc": ["body"], "msg": "Invalid JSON: nested too deeply", "type": "json_invalid"}]
+        ) from exc
     if data is None:
         raise RequestValidationFailed(
             [{"loc": ["body"], "msg": "Field required", "type": "missing"}]

@@ -120,6 +120,16 @@ async def test_invalid_json_is_422(client: httpx.AsyncClient) -> None:
     assert error["loc"] == ["body"] and error["type"] == "json_invalid"
 
 
+async def test_deeply_nested_json_is_422_not_500(client: httpx.AsyncClient) -> None:
+    body = b"[" * 2000 + b"]" * 2000  # under the 4096-byte cap; json.loads hits RecursionError
+    response = await client.post(
+        "/api/user/init", content=body, headers=auth_headers("ada@uni.edu")
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body"] and error["type"] == "json_invalid"
+
+
 async def test_cors_preflight_from_an_allowed_origin(client: httpx.AsyncClient) -> None:
     response = await client.options(
         "/api/user/profile",
