@@ -96,10 +96,32 @@ async def parse_body(request: Request, model: type[BodyT]) -> BodyT:
         raise RequestValidationFailed(
             [{"loc": ["body"], "msg": "Field required", "type": "missing"}]
         )
+    if nul_errors := _nul_characters(data, ["body"]):
+        raise RequestValidationFailed(nul_errors)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationFailed(validation_errors(exc, "body")) from exc
+
+
+def _nul_characters(value: Any, loc: list[Any]) -> list[dict[str, Any]]:
+    """422 errors for every string (key or value) holding U+0000, which Postgres text and jsonb
+    cannot store: without this check the insert fails and the request answers 500."""
+    if isinstance(value, str):
+        return [] if "\x00" not in value else [_nul_error(loc)]
+    errors: list[dict[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            errors += [_nul_error([*loc, key])] if "\x00" in key else []
+            errors += _nul_characters(item, [*loc, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            errors += _nul_characters(item, [*loc, index])
+    return errors
+
+
+def _nul_error(loc: list[Any]) -> dict[str, Any]:
+    return {"loc": loc, "msg": "String must not contain NUL (\\u0000)", "type": "string_nul"}
 
 
 def parse_query(request: Request, model: type[BodyT]) -> BodyT:

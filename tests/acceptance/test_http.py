@@ -130,6 +130,45 @@ async def test_deeply_nested_json_is_422_not_500(client: httpx.AsyncClient) -> N
     assert error["loc"] == ["body"] and error["type"] == "json_invalid"
 
 
+TEMPLATE = (
+    "Dear {{professor_name}}, I recently read your work on {{research_area}} and would love "
+    "to talk about joining your group this summer. Best regards, Alex"
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "loc"),
+    [
+        ("POST", "/api/user/init", {"display_name": "Ada\x00"}, ["body", "display_name"]),
+        ("PATCH", "/api/user/template", {"template": TEMPLATE + "\x00"}, ["body", "template"]),
+        (
+            "POST",
+            "/api/email/generate",
+            {"email_template": TEMPLATE, "recipient_name": "Ada", "recipient_interest": "a\x00b"},
+            ["body", "recipient_interest"],
+        ),
+        (
+            "POST",
+            "/api/queue/batch",
+            {
+                "email_template": TEMPLATE,
+                "items": [{"recipient_name": "Grace\x00Hopper", "recipient_interest": "compilers"}],
+            },
+            ["body", "items", 0, "recipient_name"],
+        ),
+    ],
+)
+async def test_nul_characters_in_a_body_are_422_not_500(
+    client: httpx.AsyncClient, method: str, path: str, body: dict[str, object], loc: list[object]
+) -> None:
+    """Postgres text cannot hold U+0000: the insert used to fail and answer 500."""
+    _, headers = await init_user(client, "ada@uni.edu")
+    response = await client.request(method, path, json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == loc and error["type"] == "string_nul"
+
+
 async def test_cors_preflight_from_an_allowed_origin(client: httpx.AsyncClient) -> None:
     response = await client.options(
         "/api/user/profile",
