@@ -25,6 +25,19 @@ async def _translated() -> AsyncIterator[None]:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
+def storable(value: Any) -> Any:
+    """``value`` with U+0000 removed from every string (dict keys included). Postgres text and
+    jsonb cannot hold it, and pipeline output carries text from web pages and search results:
+    one NUL there made the checkpoint or the completion fail and the job crash on every retry."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {storable(key): storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class NewItem:
     """One recipient to enqueue."""
@@ -205,7 +218,7 @@ async def save_checkpoint(
     """Save a step's output; None when the lease was lost, else whether cancel was requested."""
     async with _translated():
         row = await pool.fetchrow(
-            sql("save_checkpoint"), *_fenced(fence), checkpoint, step_timings, next_step
+            sql("save_checkpoint"), *_fenced(fence), storable(checkpoint), step_timings, next_step
         )
     return None if row is None else bool(row["cancel_requested"])
 
@@ -220,9 +233,9 @@ async def complete(
             sql("complete_queue_item"),
             *_fenced(fence),
             email.email_id,
-            email.email_message,
+            storable(email.email_message),
             email.template_type,
-            email.metadata,
+            storable(email.metadata),
             email.is_confident,
             step_timings,
         )
@@ -233,12 +246,14 @@ async def retry_later(
     pool: Pool, fence: Fence, delay_seconds: float, error: str, step: str | None
 ) -> bool:
     """Back to pending after ``delay_seconds``; False when fenced out."""
-    return await _fenced_write("retry_queue_item", pool, fence, delay_seconds, error, step)
+    return await _fenced_write(
+        "retry_queue_item", pool, fence, delay_seconds, storable(error), step
+    )
 
 
 async def fail(pool: Pool, fence: Fence, error: str, step: str | None) -> bool:
     """Failed for good; False when fenced out."""
-    return await _fenced_write("fail_queue_item", pool, fence, error, step)
+    return await _fenced_write("fail_queue_item", pool, fence, storable(error), step)
 
 
 async def mark_cancelled(pool: Pool, fence: Fence) -> bool:

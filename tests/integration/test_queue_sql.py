@@ -212,3 +212,38 @@ def _settings(*, retry_base: float) -> Settings:
         scribe_retry_base_seconds=retry_base,
         scribe_retention_days=30,
     )
+
+
+async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: Pool) -> None:
+    """A scraped page or search hit with U+0000 must not make the checkpoint or completion fail
+    (Postgres text and jsonb reject it), which crashed the job on every attempt."""
+    user = await create_user(pool)
+    [item_id] = await enqueue(pool, user, ["x"])
+    [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    fence = item.fence("me")
+    checkpoint = {"data": {"scraped_content": "page\x00text", "k\x00": ["a\x00"]}}
+    assert await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b") is False
+    email = queue_items.CompletedEmail(
+        email_id=uuid.uuid4(),
+        email_message="Dear\x00 Ada",
+        template_type="general",
+        metadata={"scraping_metadata": {"pages": [{"text": "x\x00y"}]}},
+        is_confident=False,
+    )
+    assert await queue_items.complete(pool, fence, email, {"a": 1.0})
+    row = await pool.fetchrow("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
+    assert row is not None
+    assert row["checkpoint"] == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
+    stored = await pool.fetchrow(
+        "SELECT email_message, metadata FROM emails WHERE id = $1", email.email_id
+    )
+    assert stored is not None and stored["email_message"] == "Dear Ada"
+    assert stored["metadata"] == {"scraping_metadata": {"pages": [{"text": "xy"}]}}
+
+
+async def test_nul_characters_in_an_error_message_are_stored_without_them(pool: Pool) -> None:
+    user = await create_user(pool)
+    [item_id] = await enqueue(pool, user, ["x"])
+    [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    assert await queue_items.fail(pool, item.fence("me"), "bad\x00page", "web_scraper")
+    assert (await item_rows(pool, [item_id]))[item_id]["error_message"] == "badpage"
