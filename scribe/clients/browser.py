@@ -19,7 +19,7 @@ from typing import Any
 from playwright.async_api import Browser, Playwright, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from scribe.clients.fetch import PageText, extract_text
+from scribe.clients.fetch import MAX_PAGE_BYTES, PageText, extract_text
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.proxy import REFUSED_HEADER, FilteringProxy
 from scribe.errors import FetchRefused
@@ -90,8 +90,10 @@ class BrowserPool:
         *,
         pages: int = 1,
         idle_seconds: float = 60.0,
+        max_chars: int = MAX_PAGE_BYTES,
     ) -> None:
         self.executable = executable
+        self._max_chars = max_chars
         self._policy = policy
         self._pages = pages
         self._semaphore = asyncio.Semaphore(pages)
@@ -154,6 +156,8 @@ class BrowserPool:
             finally:
                 self._in_use -= 1
                 self._last_used = time.monotonic()
+        if len(html) > self._max_chars:  # a script can build a DOM far larger than any response
+            raise FetchRefused(f"rendered page is larger than {self._max_chars} characters")
         text = await asyncio.to_thread(extract_text, html, final_url)
         return PageText(final_url, text, "browser", time.monotonic() - started)
 

@@ -20,16 +20,21 @@ log = logging.getLogger(__name__)
 
 _HEAD_LIMIT = 64 * 1024
 REFUSED_HEADER = "x-scribe-refused"
+# Bytes one proxied connection may bring back from upstream: the browser's equivalent of the
+# httpx download cap, enforced while streaming (a page cannot make Chromium swallow gigabytes).
+MAX_RESPONSE_BYTES = 8_000_000
 
 
 class FilteringProxy:
     """HTTP proxy on 127.0.0.1 (CONNECT for https, absolute-form for http) enforcing a policy."""
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, *, max_response_bytes: int = MAX_RESPONSE_BYTES):
         self._policy = policy
+        self._max_response_bytes = max_response_bytes
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused: list[str] = []  # hosts refused (for metadata and tests)
+        self.oversized: list[str] = []  # hosts whose answer was cut at the size cap
 
     @property
     def url(self) -> str:
@@ -110,16 +115,31 @@ class FilteringProxy:
         else:
             upstream_writer.write(rest)
         try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            async with asyncio.TaskGroup() as pipes:  # past the cap, both directions stop
+                pipes.create_task(_pipe(reader, upstream_writer))
+                pipes.create_task(_pipe(upstream_reader, writer, limit=self._max_response_bytes))
+        except* _TooLarge:
+            self.oversized.append(host)
+            log.info("proxy cut %s:%s at %d bytes", host, port, self._max_response_bytes)
         finally:
             upstream_writer.close()
             with contextlib.suppress(OSError):
                 await upstream_writer.wait_closed()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class _TooLarge(Exception):
+    """Upstream sent more than the connection's byte cap."""
+
+
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, limit: int | None = None
+) -> None:
+    relayed = 0
     try:
         while chunk := await reader.read(65536):
+            relayed += len(chunk)
+            if limit is not None and relayed > limit:
+                raise _TooLarge
             writer.write(chunk)
             await writer.drain()
     except OSError:

@@ -6,10 +6,12 @@ import os
 import socket
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from scribe.clients.browser import BrowserPool, find_chromium
 from scribe.clients.fetch import PageFetcher, guarded_client
+from scribe.clients.proxy import FilteringProxy
 from scribe.errors import FetchRefused
 from tests.fakes.fixtures import fake_policy
 from tests.fakes.services import JS_FACT, FakeServices
@@ -73,6 +75,33 @@ async def test_httpx_caps_page_size(fakes: FakeServices) -> None:
     async with guarded_client(fake_policy(fakes.port)) as client:
         with pytest.raises(FetchRefused, match="larger than"):
             await PageFetcher(client).read(f"http://public.test:{fakes.port}/site/huge")
+
+
+async def test_proxy_cuts_a_response_past_its_byte_cap(fakes: FakeServices) -> None:
+    """Chromium's traffic is size-capped while streaming, like httpx's: the proxy stops relaying
+    (and drops the connection) past the cap instead of passing the whole body through."""
+    proxy = FilteringProxy(fake_policy(fakes.port), max_response_bytes=100_000)
+    await proxy.start()
+    try:
+        async with httpx.AsyncClient(proxy=proxy.url, timeout=10) as client:
+            small = await client.get(f"http://public.test:{fakes.port}/site/static")
+            assert small.status_code == 200 and "quantum widgets" in small.text
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(f"http://public.test:{fakes.port}/site/huge")
+    finally:
+        await proxy.close()
+    assert proxy.oversized == ["public.test"]
+
+
+@pytest.mark.browser
+@needs_chromium
+async def test_chromium_refuses_a_page_past_the_size_cap(fakes: FakeServices) -> None:
+    browser = BrowserPool(fake_policy(fakes.port), CHROMIUM, max_chars=1_000_000)
+    try:
+        with pytest.raises(FetchRefused):
+            await browser.read(f"http://public.test:{fakes.port}/site/huge", deadline=10)
+    finally:
+        await browser.close()
 
 
 @pytest.mark.browser
