@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from scribe.db.pool import Pool
+from scribe.db.pool import Pool, translated
 from scribe.db.queries import sql
 
 
@@ -33,6 +33,7 @@ def _email(record: asyncpg.Record | None) -> Email | None:
     return None if record is None else Email(**dict(record))
 
 
+@translated
 async def list_for_user(
     pool: Pool, user_id: uuid.UUID, *, limit: int, offset: int, include_hidden: bool
 ) -> list[Email]:
@@ -41,11 +42,13 @@ async def list_for_user(
     return [Email(**dict(row)) for row in rows]
 
 
+@translated
 async def get(pool: Pool, email_id: uuid.UUID, user_id: uuid.UUID) -> Email | None:
     """One of the user's emails, or None."""
     return _email(await pool.fetchrow(sql("get_email"), email_id, user_id))
 
 
+@translated
 async def set_displayed(
     pool: Pool, email_id: uuid.UUID, user_id: uuid.UUID, displayed: bool
 ) -> Email | None:
@@ -53,6 +56,7 @@ async def set_displayed(
     return _email(await pool.fetchrow(sql("set_email_displayed"), email_id, user_id, displayed))
 
 
+@translated
 async def insert(
     pool: Pool,
     *,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
@@ -19,10 +22,38 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    # Raised on connect while the database refuses connections (ALLOW_CONNECTIONS false).
+    asyncpg.ObjectNotInPrerequisiteStateError,
     # "cannot switch to state …; another operation is in progress": a connection left broken by
     # a server restart mid-statement.
     asyncpg.InternalClientError,
 )
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@asynccontextmanager
+async def connection_errors() -> AsyncIterator[None]:
+    """Turn "the database went away" into DatabaseUnavailable (503 at the API, retry in the
+    queue); statement errors pass through unchanged."""
+    try:
+        yield
+    except CONNECTION_LOST as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+def translated(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Decorate a repository function with ``connection_errors``."""
+
+    @functools.wraps(function)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        async with connection_errors():
+            return await function(*args, **kwargs)
+
+    return wrapper
+
+
 # Any failure talking to the database, including the server answering with an error.
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_LOST, asyncpg.PostgresError)
 

@@ -4,25 +4,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scribe.db.pool import CONNECTION_LOST, Pool
+from scribe.db.pool import Pool, connection_errors
 from scribe.db.queries import sql
-from scribe.errors import DatabaseUnavailable
 
 CLAIM_LOOKAHEAD = 32
-
-
-@asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
-    try:
-        yield
-    except CONNECTION_LOST as exc:
-        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
 def storable(value: Any) -> Any:
@@ -126,7 +116,7 @@ async def enqueue(
     """Insert items in one transaction and wake consumers; with an idempotency key already used
     by this user, return the ids of that earlier request instead (race-safe)."""
     ids = [uuid.uuid4() for _ in items]
-    async with _translated(), pool.acquire() as conn, conn.transaction():
+    async with connection_errors(), pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
             await conn.execute(sql("lock_idempotency_key"), user_id, idempotency_key)
             rows = await conn.fetch(sql("find_idempotent_batch"), user_id, idempotency_key)
@@ -149,14 +139,14 @@ async def enqueue(
 
 async def list_recent(pool: Pool, user_id: uuid.UUID) -> list[QueueItemView]:
     """The user's visible items of the last 24 hours, oldest first."""
-    async with _translated():
+    async with connection_errors():
         rows = await pool.fetch(sql("list_recent_queue_items"), user_id)
     return [QueueItemView(**dict(row)) for row in rows]
 
 
 async def get_task(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> TaskView | None:
     """One of the user's items, or None."""
-    async with _translated():
+    async with connection_errors():
         row = await pool.fetchrow(sql("get_queue_item"), item_id, user_id)
     return None if row is None else TaskView(**dict(row))
 
@@ -164,7 +154,7 @@ async def get_task(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> TaskVi
 async def cancel(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
     """Cancel one of the user's live items; its status afterwards ('cancelled' or, while the owner
     stops, 'processing'), or None when it is not live (see ``get_task`` for why)."""
-    async with _translated(), pool.acquire() as conn, conn.transaction():
+    async with connection_errors(), pool.acquire() as conn, conn.transaction():
         status: str | None = await conn.fetchval(sql("cancel_queue_item"), item_id, user_id)
         if status == "processing":
             await conn.execute(sql("notify_cancel"), str(item_id))
@@ -186,7 +176,7 @@ async def claim(
     # Look past each user's first ``limit`` items: consumers claiming at the same moment skip
     # each other's locked rows, and with only ``limit`` candidates they would come back empty.
     per_user = limit + CLAIM_LOOKAHEAD
-    async with _translated():
+    async with connection_errors():
         rows = await pool.fetch(
             sql("claim_queue_items"), owner, limit, per_user, lease_seconds, first_step
         )
@@ -197,7 +187,7 @@ async def renew_leases(
     pool: Pool, owner: str, fences: Sequence[Fence], lease_seconds: float
 ) -> dict[uuid.UUID, bool]:
     """Renew every lease in one statement; item id → cancel requested, for those still owned."""
-    async with _translated():
+    async with connection_errors():
         rows = await pool.fetch(
             sql("renew_leases"),
             owner,
@@ -216,7 +206,7 @@ async def save_checkpoint(
     next_step: str,
 ) -> bool | None:
     """Save a step's output; None when the lease was lost, else whether cancel was requested."""
-    async with _translated():
+    async with connection_errors():
         row = await pool.fetchrow(
             sql("save_checkpoint"), *_fenced(fence), storable(checkpoint), step_timings, next_step
         )
@@ -228,7 +218,7 @@ async def complete(
 ) -> bool:
     """Completion, email and generation count in one transaction; False when fenced out or
     cancelled (then nothing was written)."""
-    async with _translated():
+    async with connection_errors():
         completed = await pool.fetchval(
             sql("complete_queue_item"),
             *_fenced(fence),
@@ -268,13 +258,13 @@ async def release(pool: Pool, fence: Fence) -> bool:
 
 async def notify_consumers(pool: Pool) -> None:
     """Wake every LISTENing consumer (after releasing items at shutdown)."""
-    async with _translated():
+    async with connection_errors():
         await pool.execute(sql("notify_queue"))
 
 
 async def seconds_until_next_due(pool: Pool) -> float | None:
     """Seconds until the earliest pending item is due (<= 0: due now); None when none waits."""
-    async with _translated():
+    async with connection_errors():
         value = await pool.fetchval(sql("seconds_until_next_due"))
     return None if value is None else float(value)
 
@@ -283,7 +273,7 @@ async def reap_expired(
     pool: Pool, *, limit: int, backoff_base: float, backoff_max: float
 ) -> dict[str, int]:
     """Return expired leases to pending (or failed/cancelled); count per resulting status."""
-    async with _translated():
+    async with connection_errors():
         rows = await pool.fetch(sql("reap_expired_leases"), limit, backoff_base, backoff_max)
     counts: dict[str, int] = {}
     for row in rows:
@@ -293,7 +283,7 @@ async def reap_expired(
 
 async def prune_finished(pool: Pool, *, older_than_seconds: float, limit: int) -> int:
     """Delete up to ``limit`` finished items older than the retention age; how many."""
-    async with _translated():
+    async with connection_errors():
         status = await pool.execute(sql("prune_finished_queue_items"), older_than_seconds, limit)
     return int(status.split()[-1])
 
@@ -302,7 +292,7 @@ async def operator_view(pool: Pool, name: str) -> list[dict[str, Any]]:
     """Rows of one operator view: queue_overview, queue_active or queue_failures."""
     if name not in ("queue_overview", "queue_active", "queue_failures"):
         raise ValueError(f"unknown view {name!r}")
-    async with _translated():
+    async with connection_errors():
         rows = await pool.fetch(sql(name))
     return [dict(row) for row in rows]
 
@@ -312,6 +302,6 @@ def _fenced(fence: Fence) -> tuple[uuid.UUID, str, int]:
 
 
 async def _fenced_write(query: str, pool: Pool, fence: Fence, *args: object) -> bool:
-    async with _translated():
+    async with connection_errors():
         row = await pool.fetchrow(sql(query), *_fenced(fence), *args)
     return row is not None

@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from scribe.db.pool import Pool
+from scribe.db.pool import Pool, translated
 from scribe.db.queries import sql
 
 
@@ -29,11 +29,13 @@ def _template(record: asyncpg.Record | None) -> Template | None:
     return None if record is None else Template(**dict(record))
 
 
+@translated
 async def list_for_user(pool: Pool, user_id: uuid.UUID) -> list[Template]:
     """The user's templates, newest first."""
     return [Template(**dict(row)) for row in await pool.fetch(sql("list_templates"), user_id)]
 
 
+@translated
 async def get(pool: Pool, template_id: uuid.UUID, user_id: uuid.UUID) -> Template | None:
     """One of the user's templates, or None."""
     return _template(await pool.fetchrow(sql("get_template"), template_id, user_id))
@@ -60,6 +62,7 @@ async def _insert(
     return Template(**dict(record))
 
 
+@translated
 async def insert(
     pool: Pool,
     *,
@@ -76,6 +79,7 @@ async def insert(
     return await _insert(pool, user_id, pdf_url, template_text, user_instructions, created_at)
 
 
+@translated
 async def create_within_limit(
     pool: Pool,
     user_id: uuid.UUID,

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from scribe.db.pool import Pool
+from scribe.db.pool import Pool, translated
 from scribe.db.queries import sql
 from scribe.errors import Conflict
 
@@ -31,11 +31,13 @@ def _user(record: asyncpg.Record | None) -> User | None:
     return None if record is None else User(**dict(record))
 
 
+@translated
 async def get(pool: Pool, user_id: uuid.UUID) -> User | None:
     """The profile of ``user_id``, or None before init."""
     return _user(await pool.fetchrow(sql("get_user"), user_id))
 
 
+@translated
 async def create(
     pool: Pool, user_id: uuid.UUID, email: str, display_name: str | None
 ) -> tuple[User, bool]:
@@ -55,11 +57,13 @@ async def create(
     return existing, False
 
 
+@translated
 async def set_onboarded(pool: Pool, user_id: uuid.UUID) -> User | None:
     """Mark onboarded; None if the user has no profile."""
     return _user(await pool.fetchrow(sql("set_user_onboarded"), user_id))
 
 
+@translated
 async def set_template(pool: Pool, user_id: uuid.UUID, template: str) -> User | None:
     """Store the default template; None if the user has no profile."""
     return _user(await pool.fetchrow(sql("set_user_template"), user_id, template))

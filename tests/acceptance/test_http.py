@@ -266,6 +266,30 @@ async def test_health_is_503_while_the_database_is_unreachable(
         await admin.close()
 
 
+async def test_api_is_503_not_500_while_the_database_is_unreachable(
+    client: httpx.AsyncClient, pg_admin_dsn: str, database_url: str
+) -> None:
+    headers = auth_headers("down@uni.edu")
+    assert (await client.post("/api/user/init", json={}, headers=headers)).status_code == 201
+    name = urlsplit(database_url).path.lstrip("/")
+    admin = await asyncpg.connect(pg_admin_dsn)
+    try:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        for path in ("/api/user/profile", "/api/email/", "/api/templates/", "/api/queue/"):
+            response = await client.get(path, headers=headers)
+            assert response.status_code == 503, (path, response.text)
+            assert "database unavailable" in response.json()["detail"]
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    assert (await client.get("/api/user/profile", headers=headers)).status_code == 200
+
+
 async def test_index(client: httpx.AsyncClient) -> None:
     response = await client.get("/")
     assert response.status_code == 200
