@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -236,19 +237,29 @@ async def test_health_reports_database_and_queue(client: httpx.AsyncClient) -> N
     }
 
 
-async def test_health_is_503_while_the_database_is_unreachable(
-    client: httpx.AsyncClient, pg_admin_dsn: str, database_url: str
-) -> None:
+@contextlib.asynccontextmanager
+async def refusing_connections(pg_admin_dsn: str, database_url: str) -> AsyncIterator[None]:
+    """The test database refuses new connections and the app's open ones are cut; restored on
+    exit."""
     name = urlsplit(database_url).path.lstrip("/")
     admin = await asyncpg.connect(pg_admin_dsn)
     try:
-        # Refuse new connections, then cut the app's existing ones.
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         await admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = $1 AND pid <> pg_backend_pid()",
             name,
         )
+        yield
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def test_health_is_503_while_the_database_is_unreachable(
+    client: httpx.AsyncClient, pg_admin_dsn: str, database_url: str
+) -> None:
+    async with refusing_connections(pg_admin_dsn, database_url):
         for _ in range(2):  # the dead pooled connection, then a refused reconnect
             down = await client.get("/health")
             assert down.status_code == 503
@@ -259,11 +270,7 @@ async def test_health_is_503_while_the_database_is_unreachable(
                 "database": "unreachable",
                 "queue": None,
             }
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        assert (await client.get("/health")).status_code == 200
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
+    assert (await client.get("/health")).status_code == 200
 
 
 async def test_api_is_503_not_500_while_the_database_is_unreachable(
@@ -271,22 +278,11 @@ async def test_api_is_503_not_500_while_the_database_is_unreachable(
 ) -> None:
     headers = auth_headers("down@uni.edu")
     assert (await client.post("/api/user/init", json={}, headers=headers)).status_code == 201
-    name = urlsplit(database_url).path.lstrip("/")
-    admin = await asyncpg.connect(pg_admin_dsn)
-    try:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = $1 AND pid <> pg_backend_pid()",
-            name,
-        )
+    async with refusing_connections(pg_admin_dsn, database_url):
         for path in ("/api/user/profile", "/api/email/", "/api/templates/", "/api/queue/"):
             response = await client.get(path, headers=headers)
             assert response.status_code == 503, (path, response.text)
             assert "database unavailable" in response.json()["detail"]
-    finally:
-        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        await admin.close()
     assert (await client.get("/api/user/profile", headers=headers)).status_code == 200
 
 
