@@ -39,8 +39,11 @@ def main(directory: str) -> int:
         has_ensurepip = False
     else:
         has_ensurepip = True
-    venv.EnvBuilder(with_pip=has_ensurepip, clear=False).create(target)
     python = target / "bin" / "python"
+    if python.exists():
+        return 0  # an existing venv: the Makefile's pip install refreshes what is in it
+    # Symlinks, as `python3 -m venv` makes them on POSIX.
+    venv.EnvBuilder(with_pip=has_ensurepip, symlinks=True).create(target)
     if not has_ensurepip:
         print("no ensurepip (python3-venv not installed): bootstrapping pip from PyPI")
         with tempfile.TemporaryDirectory() as tmp:
