@@ -174,6 +174,11 @@ class TokenVerifier:
         return Principal(user_id=user_id, email=email.lower())
 
 
+def is_admin(principal: Principal, admin_emails: list[str]) -> bool:
+    """Whether the caller's (verified) email is one of ``ADMIN_EMAILS`` (trimmed, lower-case)."""
+    return principal.email.strip().lower() in admin_emails
+
+
 def dev_secret(data_dir: Path) -> str:
     """The local development secret (created on first use, kept in the data dir, mode 0600)."""
     path = data_dir / "dev-jwt-secret"

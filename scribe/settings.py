@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     @field_validator("admin_emails")
     @classmethod
     def _lower_emails(cls, value: list[str]) -> list[str]:
-        return [email.lower() for email in value]
+        return [email.strip().lower() for email in value if email.strip()]
 
     @field_validator(
         "database_url", "supabase_jwt_secret", "anthropic_api_key", "openai_api_key", "exa_api_key"

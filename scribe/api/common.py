@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scribe.auth import Principal
+from scribe.auth import Principal, is_admin
 from scribe.db import users
 from scribe.db.users import User
 from scribe.deps import get_deps
@@ -20,6 +20,7 @@ from scribe.errors import (
     AuthenticationError,
     InvalidRequest,
     PayloadTooLarge,
+    PermissionDenied,
     ProfileNotInitialized,
 )
 
@@ -157,3 +158,12 @@ async def current_user(request: Request) -> User:
     if user is None:
         raise ProfileNotInitialized()
     return user
+
+
+async def current_admin(request: Request) -> Principal:
+    """The verified caller when their email is in ``ADMIN_EMAILS``; 401 without a valid token,
+    403 ``Admin access required`` otherwise. No local user row is needed."""
+    principal = await current_principal(request)
+    if not is_admin(principal, get_deps(request).settings.admin_emails):
+        raise PermissionDenied("Admin access required")
+    return principal
