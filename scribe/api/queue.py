@@ -74,8 +74,12 @@ class QueueItemOut(ApiModel):
 
     @classmethod
     def of(cls, item: QueueItemView) -> QueueItemOut:
-        """The API view of a queue row."""
-        return cls.model_validate(item, from_attributes=True)
+        """The API view of a queue row; ``error_message`` only for failed items (a retried or
+        re-queued item still carries its previous attempt's error, which no longer applies)."""
+        view = cls.model_validate(item, from_attributes=True)
+        if view.status == "failed":
+            return view
+        return view.model_copy(update={"error_message": None})
 
 
 class BatchCreated(ApiModel):

@@ -85,12 +85,17 @@ async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServi
     assert data.generation_metadata["unfilled_placeholders"] == ["{{professor_name}}"]
 
 
-async def test_exa_401_fails_web_scraper_permanently(fakes: FakeServices) -> None:
+async def test_exa_401_fails_web_scraper_permanently(
+    fakes: FakeServices, caplog: pytest.LogCaptureFixture
+) -> None:
     fakes.script("exa", Scripted(status=401), Scripted(status=401))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await template_parser.run(item(), clients)
-        with pytest.raises(PermanentStepError, match="401"):
+        with pytest.raises(PermanentStepError, match="401") as failure:
             await web_scraper.run(data, clients)
+    # The hint is for the operator: it goes to the log, never into the item's error_message.
+    assert "EXA_API_KEY" not in failure.value.message
+    assert any("check EXA_API_KEY" in record.getMessage() for record in caplog.records)
 
 
 async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
