@@ -129,3 +129,23 @@ async def test_arxiv_results_are_cached_by_author(fakes: FakeServices) -> None:
         first = await clients.papers.papers_by("Dr. Jane Roe", "quantum widgets")
         second = await clients.papers.papers_by("Jane Roe", "widgets")
     assert first and second and len(fakes.of("arxiv")) == 1
+
+
+async def test_arxiv_cache_stays_within_its_bound_and_drops_expired_authors(
+    fakes: FakeServices,
+) -> None:
+    settings = fake_settings(
+        fakes, scribe_arxiv_min_interval_seconds=0, scribe_arxiv_cache_entries=5
+    )
+    async with fake_clients(settings, fakes) as clients:
+        papers = clients.papers
+        for n in range(12):
+            assert await papers.papers_by(f"Jane Roe{n}", "widgets")
+            assert len(papers.cache) <= 5
+        assert len(fakes.of("arxiv")) == 12
+        await papers.papers_by("Jane Roe11", "widgets")  # still cached: no request
+        assert len(fakes.of("arxiv")) == 12
+        papers.cache.ttl_seconds = 1e-9  # every entry stored so far is now past its time
+        await papers.papers_by("Jane Roe11", "widgets")
+        assert len(fakes.of("arxiv")) == 13
+        assert len(papers.cache) == 1  # the others were dropped, not kept
