@@ -79,30 +79,20 @@ async def _worker(settings: Settings) -> None:
     await run_worker(settings)
 
 
-async def _queue(settings: Settings) -> None:
+async def _queue(settings: Settings, args: argparse.Namespace) -> None:
     from scribe import db
     from scribe.db import queue_items
     from scribe.db.pool import create_pool
+    from scribe.render import render_rows
 
     dsn = await db.resolve_dsn(settings)
     pool = await create_pool(dsn, size=1, transaction_pooler=settings.transaction_pooler)
     try:
         for view in ("queue_overview", "queue_active", "queue_failures"):
             print(f"== {view}")
-            print(_table(await queue_items.operator_view(pool, view)))
+            print(render_rows(await queue_items.operator_view(pool, view), wide=args.wide))
     finally:
         await pool.close()
-
-
-def _table(rows: list[dict[str, object]]) -> str:
-    if not rows:
-        return "(none)"
-    columns = list(rows[0])
-    cells = [[("" if row[c] is None else str(row[c]))[:60] for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
-    return "\n".join(lines)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -142,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-worker", action="store_true", help="HTTP only, no queue consumer")
     commands.add_parser("worker", help="the queue consumer only (no HTTP)")
-    commands.add_parser("queue", help="print the queue views (overview, active, failures)")
+    queue = commands.add_parser("queue", help="print the queue views (overview, active, failures)")
+    queue.add_argument(
+        "--wide", action="store_true", help="always one line per row (default: fit the terminal)"
+    )
     commands.add_parser("migrate", help="apply pending database migrations")
     token = commands.add_parser("token", help="mint a bearer token for local development")
     token.add_argument("--email", required=True)
@@ -162,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         elif args.command == "queue":
-            asyncio.run(_queue(settings))
+            asyncio.run(_queue(settings, args))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "token":

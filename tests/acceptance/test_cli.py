@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import sys
@@ -16,6 +17,9 @@ import httpx
 import psutil
 import pytest
 
+from scribe.db import queue_items, users
+from scribe.db.pool import Pool
+from scribe.db.queue_items import NewItem
 from scribe.settings import Settings
 from tests.conftest import serve
 
@@ -85,6 +89,44 @@ async def test_bad_setting_fails_with_the_variable_named(tmp_path: Path) -> None
     assert code == 2
     assert stdout == ""
     assert "SCRIBE_CONCURRENCY" in stderr
+
+
+async def test_queue_views_show_whole_ids_and_overdue_leases_as_negative_seconds(
+    pool: Pool, database_url: str, tmp_path: Path
+) -> None:
+    user_id = uuid.uuid4()
+    await users.create(pool, user_id, "ops@uni.edu", None)
+    running, failed = await queue_items.enqueue(
+        pool,
+        user_id,
+        [NewItem("Dr Running", "graphs"), NewItem("Dr Failed", "graphs")],
+        "Dear {{name}}, a template long enough to be accepted by the queue as it is.",
+        max_attempts=3,
+    )
+    await pool.execute(
+        "UPDATE queue_items SET status = 'processing', locked_by = 'worker-1', attempts = 1, "
+        "started_at = now(), lease_expires_at = now() - interval '3 seconds' WHERE id = $1",
+        running,
+    )
+    error = "LLM returned HTTP 400: " + "the prompt is far too long for this model " * 5
+    await pool.execute(
+        "UPDATE queue_items SET status = 'failed', error_message = $2, completed_at = now() "
+        "WHERE id = $1",
+        failed,
+        error,
+    )
+    for wide in ((), ("--wide",)):
+        code, out, err = await _scribe(
+            "queue", *wide, data_dir=tmp_path / "data", DATABASE_URL=database_url, COLUMNS="80"
+        )
+        assert code == 0, err
+        assert str(running) in out and str(failed) in out and str(user_id) in out
+        assert error.strip() in out  # the whole error, not 60 characters of it
+        assert "day" not in out
+        lease = re.search(r"\s(-\d+)s(\s|$)", out)  # the overdue lease, in seconds
+        assert lease is not None and int(lease.group(1)) <= -3, out
+        # Too wide for 80 columns: one block per row, unless --wide asks for the table anyway.
+        assert ("-[ row 1 ]-" in out) != bool(wide)
 
 
 @pytest.mark.slow
