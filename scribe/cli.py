@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 
 import uvicorn
@@ -34,7 +35,31 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 class _Server(uvicorn.Server):
     """uvicorn whose second SIGTERM/SIGINT also releases running queue jobs at once (the first
-    one lets them finish within the grace period while HTTP drains)."""
+    one lets them finish within the grace period while HTTP drains), and whose clean SIGTERM
+    drain ends the process with status 0: a stop that was asked for and went well is a success
+    (systemd, Docker and supervisors report 143 as a failure)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that a SIGTERM drained cleanly is not raised again on exit."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                if self.drained_cleanly():
+                    self._captured_signals = [
+                        sig for sig in self._captured_signals if sig != signal.SIGTERM
+                    ]
+
+    def drained_cleanly(self) -> bool:
+        """Every request and the lifespan shutdown (queue drain, resources) finished, unforced."""
+        lifespan = getattr(self, "lifespan", None)
+        return (
+            self.started
+            and not self.force_exit
+            and lifespan is not None
+            and not lifespan.should_exit  # set when the lifespan's startup or shutdown failed
+        )
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         state = getattr(self.config.app, "state", None)
@@ -64,9 +89,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         proxy_headers=True,
         server_header=False,
     )
-    # uvicorn drains on SIGTERM, then restores the previous handler and re-raises the signal. With
-    # the default handler the process would die there without running atexit hooks, leaving the
-    # embedded PostgreSQL running; this handler turns it into a normal exit that stops it.
+    # uvicorn drains on SIGTERM, then restores the previous handler and re-raises the signal
+    # (unless _Server saw a clean drain: then `serve` returns and the process exits 0). With the
+    # default handler the process would die there without running atexit hooks, leaving the
+    # embedded PostgreSQL running; this handler turns it into a normal exit (143) that stops it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _Server(config).run()
 
