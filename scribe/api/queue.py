@@ -27,7 +27,7 @@ from scribe.api.openapi import Operation
 from scribe.db import queue_items
 from scribe.db.queue_items import NewItem, QueueItemView
 from scribe.deps import get_deps
-from scribe.errors import Conflict, InvalidRequest, NotFound
+from scribe.errors import Conflict, DatabaseUnavailable, InvalidRequest, NotFound
 from scribe.queue.listener import ITEMS_CHANNEL
 from scribe.steps.template_parser import validate_template
 
@@ -184,7 +184,14 @@ async def stream_queue(request: Request) -> Response:
         try:
             while not shutdown.is_set():
                 changed.clear()
-                rows = await queue_items.list_recent(deps.pool, user.id)
+                try:
+                    rows = await queue_items.list_recent(deps.pool, user.id)
+                except DatabaseUnavailable:
+                    # Keep the stream open (heartbeats go on) and read again at the next wake-up
+                    # (the LISTEN reconnect announces itself) or poll; the outage is logged
+                    # once by the HTTP layer, not by every open stream.
+                    await _first_of(changed, shutdown, timeout=deps.settings.scribe_poll_seconds)
+                    continue
                 current = {row.id: QueueItemOut.of(row) for row in rows}
                 for item_id, item in current.items():
                     if sent.get(item_id) != item:

@@ -16,6 +16,7 @@ from scribe.db.pool import Pool
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
+from tests.acceptance.test_http import refusing_connections
 from tests.conftest import auth_headers, serve
 from tests.fakes.steps import behaviour, deterministic_pipeline
 
@@ -307,3 +308,35 @@ async def test_only_failed_items_show_their_error_message(
     )
     cancelled = (await api.get(f"/api/email/status/{pending_id}", headers=headers)).json()
     assert cancelled["status"] == "FAILURE" and cancelled["error"] == "Cancelled."
+
+
+async def test_stream_survives_a_database_outage_and_resumes(
+    make_settings: Callable[..., Settings], pg_admin_dsn: str, database_url: str
+) -> None:
+    settings = make_settings(scribe_worker=False, scribe_listen=False, scribe_poll_seconds=0.1)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as api:
+        headers = await _user(api, "ada@uni.edu")
+        created = await api.post("/api/queue/batch", json=_batch("Dr Ada"), headers=headers)
+        [item_id] = created.json()["queue_item_ids"]
+        async with api.stream("GET", "/api/queue/stream", headers=headers) as response:
+            lines = response.aiter_lines()
+            first = await asyncio.wait_for(_next_event(lines), 5)
+            assert first == ("item", item_id)
+            async with refusing_connections(pg_admin_dsn, database_url):
+                assert (await api.get("/api/queue/", headers=headers)).status_code == 503
+                # Hold the outage over five of the stream's polls (each refused); before, the
+                # first refused poll cut the stream.
+                await asyncio.sleep(0.5)
+            assert (await api.delete(f"/api/queue/{item_id}", headers=headers)).is_success
+            assert await asyncio.wait_for(_next_event(lines), 5) == ("removed", item_id)
+
+
+async def _next_event(lines: AsyncIterator[str]) -> tuple[str, str]:
+    """The next item/removed event: (name, item id)."""
+    event = None
+    async for line in lines:
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:") and event in ("item", "removed"):
+            return event, json.loads(line.split(":", 1)[1])["id"]
+    raise AssertionError("stream ended")
