@@ -45,6 +45,17 @@ async def test_llm_bad_request_is_permanent(fakes: FakeServices) -> None:
             await template_parser.run(item(), clients)
 
 
+async def test_llm_rejected_key_names_the_setting_in_the_log_only(
+    fakes: FakeServices, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakes.script("anthropic", Scripted(status=401))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        with pytest.raises(PermanentStepError) as failure:
+            await template_parser.run(item(), clients)
+    assert failure.value.message == "LLM returned HTTP 401"
+    assert any("check ANTHROPIC_API_KEY" in record.getMessage() for record in caplog.records)
+
+
 async def test_malformed_output_is_asked_again_once(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(body="Sure! Here is the analysis: not json"))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
