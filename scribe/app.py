@@ -27,6 +27,7 @@ from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_routes
 from scribe.clients.netguard import AddressPolicy
 from scribe.db import health as health_db
+from scribe.db.outage import OutageLog, note_refused
 from scribe.deps import get_deps, open_deps
 from scribe.metrics import Metrics, MetricsMiddleware
 from scribe.queue.service import PipelineFactory, supervised_consumer
@@ -53,6 +54,9 @@ STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
 ]
 
 
+DATABASE_UNAVAILABLE_DETAIL = "The database is unavailable; try again shortly."
+
+
 def status_for(exc: errors.ScribeError) -> int:
     """The HTTP status of a project error (500 for anything unmapped)."""
     for error_type, status in STATUS_BY_ERROR:
@@ -70,7 +74,12 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
-    if status >= 500:
+    if isinstance(exc, errors.DatabaseUnavailable):
+        # Logged once per outage by DatabaseOutageMiddleware, not with a traceback per request;
+        # the exception's name is for the operator, not the client.
+        note_refused(exc)
+        detail = DATABASE_UNAVAILABLE_DETAIL
+    elif status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
         detail = exc.message if status in (502, 503) else "Internal server error"
     else:
@@ -136,6 +145,21 @@ class BodySizeLimitMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class DatabaseOutageMiddleware:
+    """Log a database outage once (WARNING) and its end once (INFO, with the refused count)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.outage = OutageLog()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.outage.watching():
+            await self.app(scope, receive, send)
 
 
 class UnhandledErrorMiddleware:
@@ -255,6 +279,7 @@ def create_app(
         Middleware(RateLimitMiddleware, rate_per_minute=settings.scribe_rate_limit_per_minute),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.scribe_max_body_bytes),
         Middleware(UnhandledErrorMiddleware),
+        Middleware(DatabaseOutageMiddleware),
     ]
     exception_handlers: dict[Any, Any] = {
         errors.ScribeError: _scribe_error,

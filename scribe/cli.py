@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import FrameType
 
 import uvicorn
@@ -34,7 +35,31 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 class _Server(uvicorn.Server):
     """uvicorn whose second SIGTERM/SIGINT also releases running queue jobs at once (the first
-    one lets them finish within the grace period while HTTP drains)."""
+    one lets them finish within the grace period while HTTP drains), and whose clean SIGTERM
+    drain ends the process with status 0: a stop that was asked for and went well is a success
+    (systemd, Docker and supervisors report 143 as a failure)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that a SIGTERM drained cleanly is not raised again on exit."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                if self.drained_cleanly():
+                    self._captured_signals = [
+                        sig for sig in self._captured_signals if sig != signal.SIGTERM
+                    ]
+
+    def drained_cleanly(self) -> bool:
+        """Every request and the lifespan shutdown (queue drain, resources) finished, unforced."""
+        lifespan = getattr(self, "lifespan", None)
+        return (
+            self.started
+            and not self.force_exit
+            and lifespan is not None
+            and not lifespan.should_exit  # set when the lifespan's startup or shutdown failed
+        )
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         state = getattr(self.config.app, "state", None)
@@ -64,9 +89,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         proxy_headers=True,
         server_header=False,
     )
-    # uvicorn drains on SIGTERM, then restores the previous handler and re-raises the signal. With
-    # the default handler the process would die there without running atexit hooks, leaving the
-    # embedded PostgreSQL running; this handler turns it into a normal exit that stops it.
+    # uvicorn drains on SIGTERM, then restores the previous handler and re-raises the signal
+    # (unless _Server saw a clean drain: then `serve` returns and the process exits 0). With the
+    # default handler the process would die there without running atexit hooks, leaving the
+    # embedded PostgreSQL running; this handler turns it into a normal exit (143) that stops it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     _Server(config).run()
 
@@ -79,30 +105,20 @@ async def _worker(settings: Settings) -> None:
     await run_worker(settings)
 
 
-async def _queue(settings: Settings) -> None:
+async def _queue(settings: Settings, args: argparse.Namespace) -> None:
     from scribe import db
     from scribe.db import queue_items
     from scribe.db.pool import create_pool
+    from scribe.render import render_rows
 
     dsn = await db.resolve_dsn(settings)
     pool = await create_pool(dsn, size=1, transaction_pooler=settings.transaction_pooler)
     try:
         for view in ("queue_overview", "queue_active", "queue_failures"):
             print(f"== {view}")
-            print(_table(await queue_items.operator_view(pool, view)))
+            print(render_rows(await queue_items.operator_view(pool, view), wide=args.wide))
     finally:
         await pool.close()
-
-
-def _table(rows: list[dict[str, object]]) -> str:
-    if not rows:
-        return "(none)"
-    columns = list(rows[0])
-    cells = [[("" if row[c] is None else str(row[c]))[:60] for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
-    return "\n".join(lines)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -142,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-worker", action="store_true", help="HTTP only, no queue consumer")
     commands.add_parser("worker", help="the queue consumer only (no HTTP)")
-    commands.add_parser("queue", help="print the queue views (overview, active, failures)")
+    queue = commands.add_parser("queue", help="print the queue views (overview, active, failures)")
+    queue.add_argument(
+        "--wide", action="store_true", help="always one line per row (default: fit the terminal)"
+    )
     commands.add_parser("migrate", help="apply pending database migrations")
     token = commands.add_parser("token", help="mint a bearer token for local development")
     token.add_argument("--email", required=True)
@@ -162,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "worker":
             asyncio.run(_worker(settings))
         elif args.command == "queue":
-            asyncio.run(_queue(settings))
+            asyncio.run(_queue(settings, args))
         elif args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "token":

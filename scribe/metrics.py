@@ -10,6 +10,9 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Label values are kept for the process's life: a client-chosen method ("FOO1", "FOO2", …)
+# must not add a series per request.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @dataclass
@@ -78,5 +81,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, record_status)
         finally:
             route = route_template(scope)
-            self.metrics.http_requests.labels(scope["method"], route, str(status)).inc()
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
             self.metrics.http_latency.labels(route).observe(time.perf_counter() - started)

@@ -33,9 +33,18 @@ class TokenBuckets:
         else:
             self._buckets[key] = (tokens, now)
             wait = (1.0 - tokens) / self.refill_per_second
-        while len(self._buckets) > _MAX_CLIENTS:
+        # Buckets are ordered by last use. One idle long enough to be full again is the same as
+        # no bucket: drop those (expired), then the least recently used past the bound.
+        refilled = self.capacity / self.refill_per_second
+        while self._buckets:
+            stamp = next(iter(self._buckets.values()))[1]
+            if now - stamp < refilled and len(self._buckets) <= _MAX_CLIENTS:
+                break
             self._buckets.popitem(last=False)
         return wait
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def client_key(scope: Scope) -> str:

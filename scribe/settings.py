@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     scribe_retry_base_seconds: float = Field(default=5.0, ge=0)
     scribe_retry_max_seconds: float = Field(default=600.0, ge=0)
 
+    # ==== issue-8edge: bounded caches ====
+    # arXiv per-author cache: at most this many authors (oldest dropped first; 0 = no cache),
+    # each kept this long; the pacing between arXiv requests (arXiv's terms: 3 s; 0 only for
+    # local fakes and soaks)
+    scribe_arxiv_cache_entries: int = Field(default=64, ge=0, le=100_000)
+    scribe_arxiv_cache_seconds: float = Field(default=6 * 3600, ge=0)
+    scribe_arxiv_min_interval_seconds: float = Field(default=3.0, ge=0)
+
     # Observability
     logfire_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -104,7 +104,9 @@ class TaskStatus(ApiModel):
             return cls(task_id=task.id, status="STARTED", result=progress, error=None)
         if task.status == "pending":
             return cls(task_id=task.id, status="PENDING", result=None, error=None)
-        error = task.error_message or ("Cancelled." if task.status == "cancelled" else "Failed.")
+        if task.status == "cancelled":  # an earlier attempt's error is not why it stopped
+            return cls(task_id=task.id, status="FAILURE", result=None, error="Cancelled.")
+        error = task.error_message or "Failed."
         return cls(task_id=task.id, status="FAILURE", result=None, error=error)
 
 

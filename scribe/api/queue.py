@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
+import anyio
 from pydantic import Field, StringConstraints, field_validator
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
@@ -27,7 +27,7 @@ from scribe.api.openapi import Operation
 from scribe.db import queue_items
 from scribe.db.queue_items import NewItem, QueueItemView
 from scribe.deps import get_deps
-from scribe.errors import Conflict, InvalidRequest, NotFound
+from scribe.errors import Conflict, DatabaseUnavailable, InvalidRequest, NotFound
 from scribe.queue.listener import ITEMS_CHANNEL
 from scribe.steps.template_parser import validate_template
 
@@ -42,6 +42,15 @@ EmailTemplate = Annotated[str, StringConstraints(min_length=1, max_length=10000)
 MAX_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 255
 STREAM_REFRESH_SECONDS = 30.0  # re-read even without a notification, in case one was missed
+# On shutdown the stream sends a last event and ends itself within this time (a clean close,
+# not a cancelled response); the client's EventSource reconnects to the next process.
+STREAM_SHUTDOWN_GRACE_SECONDS = 5.0
+STREAM_RECONNECT_MILLISECONDS = 2000
+SHUTDOWN_EVENT: dict[str, str | int] = {
+    "event": "shutdown",
+    "data": json.dumps({"detail": "The server is restarting; reconnect shortly."}),
+    "retry": STREAM_RECONNECT_MILLISECONDS,
+}
 
 
 class BatchItem(ApiModel):
@@ -74,8 +83,12 @@ class QueueItemOut(ApiModel):
 
     @classmethod
     def of(cls, item: QueueItemView) -> QueueItemOut:
-        """The API view of a queue row."""
-        return cls.model_validate(item, from_attributes=True)
+        """The API view of a queue row; ``error_message`` only for failed items (a retried or
+        re-queued item still carries its previous attempt's error, which no longer applies)."""
+        view = cls.model_validate(item, from_attributes=True)
+        if view.status == "failed":
+            return view
+        return view.model_copy(update={"error_message": None})
 
 
 class BatchCreated(ApiModel):
@@ -164,12 +177,21 @@ async def stream_queue(request: Request) -> Response:
     else:
         unsubscribe, refresh = (lambda: None), deps.settings.scribe_poll_seconds
 
-    async def events() -> AsyncIterator[dict[str, str]]:
+    shutdown = anyio.Event()  # set by sse-starlette when the server starts shutting down
+
+    async def events() -> AsyncIterator[dict[str, str | int]]:
         sent: dict[uuid.UUID, QueueItemOut] = {}
         try:
-            while True:
+            while not shutdown.is_set():
                 changed.clear()
-                rows = await queue_items.list_recent(deps.pool, user.id)
+                try:
+                    rows = await queue_items.list_recent(deps.pool, user.id)
+                except DatabaseUnavailable:
+                    # Keep the stream open (heartbeats go on) and read again at the next wake-up
+                    # (the LISTEN reconnect announces itself) or poll; the outage is logged
+                    # once by the HTTP layer, not by every open stream.
+                    await _first_of(changed, shutdown, timeout=deps.settings.scribe_poll_seconds)
+                    continue
                 current = {row.id: QueueItemOut.of(row) for row in rows}
                 for item_id, item in current.items():
                     if sent.get(item_id) != item:
@@ -177,12 +199,30 @@ async def stream_queue(request: Request) -> Response:
                 for item_id in sent.keys() - current.keys():
                     yield {"event": "removed", "data": json.dumps({"id": str(item_id)})}
                 sent = current
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), refresh)
+                await _first_of(changed, shutdown, timeout=refresh)
+            yield SHUTDOWN_EVENT
         finally:
             unsubscribe()
 
-    return EventSourceResponse(events(), ping=deps.settings.scribe_sse_heartbeat_seconds)
+    return EventSourceResponse(
+        events(),
+        ping=deps.settings.scribe_sse_heartbeat_seconds,
+        shutdown_event=shutdown,
+        shutdown_grace_period=STREAM_SHUTDOWN_GRACE_SECONDS,
+    )
+
+
+async def _first_of(*events: asyncio.Event | anyio.Event, timeout: float) -> None:
+    """Return when any of ``events`` is set, or after ``timeout`` seconds."""
+    with anyio.move_on_after(timeout):
+        async with anyio.create_task_group() as group:
+
+            async def wait_for(event: asyncio.Event | anyio.Event) -> None:
+                await event.wait()
+                group.cancel_scope.cancel()
+
+            for event in events:
+                group.start_soon(wait_for, event)
 
 
 routes = [

@@ -111,6 +111,12 @@ async def open_clients(
             search=search,
             pages=PageFetcher(fetch_http),
             browser=browser,
-            papers=ArxivPapers(http, settings.arxiv_api_url),
+            papers=ArxivPapers(
+                http,
+                settings.arxiv_api_url,
+                min_interval=settings.scribe_arxiv_min_interval_seconds,
+                cache_seconds=settings.scribe_arxiv_cache_seconds,
+                cache_entries=settings.scribe_arxiv_cache_entries,
+            ),
             fetch_http=fetch_http,
         )

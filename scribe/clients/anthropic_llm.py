@@ -9,6 +9,7 @@ permanent (the same prompt keeps producing it, so a queue retry would only spend
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import anthropic
@@ -25,6 +26,8 @@ from scribe.clients.llm import (
 from scribe.clients.output import MalformedOutput, parse_output
 from scribe.errors import PermanentStepError, TransientStepError
 
+log = logging.getLogger(__name__)
+
 StructuredMode = Literal["json_schema", "tool"]
 _TOOL = "respond"
 
@@ -37,6 +40,9 @@ def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | Permane
         status = exc.status_code
         retry_after = parse_retry_after(exc.response.headers)
         message = f"LLM returned HTTP {status}: {(exc.api_message or '')[:300]}"
+        if status in (401, 403):  # the operator's to fix: the hint goes to the log only
+            log.warning("Anthropic answered HTTP %d (%s): check ANTHROPIC_API_KEY", status, message)
+            return PermanentStepError(f"LLM returned HTTP {status}")
         if status in (408, 409, 429) or status >= 500:
             return TransientStepError(message, retry_after=retry_after)
         return PermanentStepError(message)

@@ -6,6 +6,8 @@ the one malformed-answer retry mirror the Anthropic provider.
 
 from __future__ import annotations
 
+import logging
+
 import openai
 from openai.types.chat import ChatCompletion
 
@@ -20,6 +22,8 @@ from scribe.clients.llm import (
 from scribe.clients.output import parse_output
 from scribe.errors import PermanentStepError, TransientStepError
 
+log = logging.getLogger(__name__)
+
 
 def map_openai_error(exc: openai.APIError) -> TransientStepError | PermanentStepError:
     """Timeouts, connection errors, 408/409/429/5xx are transient; other 4xx permanent."""
@@ -28,6 +32,8 @@ def map_openai_error(exc: openai.APIError) -> TransientStepError | PermanentStep
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = f"LLM returned HTTP {status}"
+        if status in (401, 403):  # the operator's to fix: the hint goes to the log only
+            log.warning("OpenAI-compatible endpoint answered HTTP %d: check OPENAI_API_KEY", status)
         if status in (408, 409, 429) or status >= 500:
             return TransientStepError(message, retry_after=parse_retry_after(exc.response.headers))
         return PermanentStepError(message)

@@ -4,7 +4,9 @@ The package is synchronous and has no request timeout, so it only builds the que
 ``Client`` with ``query_url_format`` pointed at ``ARXIV_API_URL``) and parses the Atom feed (its
 own parser, in a thread); the request itself is made with httpx under a real timeout. Requests
 are paced to one per ``min_interval`` seconds process-wide (arXiv's terms: one every 3 s), and
-results are cached by author name for hours, so repeated recipients cost no request.
+results are cached by author name for hours, so repeated recipients cost no request. The cache is
+bounded (``cache_entries`` authors, oldest dropped first) and keeps only what selection can use:
+the author's own papers of the last ``PAPER_YEARS`` years.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import arxiv
 import httpx
 from arxiv import _feed  # the package's Atom parser (arxiv>=4)
 
+from scribe.clients.cache import TtlCache
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
 
@@ -27,6 +30,7 @@ _HONORIFICS = re.compile(
     re.IGNORECASE,
 )
 _WORD = re.compile(r"[a-z0-9]+")
+PAPER_YEARS = 10  # papers older than this are never chosen
 _STOPWORDS = {"and", "of", "the", "in", "for", "on", "to", "a", "an", "with", "at", "by"}
 
 
@@ -59,13 +63,18 @@ def relevance(interest: str, paper: Paper) -> int:
     return len(words & haystack)
 
 
+def own_recent(name: str, papers: list[Paper], *, years: int = PAPER_YEARS) -> list[Paper]:
+    """The papers of the last ``years`` years that ``name`` is an author of."""
+    oldest = datetime.now(UTC).year - years
+    return [p for p in papers if p.year >= oldest and any(same_author(name, a) for a in p.authors)]
+
+
 def select_papers(
-    name: str, interest: str, papers: list[Paper], *, limit: int = 5, years: int = 10
+    name: str, interest: str, papers: list[Paper], *, limit: int = 5, years: int = PAPER_YEARS
 ) -> list[Paper]:
     """The recipient's own papers of the last ``years`` years, relevant ones first, newest first
     within each group, at most ``limit``."""
-    oldest = datetime.now(UTC).year - years
-    own = [p for p in papers if p.year >= oldest and any(same_author(name, a) for a in p.authors)]
+    own = own_recent(name, papers, years=years)
     own.sort(
         key=lambda p: (relevance(interest, p) > 0, p.year, relevance(interest, p)), reverse=True
     )
@@ -100,6 +109,7 @@ class ArxivPapers:
         min_interval: float = 3.0,
         timeout: float = 15.0,
         cache_seconds: float = 6 * 3600,
+        cache_entries: int = 64,
         max_results: int = 50,
     ) -> None:
         self._http = http
@@ -107,9 +117,8 @@ class ArxivPapers:
         self._client.query_url_format = api_url + "?{}"
         self._limiter = RateLimiter(min_interval)
         self._timeout = timeout
-        self._cache_seconds = cache_seconds
         self._max_results = max_results
-        self._cache: dict[str, tuple[float, list[Paper]]] = {}
+        self.cache: TtlCache[str, list[Paper]] = TtlCache(cache_entries, cache_seconds)
         self._inflight: dict[str, asyncio.Future[list[Paper]]] = {}
 
     async def papers_by(self, name: str, interest: str) -> list[Paper]:
@@ -119,9 +128,9 @@ class ArxivPapers:
 
     async def _by_author(self, author: str) -> list[Paper]:
         key = _fold(author)
-        cached = self._cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self._cache_seconds:
-            return cached[1]
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
         if key in self._inflight:  # another task is asking arXiv for this author right now
             return await asyncio.shield(self._inflight[key])
         future: asyncio.Future[list[Paper]] = asyncio.get_running_loop().create_future()
@@ -135,7 +144,7 @@ class ArxivPapers:
         finally:
             self._inflight.pop(key, None)
         future.set_result(papers)
-        self._cache[key] = (time.monotonic(), papers)
+        self.cache.put(key, own_recent(author, papers))
         return papers
 
     async def _query(self, author: str) -> list[Paper]:

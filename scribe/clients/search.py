@@ -7,6 +7,7 @@ revoked key will not fix itself). Timeouts and connection errors are transient.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from exa_py import AsyncExa
 from exa_py.errors import ExaTimeoutError
 
 from scribe.errors import PermanentStepError, TransientStepError
+
+log = logging.getLogger(__name__)
 
 _STATUS = re.compile(r"status code (\d{3})")
 
@@ -40,7 +43,9 @@ def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepErro
         status = int(match.group(1))
         if status in (408, 429) or status >= 500:
             return TransientStepError(f"search returned HTTP {status}")
-        return PermanentStepError(f"search returned HTTP {status} (check EXA_API_KEY)")
+        if status in (401, 403):  # the operator's to fix; the end user only sees the failure
+            log.warning("Exa answered HTTP %d: check EXA_API_KEY", status)
+        return PermanentStepError(f"search returned HTTP {status}")
     return PermanentStepError(f"search failed: {str(exc)[:200]}")
 
 

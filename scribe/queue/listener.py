@@ -77,7 +77,10 @@ class Listener:
             try:
                 conn = await ListenConnection.open(self._dsn, CHANNELS, self._dispatch, lost.set)
             except DatabaseUnavailable as exc:
-                log.warning("LISTEN connection failed (%s); retrying in %.1fs", exc, delay)
+                # The first failure is news; the retries of an outage are not (one line each
+                # would flood the log during a long outage).
+                level = logging.WARNING if delay == 0.1 else logging.DEBUG
+                log.log(level, "LISTEN connection failed (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_reconnect_delay)
                 continue

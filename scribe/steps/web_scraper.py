@@ -114,7 +114,7 @@ def _assemble(sections: list[tuple[str, SearchHit]]) -> str:
 async def run(data: PipelineData, clients: Clients) -> PipelineData:
     """Search the web for the recipient; skipped (and recorded) without an Exa key."""
     if clients.search is None:
-        skipped = {"search": "skipped", "reason": "no EXA_API_KEY configured"}
+        skipped = {"search": "skipped", "reason": "web search is not configured"}
         return data.model_copy(update={"scraping_metadata": skipped})
     queries = build_queries(data)
     found = await _search_all(clients, queries)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from tests.conftest import auth_headers, serve
 from tests.factories import init_user
 
 ORIGIN = "https://app.example.com"
+DATABASE_DOWN = "The database is unavailable; try again shortly."
 
 
 @pytest.fixture
@@ -282,8 +284,47 @@ async def test_api_is_503_not_500_while_the_database_is_unreachable(
         for path in ("/api/user/profile", "/api/email/", "/api/templates/", "/api/queue/"):
             response = await client.get(path, headers=headers)
             assert response.status_code == 503, (path, response.text)
-            assert "database unavailable" in response.json()["detail"]
+            assert response.json() == {"detail": DATABASE_DOWN}
     assert (await client.get("/api/user/profile", headers=headers)).status_code == 200
+
+
+async def test_database_outage_logs_one_warning_and_one_info_not_a_traceback_per_request(
+    make_settings: Callable[..., Settings],
+    pg_admin_dsn: str,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    headers = auth_headers("down@uni.edu")
+    paths = ("/api/user/profile", "/api/email/", "/api/templates/", "/api/queue/")
+    async with (
+        serve(make_settings(scribe_worker=False)) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        assert (await client.post("/api/user/init", json={}, headers=headers)).status_code == 201
+        caplog.set_level(logging.INFO)
+        caplog.clear()
+        async with refusing_connections(pg_admin_dsn, database_url):
+            for _ in range(3):
+                for path in paths:
+                    response = await client.get(path, headers=headers)
+                    assert response.status_code == 503, (path, response.text)
+                    # Exactly this text: no exception names (InternalClientError,
+                    # FileNotFoundError…) reach the client.
+                    assert response.json() == {"detail": DATABASE_DOWN}
+        assert (await client.get("/api/user/profile", headers=headers)).status_code == 200
+        assert (await client.get("/api/email/", headers=headers)).status_code == 200
+
+    # The LISTEN connection (used by SSE streams) says once that it lost the database and once
+    # that its first reconnect failed; everything else about the outage is the one line below.
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    others = [r for r in loud if r.name not in ("scribe.queue.listener", "asyncpg.pool")]
+    assert [r.name for r in others] == ["scribe.db.outage"], [r.getMessage() for r in loud]
+    assert others[0].getMessage().startswith("database unavailable (")
+    assert len([r for r in loud if r.name == "scribe.queue.listener"]) <= 2
+    assert not [r for r in caplog.records if r.exc_info]
+    back = [r.getMessage() for r in caplog.records if r.name == "scribe.db.outage"][1:]
+    assert len(back) == 1
+    assert "available again" in back[0] and "12 request(s) were refused" in back[0]
 
 
 async def test_index(client: httpx.AsyncClient) -> None:

@@ -52,3 +52,13 @@ async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClien
     assert 'route="/api/email/{email_id}",status="404"' in text
     assert 'route="/api/user/init",status="201"' in text
     assert 'scribe_queue_items{status="pending"} 0.0' in text
+
+
+async def test_metrics_labels_stay_bounded_whatever_methods_clients_send(
+    client: httpx.AsyncClient,
+) -> None:
+    for method in ("PROPFIND", "MKCOL", "PURGE", "LOCK"):
+        await client.request(method, "/api/email/")
+    text = (await client.get("/metrics")).text
+    assert not any(method in text for method in ("PROPFIND", "MKCOL", "PURGE", "LOCK"))
+    assert 'method="OTHER"' in text

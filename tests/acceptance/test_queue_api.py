@@ -16,6 +16,7 @@ from scribe.db.pool import Pool
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
+from tests.acceptance.test_http import refusing_connections
 from tests.conftest import auth_headers, serve
 from tests.fakes.steps import behaviour, deterministic_pipeline
 
@@ -254,4 +255,88 @@ async def _next_item(lines: AsyncIterator[str]) -> dict[str, Any]:
         elif line.startswith("data:") and event == "item":
             parsed: dict[str, Any] = json.loads(line.split(":", 1)[1])
             return parsed
+    raise AssertionError("stream ended")
+
+
+async def test_only_failed_items_show_their_error_message(
+    api: httpx.AsyncClient, pool: Pool
+) -> None:
+    """A retried (pending) or re-claimed (processing) item still carries its previous attempt's
+    error in the row; the API must not show it, or a healthy item looks failed."""
+    headers = await _user(api, "ada@uni.edu")
+    created = await api.post(
+        "/api/queue/batch", json=_batch("Dr Pending", "Dr Running", "Dr Failed"), headers=headers
+    )
+    pending_id, running_id, failed_id = created.json()["queue_item_ids"]
+    await pool.execute(
+        "UPDATE queue_items SET error_message = 'search timed out' WHERE id = ANY($1::uuid[])",
+        [pending_id, running_id, failed_id],
+    )
+    await pool.execute(
+        "UPDATE queue_items SET status = 'processing', locked_by = 'w1', "
+        "lease_expires_at = now() + interval '1 minute', current_step = 'web_scraper' "
+        "WHERE id = $1",
+        uuid.UUID(running_id),
+    )
+    await pool.execute(
+        "UPDATE queue_items SET status = 'failed', completed_at = now() WHERE id = $1",
+        uuid.UUID(failed_id),
+    )
+
+    listed = {row["id"]: row for row in (await api.get("/api/queue/", headers=headers)).json()}
+    assert listed[pending_id]["error_message"] is None
+    assert listed[running_id]["error_message"] is None
+    assert listed[failed_id]["error_message"] == "search timed out"
+
+    async with api.stream("GET", "/api/queue/stream", headers=headers) as response:
+        lines = response.aiter_lines()
+        streamed: dict[str, str | None] = {}
+        while len(streamed) < 3:
+            event = await asyncio.wait_for(_next_item(lines), 5)
+            streamed[event["id"]] = event["error_message"]
+    assert streamed == {pending_id: None, running_id: None, failed_id: "search timed out"}
+
+    running = (await api.get(f"/api/email/status/{running_id}", headers=headers)).json()
+    assert running["status"] == "STARTED" and running["error"] is None
+    pending = (await api.get(f"/api/email/status/{pending_id}", headers=headers)).json()
+    assert pending["status"] == "PENDING" and pending["error"] is None
+    failed = (await api.get(f"/api/email/status/{failed_id}", headers=headers)).json()
+    assert failed["status"] == "FAILURE" and failed["error"] == "search timed out"
+    await pool.execute(
+        "UPDATE queue_items SET status = 'cancelled', completed_at = now() WHERE id = $1",
+        uuid.UUID(pending_id),
+    )
+    cancelled = (await api.get(f"/api/email/status/{pending_id}", headers=headers)).json()
+    assert cancelled["status"] == "FAILURE" and cancelled["error"] == "Cancelled."
+
+
+async def test_stream_survives_a_database_outage_and_resumes(
+    make_settings: Callable[..., Settings], pg_admin_dsn: str, database_url: str
+) -> None:
+    settings = make_settings(scribe_worker=False, scribe_listen=False, scribe_poll_seconds=0.1)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as api:
+        headers = await _user(api, "ada@uni.edu")
+        created = await api.post("/api/queue/batch", json=_batch("Dr Ada"), headers=headers)
+        [item_id] = created.json()["queue_item_ids"]
+        async with api.stream("GET", "/api/queue/stream", headers=headers) as response:
+            lines = response.aiter_lines()
+            first = await asyncio.wait_for(_next_event(lines), 5)
+            assert first == ("item", item_id)
+            async with refusing_connections(pg_admin_dsn, database_url):
+                assert (await api.get("/api/queue/", headers=headers)).status_code == 503
+                # Hold the outage over five of the stream's polls (each refused); before, the
+                # first refused poll cut the stream.
+                await asyncio.sleep(0.5)
+            assert (await api.delete(f"/api/queue/{item_id}", headers=headers)).is_success
+            assert await asyncio.wait_for(_next_event(lines), 5) == ("removed", item_id)
+
+
+async def _next_event(lines: AsyncIterator[str]) -> tuple[str, str]:
+    """The next item/removed event: (name, item id)."""
+    event = None
+    async for line in lines:
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:") and event in ("item", "removed"):
+            return event, json.loads(line.split(":", 1)[1])["id"]
     raise AssertionError("stream ended")

@@ -44,6 +44,9 @@ async def _main(latency: dict[str, float]) -> None:
     from tests.fakes.services import FakeServices
 
     services = FakeServices()
+    # Options that are not latencies (soaks: realistic feed sizes, no request log).
+    services.arxiv_extra_papers = int(latency.pop("arxiv_extra_papers", 0))
+    services.record_requests = not latency.pop("no_request_log", 0)
     services.latency.update(latency)
     async with serve_asgi(services.app()) as (url, port):
         services.base_url, services.port = url, port
@@ -51,7 +54,7 @@ async def _main(latency: dict[str, float]) -> None:
         await asyncio.Event().wait()
 
 
-if __name__ == "__main__":  # python -m tests.fakes.server service=seconds …  (the benchmark)
+if __name__ == "__main__":  # python -m tests.fakes.server service=seconds …  (the benchmarks)
     import sys
 
     pairs = (arg.split("=", 1) for arg in sys.argv[1:])

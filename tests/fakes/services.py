@@ -58,6 +58,8 @@ class FakeServices:
         self.base_url = ""  # set once served
         self.port = 0
         self.arxiv_authors: dict[str, str] = {}
+        self.arxiv_extra_papers = 0  # feeds the size of real ones (50 long entries): soaks
+        self.record_requests = True  # off for soaks: the log would grow with every request
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -73,7 +75,8 @@ class FakeServices:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("latin-1")
-        self.requests.append(Recorded(service, request.url.path, dict(request.headers), body))
+        if self.record_requests:
+            self.requests.append(Recorded(service, request.url.path, dict(request.headers), body))
         if self.latency.get(service):
             await asyncio.sleep(self.latency[service])
         scripted = self.scripts[service].popleft() if self.scripts[service] else None
@@ -213,7 +216,8 @@ class FakeServices:
         query = request.query_params.get("search_query", "")
         match = re.search(r'au:"([^"]+)"', query)
         author = match.group(1) if match else "Unknown Person"
-        return Response(atom_feed(author), media_type="application/atom+xml")
+        feed = atom_feed(author, extra=self.arxiv_extra_papers)
+        return Response(feed, media_type="application/atom+xml")
 
     # --- web pages and PDFs ------------------------------------------------------------------
 
@@ -295,8 +299,9 @@ def _anthropic_error(scripted: Scripted) -> Response:
     )
 
 
-def atom_feed(author: str) -> str:
-    """An arXiv API Atom feed with papers by ``author`` (and one by someone else)."""
+def atom_feed(author: str, *, extra: int = 0) -> str:
+    """An arXiv API Atom feed with papers by ``author`` (and one by someone else); ``extra``
+    more of the author's papers with co-authors and abstracts as long as real ones."""
     entries = [
         (
             "2401.00001",
@@ -327,6 +332,11 @@ def atom_feed(author: str) -> str:
             "Quantum widgets by another author.",
         ),
     ]
+    for n in range(extra):
+        summary = f"Result {n} on quantum widgets and gadget theory for {author}. " * 20
+        coauthors = [author, f"Coauthor {n} One", f"Coauthor {n} Two", f"Coauthor {n} Three"]
+        published = f"{2025 - n % 15}-0{1 + n % 9}-15T00:00:00Z"
+        entries.append((f"2{n:03d}.{n:05d}", f"Widget Study {n}", published, coauthors, summary))
     items = []
     for arxiv_id, title, published, authors, summary in entries:
         names = "".join(f"<author><name>{a}</name></author>" for a in authors)

@@ -45,6 +45,17 @@ async def test_llm_bad_request_is_permanent(fakes: FakeServices) -> None:
             await template_parser.run(item(), clients)
 
 
+async def test_llm_rejected_key_names_the_setting_in_the_log_only(
+    fakes: FakeServices, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakes.script("anthropic", Scripted(status=401))
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        with pytest.raises(PermanentStepError) as failure:
+            await template_parser.run(item(), clients)
+    assert failure.value.message == "LLM returned HTTP 401"
+    assert any("check ANTHROPIC_API_KEY" in record.getMessage() for record in caplog.records)
+
+
 async def test_malformed_output_is_asked_again_once(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(body="Sure! Here is the analysis: not json"))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
@@ -85,12 +96,17 @@ async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServi
     assert data.generation_metadata["unfilled_placeholders"] == ["{{professor_name}}"]
 
 
-async def test_exa_401_fails_web_scraper_permanently(fakes: FakeServices) -> None:
+async def test_exa_401_fails_web_scraper_permanently(
+    fakes: FakeServices, caplog: pytest.LogCaptureFixture
+) -> None:
     fakes.script("exa", Scripted(status=401), Scripted(status=401))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await template_parser.run(item(), clients)
-        with pytest.raises(PermanentStepError, match="401"):
+        with pytest.raises(PermanentStepError, match="401") as failure:
             await web_scraper.run(data, clients)
+    # The hint is for the operator: it goes to the log, never into the item's error_message.
+    assert "EXA_API_KEY" not in failure.value.message
+    assert any("check EXA_API_KEY" in record.getMessage() for record in caplog.records)
 
 
 async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
@@ -124,3 +140,23 @@ async def test_arxiv_results_are_cached_by_author(fakes: FakeServices) -> None:
         first = await clients.papers.papers_by("Dr. Jane Roe", "quantum widgets")
         second = await clients.papers.papers_by("Jane Roe", "widgets")
     assert first and second and len(fakes.of("arxiv")) == 1
+
+
+async def test_arxiv_cache_stays_within_its_bound_and_drops_expired_authors(
+    fakes: FakeServices,
+) -> None:
+    settings = fake_settings(
+        fakes, scribe_arxiv_min_interval_seconds=0, scribe_arxiv_cache_entries=5
+    )
+    async with fake_clients(settings, fakes) as clients:
+        papers = clients.papers
+        for n in range(12):
+            assert await papers.papers_by(f"Jane Roe{n}", "widgets")
+            assert len(papers.cache) <= 5
+        assert len(fakes.of("arxiv")) == 12
+        await papers.papers_by("Jane Roe11", "widgets")  # still cached: no request
+        assert len(fakes.of("arxiv")) == 12
+        papers.cache.ttl_seconds = 1e-9  # every entry stored so far is now past its time
+        await papers.papers_by("Jane Roe11", "widgets")
+        assert len(fakes.of("arxiv")) == 13
+        assert len(papers.cache) == 1  # the others were dropped, not kept
