@@ -392,21 +392,23 @@ RETURNING template_count
 -- ==== issue-9admin ====
 
 -- admin_overview --
--- Service-wide figures for GET /api/admin/overview (rates and averages are computed in Python).
+-- Service-wide figures for GET /api/admin/overview (rates are computed in Python): one pass over
+-- emails and one over queue_items; the weekly figures read only the recent range.
 SELECT
     (SELECT count(*) FROM users) AS total_users,
-    (SELECT count(*) FROM emails) AS total_emails,
     (SELECT count(*) FROM templates) AS total_templates,
-    (SELECT count(*) FROM emails WHERE is_confident) AS confident_emails,
+    e.total_emails, e.confident_emails,
     q.completed, q.finished, q.failed, q.avg_gen_time_seconds,
     w.emails_this_week, w.active_users_this_week
 FROM (
+    SELECT count(*) AS total_emails, count(*) FILTER (WHERE is_confident) AS confident_emails
+    FROM emails
+) e, (
     SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
            count(*) FILTER (WHERE status <> 'pending') AS finished,
            count(*) FILTER (WHERE status = 'failed') AS failed,
-           avg(EXTRACT(EPOCH FROM completed_at - started_at))
-               FILTER (WHERE status = 'completed' AND started_at IS NOT NULL
-                       AND completed_at IS NOT NULL)::float8 AS avg_gen_time_seconds
+           (EXTRACT(EPOCH FROM avg(completed_at - started_at)
+                    FILTER (WHERE status = 'completed')))::float8 AS avg_gen_time_seconds
     FROM queue_items
 ) q, (
     SELECT count(*) AS emails_this_week, count(DISTINCT user_id) AS active_users_this_week
