@@ -36,7 +36,7 @@ class Principal:
     """The authenticated caller, from a verified token."""
 
     user_id: uuid.UUID
-    email: str
+    email: str  # lower-case; "" only from verify(require_email=False) on a token without one
 
 
 class JwksCache:

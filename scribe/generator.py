@@ -9,7 +9,7 @@ import re
 from pydantic import BaseModel, field_validator
 
 from scribe.clients import Clients
-from scribe.clients.llm import LLMRequest
+from scribe.clients.llm import LLM, LLMRequest, LLMResponse
 from scribe.clients.pdf import MAX_PDF_BYTES, resume_text
 from scribe.errors import InvalidRequest, PermanentStepError, TransientStepError
 from scribe.steps.text import PLACEHOLDER, remove_machine_tells
@@ -91,32 +91,38 @@ async def generate_template(
     the provider's or parser's own text goes to the log only.
     """
     resume = await _read_resume(clients, pdf_url, allowed_hosts)
-    try:
-        response = await clients.generator_llm.generate(
-            LLMRequest(
-                purpose="template_generator",
-                system=SYSTEM,
-                prompt=(
-                    f"<instructions>\n{instructions}\n</instructions>\n\n"
-                    f"<resume>\n{resume}\n</resume>"
-                ),
-                output=GeneratedTemplate,
-                offline=lambda: offline_template(resume),
-                max_tokens=1500,
-            )
-        )
-    except TransientStepError as exc:
-        log.warning("template generation: the model is unavailable: %s", exc)
-        raise TransientStepError(MODEL_BUSY, retry_after=exc.retry_after or 60) from exc
-    except PermanentStepError as exc:
-        log.warning("template generation: the model failed: %s", exc)
-        raise PermanentStepError(MODEL_FAILED) from exc
+    response = await _ask_generator(
+        clients.generator_llm,
+        LLMRequest(
+            purpose="template_generator",
+            system=SYSTEM,
+            prompt=(
+                f"<instructions>\n{instructions}\n</instructions>\n\n<resume>\n{resume}\n</resume>"
+            ),
+            output=GeneratedTemplate,
+            offline=lambda: offline_template(resume),
+            max_tokens=1500,
+        ),
+    )
     return response.value.template
 
 
 MODEL_BUSY = "Template generation failed: the model is busy, try again in a minute."
 MODEL_FAILED = "Template generation failed: the model did not write a usable template, try again."
 PDF_UNREADABLE = "Template generation failed: could not read the PDF."
+
+
+async def _ask_generator(
+    llm: LLM, request: LLMRequest[GeneratedTemplate]
+) -> LLMResponse[GeneratedTemplate]:
+    try:
+        return await llm.generate(request)
+    except TransientStepError as exc:
+        log.warning("template generation: the model is unavailable: %s", exc)
+        raise TransientStepError(MODEL_BUSY, retry_after=exc.retry_after or 60) from exc
+    except PermanentStepError as exc:
+        log.warning("template generation: the model failed: %s", exc)
+        raise PermanentStepError(MODEL_FAILED) from exc
 
 
 async def _read_resume(clients: Clients, pdf_url: str, allowed_hosts: list[str]) -> str:
