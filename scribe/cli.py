@@ -136,13 +136,16 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
     from scribe.commands import generate
+    from scribe.steps.template_parser import validate_template
 
     try:
         template = args.template.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"cannot read --template {args.template}: {exc}") from exc
-    if not template.strip():
-        raise ConfigurationError(f"--template {args.template} is empty")
+    try:
+        validate_template(template)
+    except ValueError as exc:
+        raise ConfigurationError(f"--template {args.template}: {exc}") from exc
     return asyncio.run(
         generate(
             settings,

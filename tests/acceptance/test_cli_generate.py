@@ -92,6 +92,15 @@ async def test_generate_with_a_missing_template_file_exits_2(tmp_path: Path) -> 
     assert "cannot read --template" in err
 
 
+async def test_generate_refuses_a_template_under_ten_characters(tmp_path: Path) -> None:
+    (tmp_path / "short.txt").write_text("Hi {{n}}")
+    code, _, err = await _scribe(
+        "generate", "--template", "short.txt", "--name", "A B", "--interest", "x", cwd=tmp_path
+    )
+    assert code == 2
+    assert "too short" in err
+
+
 async def test_demo_queues_three_recipients_and_prints_their_emails(
     tmp_path: Path, database_url: str
 ) -> None:
