@@ -461,13 +461,18 @@ WITH weeks AS (
     SELECT (date_trunc('week', now() AT TIME ZONE 'UTC') - n * interval '1 week')::date AS week
     FROM generate_series(0, $1::int - 1) AS n
 ),
-counts AS (
-    SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date AS week,
-           count(*) AS emails_generated, count(DISTINCT user_id) AS active_users
+-- Per (week, user) first: a hash aggregate, where count(DISTINCT user_id) would sort every row.
+per_user AS (
+    SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date AS week, user_id,
+           count(*) AS emails
     FROM emails
     WHERE created_at >= (date_trunc('week', now() AT TIME ZONE 'UTC')
                          - ($1::int - 1) * interval '1 week') AT TIME ZONE 'UTC'
-    GROUP BY 1
+    GROUP BY 1, 2
+),
+counts AS (
+    SELECT week, sum(emails)::bigint AS emails_generated, count(*) AS active_users
+    FROM per_user GROUP BY week
 )
 SELECT weeks.week, coalesce(counts.emails_generated, 0) AS emails_generated,
        coalesce(counts.active_users, 0) AS active_users
