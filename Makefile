@@ -20,6 +20,9 @@ serve: $(STAMP)          ## HTTP API + queue consumer on :8000 (embedded Postgre
 worker: $(STAMP)         ## queue consumer only
 	$(BIN)/scribe worker
 
+demo: $(STAMP)           ## three sample emails through the real queue (embedded PostgreSQL; offline without keys)
+	$(BIN)/scribe demo
+
 test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest
 

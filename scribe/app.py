@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
-from scribe.api import emails, health, queue, templates, users
+from scribe.api import admin, emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_routes
 from scribe.clients.netguard import AddressPolicy
@@ -193,7 +193,7 @@ class UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
-API_MODULES = (health, users, emails, queue, templates)
+API_MODULES = (health, users, emails, queue, templates, admin)
 
 
 def build_routes(metrics: Metrics) -> list[BaseRoute]:

@@ -36,7 +36,7 @@ class Principal:
     """The authenticated caller, from a verified token."""
 
     user_id: uuid.UUID
-    email: str
+    email: str  # lower-case; "" only from verify(require_email=False) on a token without one
 
 
 class JwksCache:
@@ -120,8 +120,11 @@ class TokenVerifier:
         self._issuer = issuer
         self._jwks = jwks
 
-    async def verify(self, token: str) -> Principal:
-        """Check signature, algorithm, exp/nbf, aud, iss and role; raise AuthenticationError."""
+    async def verify(self, token: str, *, require_email: bool = True) -> Principal:
+        """Check signature, algorithm, exp/nbf, aud, iss and role; raise AuthenticationError.
+
+        Without ``require_email`` a token lacking an email claim is accepted with an empty
+        ``email`` (the admin routes answer such a caller 403, not 401)."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -142,9 +145,9 @@ class TokenVerifier:
             key = jwk.key
         else:
             raise AuthenticationError("Invalid token: unsupported algorithm")
-        return self._decode(token, key, algorithm)
+        return self._decode(token, key, algorithm, require_email)
 
-    def _decode(self, token: str, key: Any, algorithm: str) -> Principal:
+    def _decode(self, token: str, key: Any, algorithm: str, require_email: bool) -> Principal:
         options: jwt.types.Options = {"require": ["exp", "sub", "aud"]}
         if self._issuer:
             options["require"].append("iss")
@@ -170,13 +173,16 @@ class TokenVerifier:
             raise AuthenticationError("Invalid token: subject is not a user id") from exc
         email = claims.get("email")
         if not isinstance(email, str) or "@" not in email:
-            raise AuthenticationError("Invalid token: no email claim")
+            if require_email:
+                raise AuthenticationError("Invalid token: no email claim")
+            email = ""
         return Principal(user_id=user_id, email=email.lower())
 
 
 def is_admin(principal: Principal, admin_emails: list[str]) -> bool:
     """Whether the caller's (verified) email is one of ``ADMIN_EMAILS`` (trimmed, lower-case)."""
-    return principal.email.strip().lower() in admin_emails
+    email = principal.email.strip().lower()
+    return bool(email) and email in admin_emails
 
 
 def dev_secret(data_dir: Path) -> str:

@@ -1,4 +1,4 @@
-"""The ``scribe`` command: serve | worker | queue | migrate | token."""
+"""The ``scribe`` command: serve | worker | queue | migrate | token | generate | demo."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import signal
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
-from scribe.errors import ScribeError
+from scribe.errors import ConfigurationError, ScribeError
 from scribe.settings import Settings, load_settings
 
 log = logging.getLogger("scribe")
@@ -149,6 +150,35 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    from scribe.commands import generate
+    from scribe.steps.template_parser import validate_template
+
+    try:
+        template = args.template.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read --template {args.template}: {exc}") from exc
+    try:
+        validate_template(template)
+    except ValueError as exc:
+        raise ConfigurationError(f"--template {args.template}: {exc}") from exc
+    return asyncio.run(
+        generate(
+            settings,
+            template=template,
+            name=args.name,
+            interest=args.interest,
+            as_json=args.json,
+        )
+    )
+
+
+def _demo(settings: Settings) -> int:
+    from scribe.commands import demo
+
+    return asyncio.run(demo(settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``scribe`` command."""
     parser = argparse.ArgumentParser(prog="scribe", description=__doc__)
@@ -167,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     token.add_argument("--user-id", help="UUID to use as sub (default: derived from the email)")
     token.add_argument("--hours", type=int, default=24)
+    generate = commands.add_parser(
+        "generate", help="write one email in this process (no server, no database)"
+    )
+    generate.add_argument("--template", type=Path, required=True, help="file with the template")
+    generate.add_argument("--name", required=True, help="the recipient's name")
+    generate.add_argument("--interest", required=True, help="the recipient's research interest")
+    generate.add_argument("--json", action="store_true", help="print the full result as JSON")
+    commands.add_parser(
+        "demo", help="three sample emails through the real queue on the embedded database"
+    )
     return parser
 
 
@@ -186,6 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_migrate(settings))
         elif args.command == "token":
             _token(settings, args)
+        elif args.command == "generate":
+            return _generate(settings, args)
+        elif args.command == "demo":
+            return _demo(settings)
     except ScribeError as exc:
         print(f"scribe: {exc}", file=sys.stderr)
         return 2

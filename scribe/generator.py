@@ -3,14 +3,18 @@ a 150-250 word template with ``{{placeholders}}``."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from pydantic import BaseModel, field_validator
 
 from scribe.clients import Clients
-from scribe.clients.llm import LLMRequest
-from scribe.clients.pdf import resume_text
+from scribe.clients.llm import LLM, LLMRequest, LLMResponse
+from scribe.clients.pdf import MAX_PDF_BYTES, resume_text
+from scribe.errors import InvalidRequest, PermanentStepError, TransientStepError
 from scribe.steps.text import PLACEHOLDER, remove_machine_tells
+
+log = logging.getLogger(__name__)
 
 MIN_WORDS, MAX_WORDS = 150, 250
 
@@ -81,9 +85,14 @@ def offline_template(resume: str) -> GeneratedTemplate:
 async def generate_template(
     clients: Clients, pdf_url: str, instructions: str, allowed_hosts: list[str]
 ) -> str:
-    """Download and read the resume, then ask the generator model for a template."""
-    resume = await resume_text(clients.fetch_http, pdf_url, allowed_hosts)
-    response = await clients.generator_llm.generate(
+    """Download and read the resume, then ask the generator model for a template.
+
+    Failures carry a short user-facing message (the template page shows ``detail`` verbatim);
+    the provider's or parser's own text goes to the log only.
+    """
+    resume = await _read_resume(clients, pdf_url, allowed_hosts)
+    response = await _ask_generator(
+        clients.generator_llm,
         LLMRequest(
             purpose="template_generator",
             system=SYSTEM,
@@ -93,6 +102,48 @@ async def generate_template(
             output=GeneratedTemplate,
             offline=lambda: offline_template(resume),
             max_tokens=1500,
-        )
+        ),
     )
     return response.value.template
+
+
+MODEL_BUSY = "Template generation failed: the model is busy, try again in a minute."
+MODEL_FAILED = "Template generation failed: the model did not write a usable template, try again."
+PDF_UNREADABLE = "Template generation failed: could not read the PDF."
+
+
+async def _ask_generator(
+    llm: LLM, request: LLMRequest[GeneratedTemplate]
+) -> LLMResponse[GeneratedTemplate]:
+    try:
+        return await llm.generate(request)
+    except TransientStepError as exc:
+        log.warning("template generation: the model is unavailable: %s", exc)
+        raise TransientStepError(MODEL_BUSY, retry_after=exc.retry_after or 60) from exc
+    except PermanentStepError as exc:
+        log.warning("template generation: the model failed: %s", exc)
+        raise PermanentStepError(MODEL_FAILED) from exc
+
+
+async def _read_resume(clients: Clients, pdf_url: str, allowed_hosts: list[str]) -> str:
+    try:
+        return await resume_text(clients.fetch_http, pdf_url, allowed_hosts)
+    except InvalidRequest as exc:
+        log.info("template generation: resume %r not usable: %s", pdf_url[:200], exc)
+        raise InvalidRequest(pdf_problem(exc.message)) from exc
+
+
+def pdf_problem(reason: str) -> str:
+    """The user-facing message for a resume that could not be used (the reason itself may hold
+    addresses or library text, so only its kind is told)."""
+    if "not allowed" in reason or "must be an http(s) URL" in reason:
+        return "Template generation failed: the PDF's address is not allowed."
+    if "non-public" in reason:
+        return "Template generation failed: could not download the PDF (non-public address)."
+    if "larger than" in reason:
+        return f"Template generation failed: the PDF is larger than {MAX_PDF_BYTES >> 20} MB."
+    if "scanned" in reason:
+        return f"{PDF_UNREADABLE[:-1]} (no text found: is it a scanned image?)."
+    if "not a PDF" in reason:
+        return f"{PDF_UNREADABLE[:-1]} (the file is not a PDF)."
+    return PDF_UNREADABLE

@@ -142,13 +142,14 @@ def path_uuid(request: Request, name: str) -> uuid.UUID:
         raise InvalidRequest(f"Invalid {name}: {raw!r} is not a UUID.") from exc
 
 
-async def current_principal(request: Request) -> Principal:
-    """The verified caller of this request; 401 without a valid bearer token."""
+async def current_principal(request: Request, *, require_email: bool = True) -> Principal:
+    """The verified caller of this request; 401 without a valid bearer token (or, unless
+    ``require_email`` is false, without an email claim)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("Missing bearer token.")
-    return await get_deps(request).verifier.verify(token.strip())
+    return await get_deps(request).verifier.verify(token.strip(), require_email=require_email)
 
 
 async def current_user(request: Request) -> User:
@@ -162,8 +163,9 @@ async def current_user(request: Request) -> User:
 
 async def current_admin(request: Request) -> Principal:
     """The verified caller when their email is in ``ADMIN_EMAILS``; 401 without a valid token,
-    403 ``Admin access required`` otherwise. No local user row is needed."""
-    principal = await current_principal(request)
+    403 ``Admin access required`` otherwise (a token without an email too). No local user row
+    is needed."""
+    principal = await current_principal(request, require_email=False)
     if not is_admin(principal, get_deps(request).settings.admin_emails):
         raise PermissionDenied("Admin access required")
     return principal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -52,11 +52,19 @@ class InitBody(ApiModel):
 
 
 class TemplateBody(ApiModel):
-    """PATCH /api/user/template."""
+    """PATCH /api/user/template. The text is stored exactly as sent (the frontend reloads its
+    textarea from the profile, so stripping would eat the newline the user just typed)."""
 
-    template: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)
-    ] = Field(description="The default email template; 1-10000 characters, not blank.")
+    template: Annotated[str, StringConstraints(min_length=1, max_length=10_000)] = Field(
+        description="The default email template, stored verbatim; 1-10000 characters, not blank."
+    )
+
+    @field_validator("template")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("Template must not be blank.")
+        return value
 
 
 async def init_user(request: Request) -> Response:

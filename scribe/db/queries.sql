@@ -388,3 +388,104 @@ SELECT pg_notify($1, $2)
 UPDATE users SET template_count = template_count + 1, updated_at = now()
 WHERE id = $1 AND template_count < $2
 RETURNING template_count
+
+-- ==== issue-9admin ====
+
+-- admin_overview --
+-- Service-wide figures for GET /api/admin/overview (rates are computed in Python): one pass over
+-- emails and one over queue_items; the weekly figures read only the recent range.
+SELECT
+    (SELECT count(*) FROM users) AS total_users,
+    (SELECT count(*) FROM templates) AS total_templates,
+    e.total_emails, e.confident_emails,
+    q.completed, q.finished, q.failed, q.avg_gen_time_seconds,
+    w.emails_this_week, w.active_users_this_week
+FROM (
+    SELECT count(*) AS total_emails, count(*) FILTER (WHERE is_confident) AS confident_emails
+    FROM emails
+) e, (
+    SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
+           count(*) FILTER (WHERE status <> 'pending') AS finished,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           (EXTRACT(EPOCH FROM avg(completed_at - started_at)
+                    FILTER (WHERE status = 'completed')))::float8 AS avg_gen_time_seconds
+    FROM queue_items
+) q, (
+    SELECT count(*) AS emails_this_week, count(DISTINCT user_id) AS active_users_this_week
+    FROM emails WHERE created_at > now() - interval '7 days'
+) w
+
+-- admin_list_users --
+-- Every user with their email, queue and failure counts, most generations first (at most $1).
+SELECT u.id, u.email, u.display_name, u.generation_count, u.template_count, u.onboarded,
+       u.created_at, u.email_template,
+       coalesce(e.emails, 0) AS actual_email_count,
+       coalesce(q.submissions, 0) AS queue_submissions,
+       coalesce(q.failed, 0) AS failed_count
+FROM users u
+LEFT JOIN (SELECT user_id, count(*) AS emails FROM emails GROUP BY user_id) e
+       ON e.user_id = u.id
+LEFT JOIN (SELECT user_id, count(*) AS submissions,
+                  count(*) FILTER (WHERE status = 'failed') AS failed
+           FROM queue_items GROUP BY user_id) q
+       ON q.user_id = u.id
+ORDER BY u.generation_count DESC, u.created_at, u.id
+LIMIT $1
+
+-- admin_count_user_emails --
+-- How many emails a user has, discarded ones included.
+SELECT count(*) FROM emails WHERE user_id = $1
+
+-- admin_list_user_emails --
+-- A page of a user's emails, discarded ones included, newest first ($2 limit, $3 offset).
+SELECT id, recipient_name, recipient_interest, email_message, template_type, is_confident,
+       metadata, created_at
+FROM emails
+WHERE user_id = $1
+ORDER BY created_at DESC, id DESC
+LIMIT $2 OFFSET $3
+
+-- admin_list_user_queue --
+-- A user's queue items, cancelled ones included, newest first (at most $2).
+SELECT id, recipient_name, recipient_interest, status, current_step, error_message, started_at,
+       completed_at, created_at
+FROM queue_items
+WHERE user_id = $1
+ORDER BY created_at DESC, seq DESC
+LIMIT $2
+
+-- admin_activity --
+-- Emails and distinct users per UTC week (weeks start on Monday), the last $1 weeks, newest
+-- first; weeks without emails are listed with zeros.
+WITH weeks AS (
+    SELECT (date_trunc('week', now() AT TIME ZONE 'UTC') - n * interval '1 week')::date AS week
+    FROM generate_series(0, $1::int - 1) AS n
+),
+-- Per (week, user) first: a hash aggregate, where count(DISTINCT user_id) would sort every row.
+per_user AS (
+    SELECT date_trunc('week', created_at AT TIME ZONE 'UTC')::date AS week, user_id,
+           count(*) AS emails
+    FROM emails
+    WHERE created_at >= (date_trunc('week', now() AT TIME ZONE 'UTC')
+                         - ($1::int - 1) * interval '1 week') AT TIME ZONE 'UTC'
+    GROUP BY 1, 2
+),
+counts AS (
+    SELECT week, sum(emails)::bigint AS emails_generated, count(*) AS active_users
+    FROM per_user GROUP BY week
+)
+SELECT weeks.week, coalesce(counts.emails_generated, 0) AS emails_generated,
+       coalesce(counts.active_users, 0) AS active_users
+FROM weeks LEFT JOIN counts USING (week)
+ORDER BY weeks.week DESC
+
+-- admin_list_errors --
+-- Failed items newest first with their owner and the step that failed (at most $1).
+SELECT q.id, u.email AS user_email, u.display_name AS user_display_name, q.recipient_name,
+       coalesce(q.failed_step, q.current_step) AS current_step, q.error_message, q.created_at,
+       q.started_at
+FROM queue_items q
+JOIN users u ON u.id = q.user_id
+WHERE q.status = 'failed'
+ORDER BY q.created_at DESC, q.seq DESC
+LIMIT $1

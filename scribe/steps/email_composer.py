@@ -101,7 +101,9 @@ async def run(data: PipelineData, clients: Clients) -> PipelineData:
             max_tokens=2048,
         )
     )
-    email = remove_machine_tells(strip_wrappers(response.value.email))
+    raw = strip_wrappers(response.value.email)
+    # A very short template can consist of nothing but a stock phrase: keep the words then.
+    email = remove_machine_tells(raw).strip() or raw
     left = unfilled(email, data)
     if left:
         email = fill_placeholders(email, data)

@@ -90,13 +90,15 @@ async def test_onboarding_marks_the_profile(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/user/profile", headers=headers)).json()["onboarded"] is True
 
 
-async def test_template_is_stored_stripped(client: httpx.AsyncClient) -> None:
+async def test_template_is_stored_verbatim_with_surrounding_whitespace(
+    client: httpx.AsyncClient,
+) -> None:
+    """The generate page reloads its textarea from the profile: stripping ate the trailing
+    newline the user had just typed."""
     headers = auth_headers("ada@uni.edu")
     await client.post("/api/user/init", json={}, headers=headers)
-    text = "Dear {{name}},\n\nI enjoyed your paper on {{topic}}."
-    response = await client.patch(
-        "/api/user/template", json={"template": f"  {text}\n"}, headers=headers
-    )
+    text = "  Dear {{name}},\n\nI enjoyed your paper on {{topic}}.\n"
+    response = await client.patch("/api/user/template", json={"template": text}, headers=headers)
     assert response.status_code == 200
     assert response.json()["email_template"] == text
     profile = await client.get("/api/user/profile", headers=headers)

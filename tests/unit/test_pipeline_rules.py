@@ -11,11 +11,13 @@ from scribe.steps.template_parser import classify, validate_template
 from scribe.steps.text import placeholders_in, remove_machine_tells
 
 
-def test_validate_template_rejects_short_templates() -> None:
+def test_validate_template_keeps_the_earlier_ten_character_minimum() -> None:
     with pytest.raises(ValueError, match="too short"):
-        validate_template("Hi {{name}}, can we talk?")
-    long = "Dear {{name}}, " + "I would like to join your lab and work on this. " * 3
-    assert validate_template(long) == long
+        validate_template("Hi {{n}}")
+    with pytest.raises(ValueError, match="blank"):
+        validate_template(" \n\t " * 5)
+    for text in ("Hi {{name}}", "Hi {{name}}, can we talk?", "Dear {{name}}, " + "I agree. " * 9):
+        assert validate_template(text) == text
 
 
 def test_placeholders_are_found_verbatim_once() -> None:

@@ -1,0 +1,218 @@
+"""``scribe generate`` (one email in-process, no server, no database) and ``scribe demo`` (three
+sample recipients through the real queue on the embedded database)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import httpx
+
+from scribe.clients import Clients, open_clients
+from scribe.clients.offline import OFFLINE
+from scribe.db import emails, queue_items, users
+from scribe.db.queue_items import NewItem, QueueItemView
+from scribe.errors import StepError
+from scribe.settings import Settings
+from scribe.steps import STEP_NAMES
+from scribe.steps.data import PipelineData
+from scribe.steps.pipeline import STEP_FUNCTIONS
+
+DEMO_EMAIL = "demo@scribe.local"
+DEMO_USER_ID = uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{DEMO_EMAIL}")
+DEMO_POLL_SECONDS = 0.25  # progress refresh; the consumer itself is woken by NOTIFY
+DEMO_TEMPLATE = """Dear {{professor_name}},
+
+I am a second-year computer science student, and I have been reading about {{paper_title}}. \
+Your work on {{research_area}} is close to what I would like to study, and I would be glad to help \
+in your group this summer, for example by running experiments or cleaning data.
+
+Would you have ten minutes to talk in the coming weeks?
+
+Best regards,
+Sam Student"""
+DEMO_RECIPIENTS = (
+    NewItem("Yoshua Bengio", "deep learning and AI safety"),
+    NewItem("Fei-Fei Li", "computer vision and ImageNet"),
+    NewItem("Daphne Koller", "probabilistic graphical models"),
+)
+
+
+def providers_line(settings: Settings, clients: Clients) -> str:
+    """Which providers write the emails: real models (keys set) or the offline rules."""
+    models = {
+        "parser": clients.parser_llm.model,
+        "composer": clients.composer_llm.model,
+    }
+    search = "Exa" if settings.exa_api_key else "skipped (no EXA_API_KEY)"
+    kind = "offline provider (no API key set)" if OFFLINE in models.values() else "real providers"
+    listed = ", ".join(f"{role} {model}" for role, model in models.items())
+    return f"Providers: {kind}: {listed}; web search {search}; arXiv {settings.arxiv_api_url}"
+
+
+# --- scribe generate ---
+
+
+async def generate(
+    settings: Settings,
+    *,
+    template: str,
+    name: str,
+    interest: str,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Run the four steps in this process and print the email (or, with ``as_json``, the full
+    result); progress goes to ``err``. 0 on success, 1 when a step failed."""
+    data = PipelineData(
+        queue_item_id=uuid.uuid4(),
+        user_id=uuid.uuid4(),
+        recipient_name=name,
+        recipient_interest=interest,
+        email_template=template,
+    )
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http,
+        open_clients(settings, http) as clients,
+    ):
+        print(providers_line(settings, clients), file=err)
+        for number, step in enumerate(STEP_NAMES, 1):
+            label = f"[{number}/{len(STEP_NAMES)}] {step}"
+            print(f"{label} ...", file=err, flush=True)
+            started = time.monotonic()
+            try:
+                data = await STEP_FUNCTIONS[step](data, clients)
+            except StepError as exc:
+                print(f"{label} failed after {time.monotonic() - started:.1f} s: {exc}", file=err)
+                return 1
+            seconds = round(time.monotonic() - started, 3)
+            data = data.model_copy(update={"step_timings": {**data.step_timings, step: seconds}})
+            print(f"{label} done in {seconds:.2f} s", file=err, flush=True)
+    if as_json:
+        result = {
+            "recipient_name": name,
+            "recipient_interest": interest,
+            "email_message": data.email_message,
+            "is_confident": data.is_confident,
+            "template_type": data.template_type,
+            "metadata": data.email_metadata(),
+        }
+        print(json.dumps(result, indent=2, default=str), file=out)
+    else:
+        print(render_email(data), file=out)
+    return 0
+
+
+def render_email(data: PipelineData) -> str:
+    """The email, its confidence with the reasons, and the sources it used."""
+    reasons = data.generation_metadata.get("not_confident_reasons") or []
+    confidence = "confident" if data.is_confident else "not confident: " + "; ".join(reasons)
+    lines = ["", data.email_message or "", "", "-" * 72, f"Confidence: {confidence}"]
+    lines.append(f"Template type: {data.template_type}; model: {data.model}")
+    sources = [f"  {url}" for url in data.scraped_urls]
+    sources += [f"  arXiv {p.arxiv_url} {p.title} ({p.year})" for p in data.arxiv_papers]
+    lines.append("Sources:" if sources else "Sources: none")
+    lines += sources
+    return "\n".join(lines)
+
+
+# --- scribe demo ---
+
+
+async def demo(settings: Settings, out: TextIO = sys.stdout) -> int:
+    """Queue three sample recipients for a demo user, run the real consumer until the queue is
+    drained while printing each item's progress, then print the emails. 0 when all three
+    completed."""
+    from scribe.deps import open_deps
+    from scribe.queue.service import open_consumer, production_pipeline
+
+    started = time.monotonic()
+    print("Starting the database and applying migrations ...", file=out, flush=True)
+    async with open_deps(settings) as deps:
+        print(providers_line(settings, deps.clients), file=out)
+        pool = deps.pool
+        if await users.get(pool, DEMO_USER_ID) is None:
+            await users.create(pool, DEMO_USER_ID, DEMO_EMAIL, "Demo user")
+        ids = await queue_items.enqueue(
+            pool,
+            DEMO_USER_ID,
+            DEMO_RECIPIENTS,
+            DEMO_TEMPLATE,
+            max_attempts=settings.scribe_max_attempts,
+        )
+        print(f"Queued {len(ids)} recipients as {DEMO_EMAIL}.", file=out, flush=True)
+
+        consumer = open_consumer(deps, production_pipeline(deps))
+        worker = asyncio.create_task(consumer.run(drain=True), name="demo-consumer")
+
+        async def items() -> dict[uuid.UUID, QueueItemView]:
+            rows = await queue_items.list_recent(pool, DEMO_USER_ID)
+            return {row.id: row for row in rows if row.id in ids}
+
+        await watch(items, worker, lambda line: print(_elapsed(started) + line, file=out))
+        await worker
+        final = await items()
+        completed = 0
+        for item_id in ids:
+            item = final.get(item_id)
+            if item is None or item.status != "completed" or item.email_id is None:
+                status = "missing" if item is None else item.status
+                error = "" if item is None or not item.error_message else f": {item.error_message}"
+                print(f"\n=== {_name(item)}: {status}{error}", file=out)
+                continue
+            email = await emails.get(pool, item.email_id, DEMO_USER_ID)
+            if email is None:
+                continue
+            completed += 1
+            print(f"\n=== Email to {email.recipient_name} ({email.template_type})", file=out)
+            print(email.email_message, file=out)
+            model = email.metadata.get("model")
+            print(f"--- confident: {email.is_confident}; model: {model}", file=out)
+        seconds = time.monotonic() - started
+        print(f"\n{completed} of {len(ids)} emails completed in {seconds:.1f} s.", file=out)
+    return 0 if completed == len(ids) else 1
+
+
+async def watch(
+    items: Callable[[], Any],
+    worker: asyncio.Task[None],
+    emit: Callable[[str], None],
+) -> None:
+    """Print a line whenever an item's status, step, position or error changes (the fields the
+    SSE stream carries), until ``worker`` ends."""
+    seen: dict[uuid.UUID, tuple[Any, ...]] = {}
+    while True:
+        current: dict[uuid.UUID, QueueItemView] = await items()
+        for item_id, item in current.items():
+            state = (item.status, item.current_step, item.position, item.error_message)
+            if seen.get(item_id) != state:
+                seen[item_id] = state
+                emit(_progress(item))
+        if worker.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(worker), DEMO_POLL_SECONDS)
+
+
+def _progress(item: QueueItemView) -> str:
+    detail = item.current_step or ""
+    if item.status == "pending" and item.position is not None:
+        detail = f"position {item.position}"
+    elif item.status in ("completed", "failed"):
+        detail = item.error_message or ""
+    return f"{item.recipient_name:<16} {item.status:<10} {detail}".rstrip()
+
+
+def _name(item: QueueItemView | None) -> str:
+    return "item" if item is None else item.recipient_name
+
+
+def _elapsed(started: float) -> str:
+    return f"[{time.monotonic() - started:6.1f} s] "
