@@ -1,8 +1,9 @@
 """Applies the plain SQL files of ``scribe/migrations`` in order, once each.
 
-Each file runs in its own transaction that first takes a transaction-scoped advisory lock, so two
-processes starting together serialise and the second finds the work done. Transaction-scoped locks
-also work behind transaction poolers, where session locks do not.
+All pending files run in one transaction that first takes a transaction-scoped advisory lock, so
+two processes starting together serialise and the second finds the whole set done (a lock per file
+let them split the files between them), and a failing file leaves the schema as it was.
+Transaction-scoped locks also work behind transaction poolers, where session locks do not.
 """
 
 from __future__ import annotations
@@ -62,10 +63,10 @@ async def applied_versions(conn: asyncpg.Connection) -> dict[str, str]:
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply every pending migration; return the versions this call applied."""
     applied: list[str] = []
-    for migration in load_migrations():
-        async with conn.transaction():
-            await conn.execute(sql("lock_migrations"))
-            await conn.execute(sql("create_schema_migrations"))
+    async with conn.transaction():
+        await conn.execute(sql("lock_migrations"))
+        await conn.execute(sql("create_schema_migrations"))
+        for migration in load_migrations():
             done = await conn.fetchval(sql("get_schema_migration"), migration.version)
             if done is not None:
                 if done != migration.checksum:
