@@ -82,7 +82,7 @@ async def generate_template(
     clients: Clients, pdf_url: str, instructions: str, allowed_hosts: list[str]
 ) -> str:
     """Download and read the resume, then ask the generator model for a template."""
-    resume = await resume_text(clients.fetch_http, pdf_url, allowed_hosts)
+    resume = await resume_text(clients.fetch_http, pdf_url, allowed_hosts, clients.pdf)
     response = await clients.generator_llm.generate(
         LLMRequest(
             purpose="template_generator",

@@ -16,6 +16,10 @@ from scribe.steps.text import PLACEHOLDER, plain_name, remove_machine_tells
 if TYPE_CHECKING:
     from scribe.clients import Clients
 
+# A model answer is cut to this before any cleanup, so a runaway (or hostile) provider costs
+# bounded CPU here; the stored email is capped again, at SCRIBE_MAX_EMAIL_CHARS, at completion.
+MAX_ANSWER_CHARS = 100_000
+
 
 class ComposedEmail(BaseModel):
     """What the composer model returns."""
@@ -101,7 +105,7 @@ async def run(data: PipelineData, clients: Clients) -> PipelineData:
             max_tokens=2048,
         )
     )
-    email = remove_machine_tells(strip_wrappers(response.value.email))
+    email = remove_machine_tells(strip_wrappers(response.value.email[:MAX_ANSWER_CHARS]))
     left = unfilled(email, data)
     if left:
         email = fill_placeholders(email, data)
