@@ -115,6 +115,6 @@ def test_em_dashes_become_commas_with_the_whitespace_around_them() -> None:
 
 
 def test_reasoning_and_fences_are_stripped_without_regex_backtracking() -> None:
-    assert strip_wrappers("<think>plan</think>```json\n{\"a\": 1}\n```") == '{"a": 1}'
+    assert strip_wrappers('<think>plan</think>```json\n{"a": 1}\n```') == '{"a": 1}'
     assert strip_wrappers("<THINK>x</think> kept <think> open") == "kept <think> open"
     assert strip_wrappers("```") == "```"
