@@ -169,6 +169,13 @@ async def enqueue(
     after the other and cannot both slip under the limit.
     """
     ids = [uuid.uuid4() for _ in items]
+    if quota is not None and idempotency_key is None:
+        # Refuse a request that is clearly over quota without taking the lock: a flood of them
+        # would otherwise queue up holding pool connections while the first one is counted.
+        async with connection_errors():
+            usage = await pool.fetchrow(sql("queue_quota_usage"), user_id)
+        assert usage is not None
+        check_quota(quota, len(items), usage["today"], usage["live"], usage["reset_seconds"])
     async with connection_errors(), pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
             await conn.execute(sql("lock_idempotency_key"), user_id, idempotency_key)
