@@ -8,8 +8,10 @@ text handling is what runs), arXiv pointed at the fakes. The service is ``scribe
 fetch PDFs from the fakes' loopback port (production has no way to set it), so the PDF host
 allow-list can name the fakes.
 
-While each attack runs, one client sends ``GET /health`` back to back on its own connection; the
-p99/max of its latency is the event-loop stall other users see. Attacks:
+While each attack runs, one client sends ``GET /health`` back to back on its own connection, and
+another a CORS preflight (answered by middleware, no database); the p99/max of their latency is
+the stall other users see (/health also waits for a pool connection while the consumer and the
+attack use the database; the preflight measures the event loop alone). Attacks:
 
 1. template: POST /api/queue/batch with a 10,000-character template ending in ``"{{" +
    " " * 9_800 + "x"``, 40 items, and the consumer processing them (after a control run: the
@@ -135,22 +137,33 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
+PREFLIGHT = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"}
+
+
 class Stall:
-    """GET /health back to back on one connection until stopped; latencies in seconds."""
+    """Two probes back to back, each on its own connection, until stopped: ``GET /health``
+    (event loop plus a database round trip through the pool) and a CORS preflight (answered by
+    middleware: the event loop alone). Latencies in seconds."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.latencies: list[float] = []
+        self.latencies: dict[str, list[float]] = {"/health": [], "preflight": []}
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
+        await asyncio.gather(self._probe("/health"), self._probe("preflight"))
+
+    async def _probe(self, name: str) -> None:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=120.0) as client:
             while not self._stop.is_set():
                 started = time.perf_counter()
-                response = await client.get("/health")
-                self.latencies.append(time.perf_counter() - started)
+                if name == "/health":
+                    response = await client.get("/health")
+                else:
+                    response = await client.options("/api/queue/", headers=PREFLIGHT)
+                self.latencies[name].append(time.perf_counter() - started)
                 if response.status_code != 200:
-                    raise SystemExit(f"GET /health answered {response.status_code}")
+                    raise SystemExit(f"{name} answered {response.status_code}")
                 await asyncio.sleep(0.005)
 
     def stop(self) -> None:
@@ -158,17 +171,19 @@ class Stall:
 
     def summary(self) -> str:
         ms = 1000.0
-        values = self.latencies
-        return (
-            f"/health p50 {_percentile(values, 0.5) * ms:.1f} ms  "
-            f"p99 {_percentile(values, 0.99) * ms:.1f} ms  max {max(values) * ms:.1f} ms  "
-            f"({len(values)} requests)"
-        )
+        lines = []
+        for name, values in self.latencies.items():
+            lines.append(
+                f"{name:9} p50 {_percentile(values, 0.5) * ms:6.1f} ms  "
+                f"p99 {_percentile(values, 0.99) * ms:6.1f} ms  "
+                f"max {max(values) * ms:6.1f} ms  ({len(values)} requests)"
+            )
+        return "\n  ".join(lines)
 
 
 async def _during(base_url: str, attack: Callable[[], Awaitable[str]]) -> tuple[str, str]:
     stall = Stall(base_url)
-    probe = asyncio.create_task(stall.run(), name="health-probe")
+    probe = asyncio.create_task(stall.run(), name="stall-probes")
     await asyncio.sleep(0.2)
     try:
         outcome = await attack()

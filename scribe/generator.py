@@ -69,6 +69,8 @@ def offline_template(resume: str) -> GeneratedTemplate:
     """A rule-based template from the resume's first line and first sentences."""
     lines = [line.strip() for line in resume.splitlines() if line.strip()]
     name = " ".join(lines[0].split()[:4]) if lines else "a student"
+    # Linear: the fixed-width lookbehind fails at once except after punctuation, and the one
+    # \s+ run that follows is the last element of the pattern, so it never gives back.
     sentences = re.split(r"(?<=[.!?])\s+", " ".join(lines[1:]))
     summary = " ".join(" ".join(sentences[:2]).split()[:40]) or "I am a student."
     text = _OFFLINE_BODY.format(name=name, summary=summary)

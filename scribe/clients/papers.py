@@ -22,6 +22,8 @@ from arxiv import _feed  # the package's Atom parser (arxiv>=4)
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
 
+# Linear: a \b-anchored alternation of literal words and one optional dot (no repetition), and a
+# single character-class run that stops at the first non-matching character.
 _HONORIFICS = re.compile(
     r"\b(dr|prof|professor|mr|mrs|ms|mx|miss|sir|dame|assoc|assistant|associate|phd|md)\b\.?",
     re.IGNORECASE,

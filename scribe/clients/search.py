@@ -16,7 +16,7 @@ from exa_py.errors import ExaTimeoutError
 
 from scribe.errors import PermanentStepError, TransientStepError
 
-_STATUS = re.compile(r"status code (\d{3})")
+_STATUS = re.compile(r"status code (\d{3})")  # a literal and a fixed count: linear
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ def build_prompt(data: PipelineData) -> str:
 
 
 def _fill_value(placeholder: str, data: PipelineData) -> str:
-    key = re.sub(r"[^a-z]+", " ", placeholder.lower())
+    key = re.sub(r"[^a-z]+", " ", placeholder.lower())  # one class run per gap: linear
     name = plain_name(data.recipient_name)
     if any(word in key for word in ("name", "professor", "recipient", "dr ")):
         return name.split()[-1] if "last" in key or "surname" in key else name

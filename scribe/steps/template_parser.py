@@ -53,6 +53,8 @@ List every placeholder exactly as written in the template (for example {{profess
 Write 1 to 3 web search queries that would find this recipient's background and work; every
 query must contain the recipient's full name."""
 
+# Linear: \b-anchored alternations of literal phrases, no quantifiers, so each start position
+# costs a bounded number of steps.
 _RESEARCH = re.compile(
     r"\b(paper|papers|publication|publications|published|preprint|arxiv|study|studies|"
     r"findings|research on|your research|your work on|article)\b",

@@ -17,7 +17,7 @@ def build_pdf(lines: list[str]) -> bytes:
     for line in lines:
         ops.append(f"({_escape(line)}) Tj T*")
     ops.append("ET")
-    return _one_page("\n".join(ops).encode("latin-1"), b"")
+    return one_page("\n".join(ops).encode("latin-1"), b"")
 
 
 def build_hostile_pdf(inflated_mb: int = 10) -> bytes:
@@ -27,10 +27,11 @@ def build_hostile_pdf(inflated_mb: int = 10) -> bytes:
     operator = b"(Lorem ipsum dolor sit amet) Tj T*\n"
     count = inflated_mb * 1024 * 1024 // len(operator)
     stream = b"BT /F1 11 Tf 14 TL 50 780 Td\n" + operator * count + b"ET"
-    return _one_page(zlib.compress(stream, 9), b" /Filter /FlateDecode")
+    return one_page(zlib.compress(stream, 9), b" /Filter /FlateDecode")
 
 
-def _one_page(stream: bytes, filters: bytes) -> bytes:
+def one_page(stream: bytes, filters: bytes) -> bytes:
+    """A one-page PDF around ``stream`` (``filters``: extra stream-dictionary entries)."""
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
