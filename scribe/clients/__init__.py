@@ -21,7 +21,7 @@ from scribe.clients.netguard import AddressPolicy
 from scribe.clients.offline import OfflineLLM
 from scribe.clients.openai_llm import OpenAILLM
 from scribe.clients.papers import ArxivPapers
-from scribe.clients.pdf import PdfLimits, PdfReader
+from scribe.clients.pdf import PdfLimits, PdfParser
 from scribe.clients.search import ExaSearch
 from scribe.settings import Settings
 
@@ -40,7 +40,7 @@ class Clients:
     browser: BrowserPool
     papers: ArxivPapers
     fetch_http: httpx.AsyncClient  # SSRF-guarded client for untrusted URLs (pages, PDFs)
-    pdf: PdfReader = field(default_factory=PdfReader)  # resume text, in bounded child processes
+    pdf: PdfParser = field(default_factory=PdfParser)  # resume text, in bounded child processes
 
 
 def build_llm(model_id: str, settings: Settings) -> LLM:
@@ -115,7 +115,7 @@ async def open_clients(
             browser=browser,
             papers=ArxivPapers(http, settings.arxiv_api_url),
             fetch_http=fetch_http,
-            pdf=PdfReader(
+            pdf=PdfParser(
                 PdfLimits(
                     cpu_seconds=settings.scribe_pdf_cpu_seconds,
                     memory_mb=settings.scribe_pdf_memory_mb,

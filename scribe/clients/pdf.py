@@ -58,7 +58,7 @@ def _too_expensive(limits: PdfLimits, what: str) -> PdfTooExpensive:
 
 
 @dataclass(slots=True)
-class PdfReader:
+class PdfParser:
     """Parses PDFs in child processes, at most ``concurrency`` at a time."""
 
     limits: PdfLimits = field(default_factory=PdfLimits)
@@ -126,7 +126,7 @@ async def resume_text(
     client: httpx.AsyncClient,
     url: str,
     allowed_hosts: list[str],
-    reader: PdfReader,
+    reader: PdfParser,
     *,
     deadline: float = 30.0,
 ) -> str:

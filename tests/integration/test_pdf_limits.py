@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from scribe.clients.pdf import PdfLimits, PdfReader
+from scribe.clients.pdf import PdfLimits, PdfParser
 from scribe.errors import InvalidRequest, PdfTooExpensive
 from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf, one_page
 
@@ -21,23 +21,23 @@ def memory_bomb() -> bytes:
 
 
 async def test_a_resume_reads_under_tight_limits() -> None:
-    text = await PdfReader(TIGHT).text(build_pdf(RESUME_LINES))
+    text = await PdfParser(TIGHT).text(build_pdf(RESUME_LINES))
     assert text.startswith("Alex Student") and len(text) <= TIGHT.max_chars
 
 
 async def test_a_cpu_bomb_stops_at_the_cpu_limit() -> None:
     with pytest.raises(PdfTooExpensive, match="1 s of CPU time"):
-        await PdfReader(TIGHT).text(build_hostile_pdf(10))
+        await PdfParser(TIGHT).text(build_hostile_pdf(10))
 
 
 async def test_a_decompression_bomb_stops_at_the_memory_limit() -> None:
     limits = PdfLimits(cpu_seconds=20, memory_mb=160)
     with pytest.raises(PdfTooExpensive, match="160 MB of memory"):
-        await PdfReader(limits).text(memory_bomb())
+        await PdfParser(limits).text(memory_bomb())
 
 
 async def test_unreadable_files_are_invalid_requests_not_limits() -> None:
-    reader = PdfReader(TIGHT)
+    reader = PdfParser(TIGHT)
     with pytest.raises(InvalidRequest, match="not a PDF"):
         await reader.text(b"<html>")
     with pytest.raises(InvalidRequest, match="scanned"):
