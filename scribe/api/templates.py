@@ -53,6 +53,7 @@ class TemplateIn(ApiModel):
 
 
 def _limit_reached(limit: int) -> QuotaExceeded:
+    log.info("template generation refused: the limit of %d templates is reached", limit)
     return QuotaExceeded(f"Template limit reached ({limit} per user).", retry_after=3600)
 
 
