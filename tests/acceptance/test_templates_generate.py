@@ -103,6 +103,7 @@ async def test_limit_race_lets_exactly_one_of_two_through(
         again = await generate(client, pdf(fakes, "resume.pdf"))
         assert again.status_code == 429 and "Retry-After" in again.headers
         assert len((await client.get("/api/templates/", headers=HEADERS)).json()) == 5
+    assert len(fakes.of("anthropic")) == 5  # the refused requests cost no model call
 
 
 async def test_bad_pdfs_are_400_and_use_no_quota(
