@@ -3,6 +3,7 @@ unreadable files in InvalidRequest (400), and a good resume still reads under ti
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
 import pytest
@@ -45,3 +46,29 @@ async def test_unreadable_files_are_invalid_requests_not_limits() -> None:
     with pytest.raises(InvalidRequest, match="could not be read") as caught:
         await reader.text(b"%PDF-1.4\n garbage")
     assert not isinstance(caught.value, PdfTooExpensive)
+
+
+async def test_parses_beyond_the_concurrency_setting_wait_for_a_slot() -> None:
+    running, most = 0, 0
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    class Recording(PdfParser):
+        async def _run_child(self, data: bytes) -> str:  # the child process stands still here
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            entered.set()
+            await release.wait()
+            running -= 1
+            return "text"
+
+    parser = Recording(TIGHT, concurrency=2)
+    parses = [asyncio.create_task(parser.text(b"%PDF-1.4")) for _ in range(5)]
+    await entered.wait()
+    for _ in range(10):  # let every task reach the semaphore
+        await asyncio.sleep(0)
+    assert running == 2
+    release.set()
+    assert await asyncio.gather(*parses) == ["text"] * 5
+    assert most == 2
