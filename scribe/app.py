@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # Most specific first: the first matching class decides the status.
 STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
     (errors.ProfileNotInitialized, 403),
+    (errors.PdfTooExpensive, 422),
     (errors.InvalidRequest, 400),
     (errors.AuthenticationError, 401),
     (errors.PermissionDenied, 403),

@@ -26,6 +26,10 @@ class InvalidRequest(ScribeError):
     """The request is malformed (bad id, bad parameter)."""
 
 
+class PdfTooExpensive(InvalidRequest):
+    """The PDF broke a parsing limit (CPU time, memory, wall time); 422."""
+
+
 class AuthenticationError(ScribeError):
     """The bearer token is missing, malformed, expired or otherwise not acceptable."""
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, field_validator
 from scribe.clients import Clients
 from scribe.clients.llm import LLM, LLMRequest, LLMResponse
 from scribe.clients.pdf import MAX_PDF_BYTES, resume_text
-from scribe.errors import InvalidRequest, PermanentStepError, TransientStepError
+from scribe.errors import InvalidRequest, PdfTooExpensive, PermanentStepError, TransientStepError
 from scribe.steps.text import PLACEHOLDER, remove_machine_tells
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def offline_template(resume: str) -> GeneratedTemplate:
     """A rule-based template from the resume's first line and first sentences."""
     lines = [line.strip() for line in resume.splitlines() if line.strip()]
     name = " ".join(lines[0].split()[:4]) if lines else "a student"
+    # Linear: the fixed-width lookbehind fails at once except after punctuation, and the one
+    # \s+ run that follows is the last element of the pattern, so it never gives back.
     sentences = re.split(r"(?<=[.!?])\s+", " ".join(lines[1:]))
     summary = " ".join(" ".join(sentences[:2]).split()[:40]) or "I am a student."
     text = _OFFLINE_BODY.format(name=name, summary=summary)
@@ -127,7 +129,9 @@ async def _ask_generator(
 
 async def _read_resume(clients: Clients, pdf_url: str, allowed_hosts: list[str]) -> str:
     try:
-        return await resume_text(clients.fetch_http, pdf_url, allowed_hosts)
+        return await resume_text(clients.fetch_http, pdf_url, allowed_hosts, clients.pdf)
+    except PdfTooExpensive:
+        raise  # its message names only the limit, and it keeps its own status (422)
     except InvalidRequest as exc:
         log.info("template generation: resume %r not usable: %s", pdf_url[:200], exc)
         raise InvalidRequest(pdf_problem(exc.message)) from exc

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     scribe_arxiv_cache_seconds: float = Field(default=6 * 3600, ge=0)
     scribe_arxiv_min_interval_seconds: float = Field(default=3.0, ge=0)
 
+    # Work bounds (issue-7work): per-user quotas, bounded PDF parsing, stored-output caps
+    scribe_queue_daily_items: int = Field(default=500, ge=0)  # items queued per user per UTC day
+    scribe_queue_max_pending: int = Field(default=200, ge=0)  # a user's pending+processing items
+    scribe_template_attempts_per_day: int = Field(default=20, ge=0)  # generations, failed too
+    scribe_pdf_parses: int = Field(default=1, ge=1, le=16)  # concurrent PDF parses per process
+    scribe_pdf_cpu_seconds: int = Field(default=5, ge=1, le=600)  # CPU time of one parse
+    scribe_pdf_memory_mb: int = Field(default=512, ge=64)  # address space of one parse
+    scribe_pdf_max_pages: int = Field(default=10, ge=1, le=1000)  # pages read from a resume
+    scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
+
     # Observability
     logfire_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -20,7 +20,7 @@ from scribe.api.common import (
     path_uuid,
 )
 from scribe.api.openapi import Operation
-from scribe.api.queue import EmailTemplate, RecipientInterest, RecipientName
+from scribe.api.queue import EmailTemplate, RecipientInterest, RecipientName, queue_quota
 from scribe.db import emails, queue_items
 from scribe.db.emails import Email
 from scribe.db.queue_items import NewItem, TaskView
@@ -158,6 +158,7 @@ async def generate_email(request: Request) -> Response:
         [NewItem(body.recipient_name, body.recipient_interest)],
         body.email_template,
         max_attempts=deps.settings.scribe_max_attempts,
+        quota=queue_quota(user, deps.settings),
     )
     return json_response(TaskCreated(task_id=task_id), 202)
 

@@ -24,11 +24,14 @@ from scribe.api.common import (
     path_uuid,
 )
 from scribe.api.openapi import Operation
+from scribe.auth import Principal, is_admin
 from scribe.db import queue_items
-from scribe.db.queue_items import NewItem, QueueItemView
+from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
+from scribe.db.users import User
 from scribe.deps import get_deps
 from scribe.errors import Conflict, DatabaseUnavailable, InvalidRequest, NotFound
 from scribe.queue.listener import ITEMS_CHANNEL
+from scribe.settings import Settings
 from scribe.steps.template_parser import validate_template
 
 RecipientName = Annotated[
@@ -104,6 +107,13 @@ class MessageOut(ApiModel):
     message: str
 
 
+def queue_quota(user: User, settings: Settings) -> QueueQuota | None:
+    """The user's queue quota from the settings; None (exempt) for admins (``ADMIN_EMAILS``)."""
+    if is_admin(Principal(user.id, user.email), settings.admin_emails):
+        return None
+    return QueueQuota(settings.scribe_queue_daily_items, settings.scribe_queue_max_pending)
+
+
 def idempotency_key(request: Request) -> str | None:
     """The Idempotency-Key header, if any; 400 when it is unusable."""
     key = request.headers.get("idempotency-key")
@@ -129,13 +139,15 @@ async def enqueue_batch(request: Request) -> Response:
         body.email_template,
         max_attempts=deps.settings.scribe_max_attempts,
         idempotency_key=key,
+        quota=queue_quota(user, deps.settings),
     )
     message = f"Queued {len(ids)} email(s) for generation."
     return json_response(BatchCreated(queue_item_ids=ids, message=message), 201)
 
 
 async def list_queue(request: Request) -> Response:
-    """The caller's items of the last 24 hours, oldest first (cancelled ones left out)."""
+    """The caller's items of the last 24 hours, oldest first (cancelled ones left out); at most
+    ``RECENT_ITEMS_LIMIT``: every live one, then the newest finished ones."""
     user = await current_user(request)
     rows = await queue_items.list_recent(get_deps(request).pool, user.id)
     return json_response([QueueItemOut.of(row) for row in rows])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 from pydantic import Field
@@ -19,10 +20,13 @@ from scribe.api.common import (
 )
 from scribe.api.openapi import Operation
 from scribe.db import templates
+from scribe.db.pool import Pool
 from scribe.db.templates import Template
 from scribe.deps import get_deps
-from scribe.errors import NotFound, QuotaExceeded
+from scribe.errors import DatabaseUnavailable, NotFound, QuotaExceeded
 from scribe.generator import generate_template
+
+log = logging.getLogger(__name__)
 
 
 class TemplateOut(ApiModel):
@@ -49,6 +53,7 @@ class TemplateIn(ApiModel):
 
 
 def _limit_reached(limit: int) -> QuotaExceeded:
+    log.info("template generation refused: the limit of %d templates is reached", limit)
     return QuotaExceeded(f"Template limit reached ({limit} per user).", retry_after=3600)
 
 
@@ -57,7 +62,9 @@ async def create_template(request: Request) -> Response:
 
     The limit is checked up front (no model call at the limit) and enforced atomically when the
     template is stored, so concurrent requests cannot exceed it and a failed generation uses no
-    quota.
+    template slot. Each user has at most one generation in flight (409 for a second one), and
+    every attempt, failed or not, counts toward SCRIBE_TEMPLATE_ATTEMPTS_PER_DAY (429 past it):
+    a PDF that fails to parse cannot be retried forever.
     """
     user = await current_user(request)
     body = await parse_body(request, TemplateIn)
@@ -65,20 +72,36 @@ async def create_template(request: Request) -> Response:
     limit = deps.settings.scribe_template_limit
     if user.template_count >= limit:
         raise _limit_reached(limit)
-    text = await generate_template(
-        deps.clients, body.pdf_url, body.user_instructions, deps.settings.pdf_hosts
+    attempt = await templates.start_attempt(
+        deps.pool, user.id, daily_limit=deps.settings.scribe_template_attempts_per_day
     )
-    template = await templates.create_within_limit(
-        deps.pool,
-        user.id,
-        pdf_url=body.pdf_url,
-        template_text=text,
-        user_instructions=body.user_instructions,
-        limit=limit,
-    )
+    outcome = "failed"
+    try:
+        text = await generate_template(
+            deps.clients, body.pdf_url, body.user_instructions, deps.settings.pdf_hosts
+        )
+        template = await templates.create_within_limit(
+            deps.pool,
+            user.id,
+            pdf_url=body.pdf_url,
+            template_text=text,
+            user_instructions=body.user_instructions,
+            limit=limit,
+        )
+        outcome = "limit" if template is None else "stored"
+    finally:
+        await _finish(deps.pool, attempt, outcome)
     if template is None:
         raise _limit_reached(limit)
     return json_response(TemplateOut.of(template), status=201)
+
+
+async def _finish(pool: Pool, attempt: uuid.UUID, outcome: str) -> None:
+    """Close the attempt; if the database is away, it is closed as stale later instead."""
+    try:
+        await templates.finish_attempt(pool, attempt, outcome)
+    except DatabaseUnavailable:
+        log.warning("template attempt %s not closed (database unavailable)", attempt)
 
 
 async def list_templates(request: Request) -> Response:

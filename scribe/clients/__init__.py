@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -21,6 +21,7 @@ from scribe.clients.netguard import AddressPolicy
 from scribe.clients.offline import OfflineLLM
 from scribe.clients.openai_llm import OpenAILLM
 from scribe.clients.papers import ArxivPapers
+from scribe.clients.pdf import PdfLimits, PdfParser
 from scribe.clients.search import ExaSearch
 from scribe.settings import Settings
 
@@ -39,6 +40,7 @@ class Clients:
     browser: BrowserPool
     papers: ArxivPapers
     fetch_http: httpx.AsyncClient  # SSRF-guarded client for untrusted URLs (pages, PDFs)
+    pdf: PdfParser = field(default_factory=PdfParser)  # resume text, in bounded child processes
 
 
 def build_llm(model_id: str, settings: Settings) -> LLM:
@@ -119,4 +121,12 @@ async def open_clients(
                 cache_entries=settings.scribe_arxiv_cache_entries,
             ),
             fetch_http=fetch_http,
+            pdf=PdfParser(
+                PdfLimits(
+                    cpu_seconds=settings.scribe_pdf_cpu_seconds,
+                    memory_mb=settings.scribe_pdf_memory_mb,
+                    max_pages=settings.scribe_pdf_max_pages,
+                ),
+                concurrency=settings.scribe_pdf_parses,
+            ),
         )

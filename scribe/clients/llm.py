@@ -7,6 +7,7 @@ a usage record (tokens and an estimated cost), which the steps append to ``Pipel
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -100,7 +101,9 @@ async def ask_with_one_repair(
         input_tokens += tokens_in
         output_tokens += tokens_out
         try:
-            value = parse()
+            # Off the event loop: an answer can be megabytes of JSON, and the output model's
+            # validators clean its text (linear, but still milliseconds per 100 kB).
+            value = await asyncio.to_thread(parse)
         except MalformedOutput as exc:
             if attempt == 2:
                 raise PermanentStepError(str(exc)[:500]) from exc

@@ -25,6 +25,8 @@ from scribe.clients.cache import TtlCache
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
 
+# Linear: a \b-anchored alternation of literal words and one optional dot (no repetition), and a
+# single character-class run that stops at the first non-matching character.
 _HONORIFICS = re.compile(
     r"\b(dr|prof|professor|mr|mrs|ms|mx|miss|sir|dame|assoc|assistant|associate|phd|md)\b\.?",
     re.IGNORECASE,

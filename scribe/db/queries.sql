@@ -143,14 +143,24 @@ ORDER BY item.position
 SELECT pg_notify('scribe_queue', '')
 
 -- list_recent_queue_items --
--- A user's items of the last 24 h, oldest first; position counts their pending items (1-based).
-SELECT id, recipient_name, status, email_id, error_message, current_step, created_at,
-       CASE WHEN status = 'pending'
-            THEN row_number() OVER (PARTITION BY status = 'pending' ORDER BY seq)
-       END AS position
-FROM queue_items
-WHERE user_id = $1 AND created_at > now() - interval '24 hours' AND status <> 'cancelled'
-ORDER BY created_at, seq
+-- A user's items of the last 24 h, oldest first, at most $2 of them: the live ones (pending or
+-- processing) first, then the newest finished ones. Position counts all their pending items
+-- (1-based), so it stays right when the list is cut.
+WITH pending AS (
+    SELECT id, row_number() OVER (ORDER BY seq) AS position
+    FROM queue_items
+    WHERE user_id = $1 AND status = 'pending' AND created_at > now() - interval '24 hours'
+), recent AS (
+    SELECT id, recipient_name, status, email_id, error_message, current_step, created_at, seq
+    FROM queue_items
+    WHERE user_id = $1 AND created_at > now() - interval '24 hours' AND status <> 'cancelled'
+    ORDER BY status IN ('pending', 'processing') DESC, seq DESC
+    LIMIT $2
+)
+SELECT r.id, r.recipient_name, r.status, r.email_id, r.error_message, r.current_step,
+       r.created_at, p.position
+FROM recent r LEFT JOIN pending p ON p.id = r.id
+ORDER BY r.created_at, r.seq
 
 -- get_queue_item --
 -- One item of a user (the /api/email/status view).
@@ -489,3 +499,45 @@ JOIN users u ON u.id = q.user_id
 WHERE q.status = 'failed'
 ORDER BY q.created_at DESC, q.seq DESC
 LIMIT $1
+
+-- ==== issue-7work ====
+
+-- lock_user_quota --
+-- Serialise one user's quota checks until the transaction ends (enqueue, template attempts).
+SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 7263918403))
+
+-- queue_quota_usage --
+-- A user's items queued since 00:00 UTC, their live (pending or processing) items, and the
+-- seconds until the UTC day ends (when the daily count starts again).
+SELECT
+    (SELECT count(*) FROM queue_items
+     WHERE user_id = $1 AND created_at >= date_trunc('day', now(), 'UTC')) AS today,
+    (SELECT count(*) FROM queue_items
+     WHERE user_id = $1 AND status IN ('pending', 'processing')) AS live,
+    extract(epoch FROM date_trunc('day', now(), 'UTC') + interval '1 day' - now())::float8
+        AS reset_seconds
+
+-- close_stale_template_attempts --
+-- Close a user's attempts left running past $2 seconds (their process died mid-generation).
+UPDATE template_attempts SET finished_at = now(), outcome = 'abandoned'
+WHERE user_id = $1 AND finished_at IS NULL AND started_at < now() - make_interval(secs => $2)
+
+-- template_attempt_usage --
+-- Whether a user has a generation in flight, their attempts since 00:00 UTC, and the seconds
+-- until the UTC day ends.
+SELECT
+    EXISTS (SELECT 1 FROM template_attempts WHERE user_id = $1 AND finished_at IS NULL)
+        AS in_flight,
+    (SELECT count(*) FROM template_attempts
+     WHERE user_id = $1 AND started_at >= date_trunc('day', now(), 'UTC')) AS today,
+    extract(epoch FROM date_trunc('day', now(), 'UTC') + interval '1 day' - now())::float8
+        AS reset_seconds
+
+-- start_template_attempt --
+-- Record a generation as in flight (the partial unique index refuses a second one).
+INSERT INTO template_attempts (id, user_id) VALUES ($1, $2)
+
+-- finish_template_attempt --
+-- Record how a generation ended; it no longer counts as in flight.
+UPDATE template_attempts SET finished_at = now(), outcome = $2
+WHERE id = $1 AND finished_at IS NULL

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,8 +12,16 @@ from typing import Any
 
 from scribe.db.pool import Pool, connection_errors
 from scribe.db.queries import sql
+from scribe.errors import QuotaExceeded
+
+log = logging.getLogger(__name__)
 
 CLAIM_LOOKAHEAD = 32
+# GET /api/queue/ (and its stream) shows at most this many items: every live one first, then the
+# newest finished ones of the last 24 h. It is above the default pending quota (200), so a
+# normal user always sees all their live items.
+RECENT_ITEMS_LIMIT = 300
+PENDING_RETRY_SECONDS = 60  # Retry-After when the pending quota is full: items finish meanwhile
 
 
 def storable(value: Any) -> Any:
@@ -34,6 +43,44 @@ class NewItem:
 
     recipient_name: str
     recipient_interest: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueQuota:
+    """A user's queue limits: items per UTC day and live (pending or processing) at once."""
+
+    daily_items: int
+    max_pending: int
+
+
+def _hours_minutes(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def check_quota(quota: QueueQuota, adding: int, today: int, live: int, reset: float) -> None:
+    """QuotaExceeded (naming the limit and when it resets) when ``adding`` more items would pass
+    either limit; logs one line when it does."""
+    if today + adding > quota.daily_items:
+        log.info(
+            "queue quota: daily limit %d reached (%d today, +%d)", quota.daily_items, today, adding
+        )
+        raise QuotaExceeded(
+            f"Daily limit reached: at most {quota.daily_items} emails can be queued per day "
+            f"(you have queued {today} today; this request adds {adding}). The limit resets at "
+            f"00:00 UTC, in {_hours_minutes(reset)}.",
+            retry_after=reset,
+        )
+    if live + adding > quota.max_pending:
+        log.info(
+            "queue quota: pending limit %d reached (%d live, +%d)", quota.max_pending, live, adding
+        )
+        raise QuotaExceeded(
+            f"Too many emails waiting: at most {quota.max_pending} can be pending at once (you "
+            f"have {live}; this request adds {adding}). Try again when some have finished, or "
+            "cancel some.",
+            retry_after=PENDING_RETRY_SECONDS,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +159,34 @@ async def enqueue(
     *,
     max_attempts: int,
     idempotency_key: str | None = None,
+    quota: QueueQuota | None = None,
 ) -> list[uuid.UUID]:
     """Insert items in one transaction and wake consumers; with an idempotency key already used
-    by this user, return the ids of that earlier request instead (race-safe)."""
+    by this user, return the ids of that earlier request instead (race-safe).
+
+    With a ``quota`` (None: exempt), QuotaExceeded when the items would pass it. The check holds
+    a per-user lock until commit, so concurrent requests, from any process, are counted one
+    after the other and cannot both slip under the limit.
+    """
     ids = [uuid.uuid4() for _ in items]
+    if quota is not None and idempotency_key is None:
+        # Refuse a request that is clearly over quota without taking the lock: a flood of them
+        # would otherwise queue up holding pool connections while the first one is counted.
+        async with connection_errors():
+            usage = await pool.fetchrow(sql("queue_quota_usage"), user_id)
+        assert usage is not None
+        check_quota(quota, len(items), usage["today"], usage["live"], usage["reset_seconds"])
     async with connection_errors(), pool.acquire() as conn, conn.transaction():
         if idempotency_key is not None:
             await conn.execute(sql("lock_idempotency_key"), user_id, idempotency_key)
             rows = await conn.fetch(sql("find_idempotent_batch"), user_id, idempotency_key)
             if rows:
                 return [row["id"] for row in rows]
+        if quota is not None:
+            await conn.execute(sql("lock_user_quota"), user_id, "queue")
+            usage = await conn.fetchrow(sql("queue_quota_usage"), user_id)
+            assert usage is not None
+            check_quota(quota, len(items), usage["today"], usage["live"], usage["reset_seconds"])
         await conn.execute(
             sql("insert_queue_items"),
             user_id,
@@ -137,10 +202,13 @@ async def enqueue(
     return ids
 
 
-async def list_recent(pool: Pool, user_id: uuid.UUID) -> list[QueueItemView]:
-    """The user's visible items of the last 24 hours, oldest first."""
+async def list_recent(
+    pool: Pool, user_id: uuid.UUID, *, limit: int = RECENT_ITEMS_LIMIT
+) -> list[QueueItemView]:
+    """The user's visible items of the last 24 hours, oldest first: at most ``limit``, live
+    ones first, then the newest finished ones."""
     async with connection_errors():
-        rows = await pool.fetch(sql("list_recent_queue_items"), user_id)
+        rows = await pool.fetch(sql("list_recent_queue_items"), user_id, limit)
     return [QueueItemView(**dict(row)) for row in rows]
 
 

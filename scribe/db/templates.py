@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 from scribe.db.pool import Pool, translated
 from scribe.db.queries import sql
+from scribe.errors import Conflict, QuotaExceeded
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +99,46 @@ async def create_within_limit(
         if await conn.fetchval(sql("claim_template_slot"), user_id, limit) is None:
             return None
         return await _insert(conn, user_id, pdf_url, template_text, user_instructions, None)
+
+
+# An attempt still running after this long belongs to a process that died mid-generation: the
+# PDF download (30 s), the parse (seconds) and the model (60 s per call, retried) are all over.
+STALE_ATTEMPT_SECONDS = 900
+
+
+@translated
+async def start_attempt(pool: Pool, user_id: uuid.UUID, *, daily_limit: int) -> uuid.UUID:
+    """Record a template generation as in flight and return its id; Conflict when the user
+    already has one running, QuotaExceeded past ``daily_limit`` attempts (failed ones count) in
+    this UTC day. A per-user lock held to commit makes both checks hold across processes."""
+    attempt_id = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(sql("lock_user_quota"), user_id, "templates")
+        await conn.execute(sql("close_stale_template_attempts"), user_id, STALE_ATTEMPT_SECONDS)
+        usage = await conn.fetchrow(sql("template_attempt_usage"), user_id)
+        assert usage is not None
+        if usage["in_flight"]:
+            log.info("template generation refused: one already in flight for %s", user_id)
+            raise Conflict(
+                "A template is already being generated for you; wait for it to finish "
+                "before starting another."
+            )
+        if usage["today"] >= daily_limit:
+            log.info("template generation refused: %d attempts today", usage["today"])
+            hours = max(1, round(usage["reset_seconds"] / 3600))
+            raise QuotaExceeded(
+                f"Daily template generation limit reached: at most {daily_limit} attempts per "
+                f"day, failed ones included. The limit resets at 00:00 UTC (in about {hours} h).",
+                retry_after=usage["reset_seconds"],
+            )
+        try:
+            await conn.execute(sql("start_template_attempt"), attempt_id, user_id)
+        except asyncpg.UniqueViolationError as exc:  # only without the lock; kept as a guard
+            raise Conflict("A template is already being generated for you.") from exc
+    return attempt_id
+
+
+@translated
+async def finish_attempt(pool: Pool, attempt_id: uuid.UUID, outcome: str) -> None:
+    """Record how a generation ended (``stored``, ``failed`` or ``limit``)."""
+    await pool.execute(sql("finish_template_attempt"), attempt_id, outcome)

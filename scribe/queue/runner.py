@@ -28,6 +28,7 @@ from scribe.queue.job import Job, Outcome, StopReason
 from scribe.settings import Settings
 from scribe.steps import Pipeline, Step
 from scribe.steps.data import PipelineData
+from scribe.steps.text import bounded_text
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class RunnerConfig:
     lease_seconds: float
     retry_base: float
     retry_max: float
+    max_email_chars: int = 20_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -53,6 +55,7 @@ class RunnerConfig:
             lease_seconds=settings.scribe_lease_seconds,
             retry_base=settings.scribe_retry_base_seconds,
             retry_max=settings.scribe_retry_max_seconds,
+            max_email_chars=settings.scribe_max_email_chars,
         )
 
 
@@ -187,7 +190,7 @@ class JobRunner:
             return await self._fail(job, self._pipeline[-1].name, "The pipeline wrote no email.")
         email = CompletedEmail(
             email_id=uuid.uuid4(),
-            email_message=data.email_message,
+            email_message=bounded_text(data.email_message, self._config.max_email_chars),
             template_type=data.template_type or "general",
             metadata=data.email_metadata(),
             is_confident=data.is_confident,

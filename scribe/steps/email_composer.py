@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,10 @@ from scribe.steps.text import PLACEHOLDER, plain_name, remove_machine_tells
 
 if TYPE_CHECKING:
     from scribe.clients import Clients
+
+# A model answer is cut to this before any cleanup, so a runaway (or hostile) provider costs
+# bounded CPU here; the stored email is capped again, at SCRIBE_MAX_EMAIL_CHARS, at completion.
+MAX_ANSWER_CHARS = 100_000
 
 
 class ComposedEmail(BaseModel):
@@ -58,7 +63,7 @@ def build_prompt(data: PipelineData) -> str:
 
 
 def _fill_value(placeholder: str, data: PipelineData) -> str:
-    key = re.sub(r"[^a-z]+", " ", placeholder.lower())
+    key = re.sub(r"[^a-z]+", " ", placeholder.lower())  # one class run per gap: linear
     name = plain_name(data.recipient_name)
     if any(word in key for word in ("name", "professor", "recipient", "dr ")):
         return name.split()[-1] if "last" in key or "surname" in key else name
@@ -88,6 +93,18 @@ def unfilled(text: str, data: PipelineData) -> list[str]:
     return left + [m.group(0) for m in PLACEHOLDER.finditer(text) if m.group(0) not in left]
 
 
+def finish_email(answer: str, data: PipelineData) -> tuple[str, list[str]]:
+    """The model's email cleaned (wrappers, machine tells) with every placeholder filled, and
+    the placeholders the model had left unfilled."""
+    raw = strip_wrappers(answer[:MAX_ANSWER_CHARS])
+    # A very short template can consist of nothing but a stock phrase: keep the words then.
+    email = remove_machine_tells(raw).strip() or raw
+    left = unfilled(email, data)
+    if left:
+        email = fill_placeholders(email, data)
+    return email, left
+
+
 async def run(data: PipelineData, clients: Clients) -> PipelineData:
     """Compose the email; decide ``is_confident``; every placeholder ends up filled."""
     llm = clients.composer_llm
@@ -101,12 +118,8 @@ async def run(data: PipelineData, clients: Clients) -> PipelineData:
             max_tokens=2048,
         )
     )
-    raw = strip_wrappers(response.value.email)
-    # A very short template can consist of nothing but a stock phrase: keep the words then.
-    email = remove_machine_tells(raw).strip() or raw
-    left = unfilled(email, data)
-    if left:
-        email = fill_placeholders(email, data)
+    # In a thread: linear, but an answer of MAX_ANSWER_CHARS costs tens of milliseconds.
+    email, left = await asyncio.to_thread(finish_email, response.value.email, data)
     reasons = []
     if llm.model == OFFLINE:
         reasons.append("written offline (no model configured)")

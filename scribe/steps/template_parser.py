@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # The earlier backend's contract, which the frontend relies on (it only checks "not blank"):
 # a short template is analysed like any other (the offline rules and the merge cope with it).
 MIN_TEMPLATE_CHARS = 10
+MAX_MODEL_TERMS = 10  # of the model's search terms, only the first few are read (3 are kept)
+MAX_PLACEHOLDERS = 100  # placeholders kept per template (a 10,000-char template fits ~1,600)
+MAX_PLACEHOLDER_CHARS = 200
 
 
 def validate_template(text: str) -> str:
@@ -49,6 +52,8 @@ List every placeholder exactly as written in the template (for example {{profess
 Write 1 to 3 web search queries that would find this recipient's background and work; every
 query must contain the recipient's full name."""
 
+# Linear: \b-anchored alternations of literal phrases, no quantifiers, so each start position
+# costs a bounded number of steps.
 _RESEARCH = re.compile(
     r"\b(paper|papers|publication|publications|published|preprint|arxiv|study|studies|"
     r"findings|research on|your research|your work on|article)\b",
@@ -79,8 +84,8 @@ def offline_analysis(data: PipelineData) -> TemplateAnalysis:
 def _merge(data: PipelineData, analysis: TemplateAnalysis) -> PipelineData:
     name = plain_name(data.recipient_name)
     terms: list[str] = []
-    for term in analysis.search_terms:
-        term = " ".join(term.split())
+    for term in analysis.search_terms[:MAX_MODEL_TERMS]:
+        term = " ".join(term[:500].split())
         if name.lower() not in term.lower():
             term = f"{name} {term}"
         if term and term not in terms:
@@ -90,13 +95,18 @@ def _merge(data: PipelineData, analysis: TemplateAnalysis) -> PipelineData:
     found = placeholders_in(data.email_template)
     # The model's list is kept only for placeholders that really occur (nothing invented), and
     # the regex's list guarantees none is lost.
-    placeholders = [p for p in analysis.placeholders if p and p in data.email_template]
-    placeholders += [p for p in found if p not in placeholders]
+    placeholders = [
+        p
+        for p in dict.fromkeys(analysis.placeholders[:MAX_PLACEHOLDERS])
+        if p and len(p) <= MAX_PLACEHOLDER_CHARS and p in data.email_template
+    ]
+    known = set(placeholders)
+    placeholders += [p for p in found if p not in known]
     return data.model_copy(
         update={
             "template_type": analysis.template_type,
             "search_terms": terms[:3],
-            "placeholders": placeholders,
+            "placeholders": placeholders[:MAX_PLACEHOLDERS],
         }
     )
 

@@ -1,28 +1,44 @@
-"""Text helpers the steps share: placeholders, name cleanup, machine tells."""
+"""Text helpers the steps share: placeholders, name cleanup, machine tells.
+
+Every function here runs on user- or model-supplied text (templates up to 10,000 characters,
+model answers of any size), on the event loop, so each is linear in its input. The regexes that
+stay have no two quantifiers that can match the same characters; each says why it cannot
+backtrack. ``tests/unit/test_text_linear.py`` runs the worst cases at each size limit.
+"""
 
 from __future__ import annotations
 
 import re
 
-PLACEHOLDER = re.compile(r"\{\{\s*[^{}]+?\s*\}\}")
-_HONORIFIC = re.compile(r"^(?:(?:dr|prof|professor|mr|mrs|ms|mx|sir|dame)\.?\s+)+", re.IGNORECASE)
+# A placeholder is ``{{`` + at least one non-brace character + ``}}``. This is the same language
+# as the earlier ``\{\{\s*[^{}]+?\s*\}\}`` (``\s`` is a non-brace character), whose three
+# overlapping quantifiers made ``"{{" + " " * 5000`` take 80 s. Here one possessive class run
+# cannot backtrack at all, and it stops at the first brace, so each ``{{`` costs at most the
+# distance to the next brace: linear overall.
+PLACEHOLDER = re.compile(r"\{\{[^{}]++\}\}")
+
+# Anchored at the start, so only one start position can get past ``^``. Inside, each round is a
+# literal word, an optional dot and a possessive whitespace run; the next round must begin with
+# a letter, which that run cannot match, so no character can be claimed two ways.
+_HONORIFIC = re.compile(r"^(?:(?:dr|prof|professor|mr|mrs|ms|mx|sir|dame)\.?\s++)+", re.IGNORECASE)
+
+# Each pattern is a fixed word sequence (single spaces, optional fixed letters), so a match
+# attempt costs a bounded number of steps per start position. The em dash and the whitespace
+# around it are handled without a regex in ``_replace_em_dashes``: ``\s*\u2014\s*`` rescanned a
+# whole whitespace run from every position inside it (100k spaces took 16.5 s).
 _TELLS = [
-    (re.compile(r"\s*\u2014\s*"), ", "),  # em dash
     (re.compile(r"\s\u2013\s"), " - "),  # spaced en dash used as a dash
     (re.compile(r"\bdelve(s|d)? into\b", re.IGNORECASE), r"explore\1"),
     (re.compile(r"\bcutting-edge\b", re.IGNORECASE), "recent"),
     (re.compile(r"\bleverag(e|es|ing)\b", re.IGNORECASE), r"us\1"),
-    (re.compile(r"I hope this (e-?mail|message) finds you well\.?\s*", re.IGNORECASE), ""),
+    # The trailing \s*+ is possessive and last: it never gives characters back.
+    (re.compile(r"I hope this (e-?mail|message) finds you well\.?\s*+", re.IGNORECASE), ""),
 ]
 
 
 def placeholders_in(template: str) -> list[str]:
     """Every ``{{placeholder}}`` of a template, verbatim, in order, without duplicates."""
-    found: list[str] = []
-    for match in PLACEHOLDER.finditer(template):
-        if match.group(0) not in found:
-            found.append(match.group(0))
-    return found
+    return list(dict.fromkeys(match.group(0) for match in PLACEHOLDER.finditer(template)))
 
 
 def plain_name(name: str) -> str:
@@ -30,8 +46,52 @@ def plain_name(name: str) -> str:
     return _HONORIFIC.sub("", name.strip()).strip() or name.strip()
 
 
+def _replace_em_dashes(text: str) -> str:
+    """Each em dash, with the whitespace on both sides, becomes ``", "`` (one pass)."""
+    if "\u2014" not in text:
+        return text
+    parts = text.split("\u2014")
+    last = len(parts) - 1
+    cleaned = [part.lstrip() if index else part for index, part in enumerate(parts)]
+    cleaned = [part.rstrip() if index < last else part for index, part in enumerate(cleaned)]
+    return ", ".join(cleaned)
+
+
 def remove_machine_tells(text: str) -> str:
     """Replace em dashes and the stock phrases that mark machine-written email."""
+    text = _replace_em_dashes(text)
     for pattern, replacement in _TELLS:
         text = pattern.sub(replacement, text)
     return text.replace(" ,", ",")
+
+
+# C0 controls, DEL and C1 controls, except tab and newline (a carriage return goes too, so CRLF
+# answers are stored with plain newlines).
+_CONTROL = dict.fromkeys(
+    [code for code in [*range(0x20), *range(0x7F, 0xA0)] if chr(code) not in "\n\t"]
+)
+
+
+def bounded_text(text: str, limit: int) -> str:
+    """``text`` without control characters (tab and newline kept), cut to ``limit`` characters."""
+    return text[: limit * 2].translate(_CONTROL)[:limit]
+
+
+# A tag is ``<`` + non-angle characters + ``>``: the class excludes both delimiters, so a match
+# attempt stops at the next angle bracket and no character is scanned from two starts.
+_TAG = re.compile(r"<[^<>]*+>")
+_ANGLES = str.maketrans("", "", "<>")
+
+
+def plain_title(title: str, limit: int) -> str:
+    """A page title as plain text: tags removed, stray angle brackets and control characters
+    dropped, whitespace collapsed, at most ``limit`` characters."""
+    text = _TAG.sub(" ", title[: limit * 4]).translate(_ANGLES)
+    return " ".join(bounded_text(text, limit * 4).split())[:limit]
+
+
+def is_web_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL (not ``javascript:``, ``data:``, relative …)."""
+    scheme, sep, rest = url.partition("://")
+    printable = url.isprintable() and " " not in url
+    return printable and bool(sep and rest) and scheme.lower() in ("http", "https")

@@ -13,7 +13,7 @@ from scribe.clients.fetch import PageText
 from scribe.clients.search import SearchHit
 from scribe.errors import FetchRefused, PermanentStepError, StepError, TransientStepError
 from scribe.steps.data import PipelineData
-from scribe.steps.text import plain_name
+from scribe.steps.text import is_web_url, plain_name, plain_title
 
 if TYPE_CHECKING:
     from scribe.clients import Clients
@@ -25,6 +25,9 @@ MAX_PAGE_FETCHES = 3
 PAGE_DEADLINE_SECONDS = 15.0
 MAX_CONTENT_CHARS = 12_000
 MAX_SOURCE_CHARS = 3_000
+MAX_HITS_PER_QUERY = 10  # a search answer longer than this is cut (Exa is asked for 5)
+MAX_TITLE_CHARS = 300
+MAX_URL_CHARS = 2_048
 
 _PUBLICATIONS = {
     "research": "Research papers and publications authored by {name} on {interest}",
@@ -111,6 +114,21 @@ def _assemble(sections: list[tuple[str, SearchHit]]) -> str:
     return "\n\n".join(parts)
 
 
+def _stored_hits(hits: list[SearchHit]) -> list[SearchHit]:
+    """The hits worth keeping, as they may be stored: at most ``MAX_HITS_PER_QUERY``, only
+    http(s) URLs (never ``javascript:`` or ``data:``), titles as plain text, text capped."""
+    kept: list[SearchHit] = []
+    for hit in hits:
+        if len(kept) == MAX_HITS_PER_QUERY:
+            break
+        if len(hit.url) > MAX_URL_CHARS or not is_web_url(hit.url):
+            log.info("search hit dropped: not an http(s) URL (%.80r)", hit.url)
+            continue
+        title = plain_title(hit.title, MAX_TITLE_CHARS)
+        kept.append(SearchHit(hit.url, title, hit.text[:MAX_CONTENT_CHARS], hit.published))
+    return kept
+
+
 async def run(data: PipelineData, clients: Clients) -> PipelineData:
     """Search the web for the recipient; skipped (and recorded) without an Exa key."""
     if clients.search is None:
@@ -120,7 +138,7 @@ async def run(data: PipelineData, clients: Clients) -> PipelineData:
     found = await _search_all(clients, queries)
     seen: dict[str, tuple[str, SearchHit]] = {}
     for query_name, hits in found.items():
-        for hit in hits:
+        for hit in _stored_hits(hits):
             seen.setdefault(canonical_url(hit.url), (query_name, hit))
     sources = list(seen.values())
     thin = [i for i, (_, hit) in enumerate(sources) if len(hit.text) < THIN_TEXT_CHARS]

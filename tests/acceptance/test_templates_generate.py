@@ -94,11 +94,16 @@ async def test_limit_race_lets_exactly_one_of_two_through(
         first, second = await asyncio.gather(
             generate(client, pdf(fakes, "resume.pdf")), generate(client, pdf(fakes, "resume.pdf"))
         )
-        assert sorted([first.status_code, second.status_code]) == [201, 429]
+        # The second is refused as "already in flight" (one generation per user at a time);
+        # the store itself stays atomic (test_template_limit_is_exact_under_concurrent_stores).
+        assert sorted([first.status_code, second.status_code]) == [201, 409]
+        refused = first if first.status_code == 409 else second
+        assert "already being generated" in refused.json()["detail"]
         assert await template_count(client) == 5
         again = await generate(client, pdf(fakes, "resume.pdf"))
         assert again.status_code == 429 and "Retry-After" in again.headers
         assert len((await client.get("/api/templates/", headers=HEADERS)).json()) == 5
+    assert len(fakes.of("anthropic")) == 5  # the refused requests cost no model call
 
 
 async def test_bad_pdfs_are_400_and_use_no_quota(
@@ -147,3 +152,32 @@ async def test_pdf_url_httpx_cannot_parse_is_400_not_500(
         response = await generate(client, f"http://public.test\t:{fakes.port}/pdf/resume.pdf")
         assert response.status_code == 400, response.text
         assert await template_count(client) == 0
+
+
+async def test_hostile_pdf_is_422_within_its_cpu_limit_and_uses_no_template_slot(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes, scribe_pdf_cpu_seconds=1) as client:
+        response = await generate(client, pdf(fakes, "hostile-10.pdf"))
+        assert response.status_code == 422, response.text
+        assert "too expensive to read" in response.json()["detail"]
+        assert "CPU" in response.json()["detail"]
+        assert await template_count(client) == 0
+        # The attempt is closed: the next request is not refused as "in flight".
+        assert (await generate(client, pdf(fakes, "resume.pdf"))).status_code == 201
+    assert len(fakes.of("anthropic")) == 1
+
+
+async def test_failed_attempts_count_toward_the_daily_attempt_limit(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    async with app_client(make_settings, fakes, scribe_template_attempts_per_day=2) as client:
+        for _ in range(2):
+            assert (await generate(client, pdf(fakes, "scanned.pdf"))).status_code == 400
+        refused = await generate(client, pdf(fakes, "resume.pdf"))
+        assert refused.status_code == 429
+        assert "Daily template generation limit" in refused.json()["detail"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert await template_count(client) == 0
+    assert fakes.of("anthropic") == []
+    assert len(fakes.of("pdf")) == 2  # the refused attempt downloaded nothing

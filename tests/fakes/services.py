@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.pdf import RESUME_LINES, build_pdf
+from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf
 
 EXA_FACT = "Zorblax Institute for Quantum Widgets"  # only the fake Exa text contains this
 ARXIV_TITLE = "Entangled Widgets at Scale"  # only the fake arXiv feed contains this
@@ -60,6 +60,7 @@ class FakeServices:
         self.arxiv_authors: dict[str, str] = {}
         self.arxiv_extra_papers = 0  # feeds the size of real ones (50 long entries): soaks
         self.record_requests = True  # off for soaks: the log would grow with every request
+        self.exa_extra: list[dict[str, Any]] = []  # more results for every Exa query
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -205,6 +206,7 @@ class FakeServices:
                     "text": f"{ARXIV_TITLE} (2023). " * 30,
                 }
             ]
+        results = [*results, *self.exa_extra]
         return JSONResponse(
             {"requestId": "req", "resolvedSearchType": "neural", "results": results}
         )
@@ -260,6 +262,9 @@ class FakeServices:
             return Response(build_pdf([]), media_type="application/pdf")
         if name == "not-a-pdf.pdf":
             return Response(b"<html>nope</html>", media_type="application/pdf")
+        if name.startswith("hostile"):  # hostile-<inflated MB>.pdf
+            megabytes = int("".join(c for c in name if c.isdigit()) or 10)
+            return Response(build_hostile_pdf(megabytes), media_type="application/pdf")
         if name == "huge.pdf":
             return Response(b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024), media_type="application/pdf")
         return Response("not found", status_code=404)

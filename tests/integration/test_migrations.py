@@ -105,12 +105,14 @@ async def test_two_processes_migrating_at_once_apply_one_set(
         results = [await process.communicate() for process in processes]
         for process, (_, stderr) in zip(processes, results, strict=True):
             assert process.returncode == 0, stderr.decode()
-        outputs = sorted(stdout.decode().strip() for stdout, _ in results)
         shipped = [m.version for m in migrations.load_migrations()]
-        assert outputs == [
-            "applied 0 migration(s): none pending",
-            f"applied {len(shipped)} migration(s): {', '.join(shipped)}",
-        ]
+        # Each migration takes the lock in its own transaction, so with three or more the two
+        # processes may take turns; what must hold is that each is applied exactly once.
+        applied = []
+        for stdout, _ in results:
+            listed = stdout.decode().strip().partition(": ")[2]
+            applied += [] if listed == "none pending" else listed.split(", ")
+        assert sorted(applied) == shipped
         versions = await holder.fetch("SELECT version FROM schema_migrations")
         assert sorted(row["version"] for row in versions) == shipped
         assert await _tables(holder) >= _TABLES
