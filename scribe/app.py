@@ -217,6 +217,7 @@ def metrics_routes(metrics: Metrics) -> list[BaseRoute]:
             counts = {}
         for status, count in counts.items():
             metrics.queue_items.labels(status).set(count)
+        metrics.observe_pacers(get_deps(request).clients.pacers)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return [Route("/metrics", render, methods=["GET"])]

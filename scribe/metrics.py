@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from scribe.clients.pacing import Pacers
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Label values are kept for the process's life: a client-chosen method ("FOO1", "FOO2", …)
 # must not add a series per request.
@@ -41,6 +43,33 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+
+        # ==== issue-10pace: provider pacing, copied from the pacers at scrape time ====
+        self.pacing_wait = Gauge(
+            "scribe_provider_pacing_wait_seconds",
+            "Seconds calls waited for the provider account's rate limit (since start).",
+            ["account"],
+            registry=self.registry,
+        )
+        self.pacing_rate_limited = Gauge(
+            "scribe_provider_rate_limited",
+            "429 answers received from the provider account (since start).",
+            ["account"],
+            registry=self.registry,
+        )
+        self.pacing_paused = Gauge(
+            "scribe_provider_paused",
+            "1 while the provider account is paused (bad key, quota exhausted).",
+            ["account"],
+            registry=self.registry,
+        )
+
+    def observe_pacers(self, pacers: Pacers) -> None:
+        """Copy every pacer's counters into the gauges (at scrape time)."""
+        for pacer in pacers.all():
+            self.pacing_wait.labels(pacer.name).set(round(pacer.stats.waited_seconds, 3))
+            self.pacing_rate_limited.labels(pacer.name).set(pacer.stats.rate_limited)
+            self.pacing_paused.labels(pacer.name).set(0 if pacer.describe() is None else 1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     scribe_pdf_max_pages: int = Field(default=10, ge=1, le=1000)  # pages read from a resume
     scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
 
+    # ==== issue-10pace: provider pacing ====
+    # Pacers size themselves from each provider's rate-limit headers; these only cap them lower
+    # (per account, per minute; unset = what the provider reports). Exa sends no headers: its
+    # pace is this many requests per minute (Exa's default plan: 5 per second).
+    scribe_pacing_requests_per_minute: float | None = Field(default=None, gt=0)
+    scribe_pacing_input_tokens_per_minute: float | None = Field(default=None, gt=0)
+    scribe_pacing_output_tokens_per_minute: float | None = Field(default=None, gt=0)
+    scribe_exa_requests_per_minute: float = Field(default=300.0, gt=0)
+
     # Observability
     logfire_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -43,7 +43,8 @@ async def root(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Service health; 503 when the database is unreachable."""
+    """Service health; 503 when the database is unreachable; 200 "degraded: …" while a provider
+    account is paused (bad key, no credit: the queue waits for it)."""
     deps = get_deps(request)
     try:
         queue = await health_db.queue_counts(deps.pool)
@@ -58,15 +59,17 @@ async def health(request: Request) -> Response:
             },
             503,
         )
-    return json_response(
-        {
-            "status": "healthy",
-            "service": SERVICE,
-            "version": __version__,
-            "database": "connected",
-            "queue": queue,
-        }
-    )
+    body: dict[str, object] = {
+        "status": "healthy",
+        "service": SERVICE,
+        "version": __version__,
+        "database": "connected",
+        "queue": queue,
+    }
+    paused = deps.clients.pacers.paused()  # bad key or no credit: items wait, nothing fails
+    if paused:
+        body["status"] = "degraded: " + "; ".join(paused)
+    return json_response(body)
 
 
 routes = [

@@ -20,6 +20,7 @@ from scribe.clients.llm import LLM
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.offline import OfflineLLM
 from scribe.clients.openai_llm import OpenAILLM
+from scribe.clients.pacing import Pacer, Pacers, model_family
 from scribe.clients.papers import ArxivPapers
 from scribe.clients.pdf import PdfLimits, PdfParser
 from scribe.clients.search import ExaSearch
@@ -41,11 +42,25 @@ class Clients:
     papers: ArxivPapers
     fetch_http: httpx.AsyncClient  # SSRF-guarded client for untrusted URLs (pages, PDFs)
     pdf: PdfParser = field(default_factory=PdfParser)  # resume text, in bounded child processes
+    pacers: Pacers = field(default_factory=Pacers)  # one per provider account
 
 
-def build_llm(model_id: str, settings: Settings) -> LLM:
-    """The provider for ``provider:model``; the offline provider when its key is missing."""
+def pacing_caps(settings: Settings) -> dict[str, float]:
+    """The settings' caps on what the providers' headers allow (per minute)."""
+    caps = {
+        "requests": settings.scribe_pacing_requests_per_minute,
+        "input_tokens": settings.scribe_pacing_input_tokens_per_minute,
+        "output_tokens": settings.scribe_pacing_output_tokens_per_minute,
+        "tokens": settings.scribe_pacing_input_tokens_per_minute,
+    }
+    return {kind: cap for kind, cap in caps.items() if cap is not None}
+
+
+def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -> LLM:
+    """The provider for ``provider:model``; the offline provider when its key is missing.
+    Models of one account share a pacer: Anthropic's per model family, OpenAI's per base URL."""
     provider, _, model = model_id.partition(":")
+    pacers = pacers or Pacers(pacing_caps(settings))
     if provider == "anthropic" and settings.anthropic_api_key is not None:
         return AnthropicLLM(
             model,
@@ -54,6 +69,7 @@ def build_llm(model_id: str, settings: Settings) -> LLM:
             timeout=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
             mode=settings.anthropic_structured_output,
+            pacer=pacers.get(f"anthropic:{model_family(model)}"),
         )
     if provider == "openai" and settings.openai_api_key is not None and settings.openai_base_url:
         return OpenAILLM(
@@ -62,6 +78,7 @@ def build_llm(model_id: str, settings: Settings) -> LLM:
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
+            pacer=pacers.get(f"openai:{settings.openai_base_url}"),
         )
     if provider != "offline":
         log.warning("no API key for %s: using the offline provider", model_id)
@@ -78,6 +95,7 @@ async def open_clients(
     hook widening the SSRF rule (for the fakes on loopback); production passes nothing.
     """
     policy = address_policy or AddressPolicy()
+    pacers = Pacers(pacing_caps(settings))
     async with AsyncExitStack() as stack:
         fetch_http = guarded_client(policy)
         stack.push_async_callback(fetch_http.aclose)
@@ -88,11 +106,17 @@ async def open_clients(
             settings.template_generator_model,
         ):
             if model_id not in llms:
-                llms[model_id] = build_llm(model_id, settings)
+                llms[model_id] = build_llm(model_id, settings, pacers)
                 stack.push_async_callback(llms[model_id].aclose)
         search = None
         if settings.exa_api_key is not None:
-            search = ExaSearch(settings.exa_api_key.get_secret_value(), settings.exa_base_url)
+            rate = settings.scribe_exa_requests_per_minute
+            search = ExaSearch(
+                settings.exa_api_key.get_secret_value(),
+                settings.exa_base_url,
+                pacer=pacers.get("exa", caps={"requests": rate}, burst=max(1.0, rate / 60)),
+                max_retries=settings.llm_max_retries,
+            )
             stack.push_async_callback(search.aclose)
         else:
             log.warning("no EXA_API_KEY: web search is skipped and emails are not confident")
@@ -117,6 +141,7 @@ async def open_clients(
                 http,
                 settings.arxiv_api_url,
                 min_interval=settings.scribe_arxiv_min_interval_seconds,
+                pacer=arxiv_pacer(pacers, settings.scribe_arxiv_min_interval_seconds),
                 cache_seconds=settings.scribe_arxiv_cache_seconds,
                 cache_entries=settings.scribe_arxiv_cache_entries,
             ),
@@ -129,4 +154,11 @@ async def open_clients(
                 ),
                 concurrency=settings.scribe_pdf_parses,
             ),
+            pacers=pacers,
         )
+
+
+def arxiv_pacer(pacers: Pacers, min_interval: float) -> Pacer:
+    """arXiv's one request per ``min_interval`` seconds: a bucket that holds one request."""
+    caps = {"requests": 60.0 / min_interval} if min_interval > 0 else {}
+    return pacers.get("arxiv", caps=caps, burst=1.0)

@@ -1,15 +1,19 @@
 """Anthropic Messages API provider (``anthropic:<model>``) with structured output.
 
 Structured output is requested with ``output_config.format`` (a JSON schema); ``tool`` mode forces
-a single tool call instead, for gateways that do not support structured outputs. The SDK retries
-429/5xx/529 itself (``max_retries``, honouring ``retry-after-ms``); what is left is mapped to the
-step errors here. A malformed answer is asked again once at once; a second malformed answer is
+a single tool call instead, for gateways that do not support structured outputs. Every call goes
+through the account's pacer (scribe.clients.pacing): the SDK's own retries are off; 429s are
+waited out as the rate-limit headers say, 5xx/529/timeouts retried ``max_retries`` times, and a
+bad key or an exhausted credit balance pauses the provider. What is left is mapped to the step
+errors here. A malformed answer is asked again once at once; a second malformed answer is
 permanent (the same prompt keeps producing it, so a queue retry would only spend money).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import anthropic
@@ -24,6 +28,14 @@ from scribe.clients.llm import (
     parse_retry_after,
 )
 from scribe.clients.output import MalformedOutput, parse_output
+from scribe.clients.pacing import (
+    Cost,
+    Pacer,
+    Refusal,
+    estimate_tokens,
+    model_family,
+    send_paced,
+)
 from scribe.errors import PermanentStepError, TransientStepError
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,24 @@ def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | Permane
     return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
 
 
+def judge_anthropic_error(exc: Exception) -> Refusal | None:
+    """How the pacer treats a failed call (None: not an API error)."""
+    if isinstance(exc, anthropic.APIConnectionError):
+        return Refusal(retryable=True)
+    if not isinstance(exc, anthropic.APIStatusError):
+        return None
+    status, headers = exc.status_code, exc.response.headers
+    retry_after = parse_retry_after(headers)
+    if status == 429:
+        return Refusal(headers, rate_limited=True, retry_after=retry_after)
+    if status in (401, 403):
+        return Refusal(headers, pause=f"HTTP {status}: check ANTHROPIC_API_KEY")
+    if status == 400 and "credit balance" in (exc.api_message or "").lower():
+        return Refusal(headers, pause="credit balance too low")
+    retryable = status in (408, 409) or status >= 500
+    return Refusal(headers, retry_after=retry_after, retryable=retryable)
+
+
 class AnthropicLLM:
     """``anthropic.AsyncAnthropic`` behind the LLM interface."""
 
@@ -61,11 +91,14 @@ class AnthropicLLM:
         timeout: float,
         max_retries: int,
         mode: StructuredMode = "json_schema",
+        pacer: Pacer | None = None,
     ) -> None:
         self._model = model
         self._mode = mode
+        self._max_retries = max_retries
+        self._pacer = pacer or Pacer(f"anthropic:{model_family(model)}")
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
 
     @property
@@ -97,17 +130,29 @@ class AnthropicLLM:
             extra["tool_choice"] = {"type": "tool", "name": _TOOL}
         else:
             extra["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-        try:
-            message: Message = await self._client.messages.create(
+
+        async def send() -> tuple[Message, Mapping[str, str], Cost]:
+            raw = await self._client.messages.with_raw_response.create(
                 model=self._model,
                 max_tokens=request.max_tokens,
                 system=request.system,
                 messages=[{"role": "user", "content": request.prompt}],
                 **extra,
             )
+            message: Message = raw.parse()
+            usage = Cost(message.usage.input_tokens, message.usage.output_tokens)
+            return message, raw.headers, usage
+
+        cost = Cost(
+            estimate_tokens(request.system, request.prompt, json.dumps(schema)),
+            self._pacer.output_estimate(request.max_tokens),
+        )
+        try:
+            return await send_paced(
+                self._pacer, cost, send, judge_anthropic_error, max_retries=self._max_retries
+            )
         except anthropic.APIError as exc:
             raise map_anthropic_error(exc) from exc
-        return message
 
     @staticmethod
     def _parse(message: Message, output: type[T]) -> T:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import unicodedata
 from datetime import UTC, datetime
 
@@ -22,6 +21,7 @@ import httpx
 from arxiv import _feed  # the package's Atom parser (arxiv>=4)
 
 from scribe.clients.cache import TtlCache
+from scribe.clients.pacing import Cost, Pacer
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
 
@@ -83,23 +83,6 @@ def select_papers(
     return own[:limit]
 
 
-class RateLimiter:
-    """At most one acquisition per ``interval`` seconds (FIFO across tasks)."""
-
-    def __init__(self, interval: float) -> None:
-        self._interval = interval
-        self._lock = asyncio.Lock()
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        """Return when the caller may make its request."""
-        async with self._lock:
-            delay = self._next - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next = time.monotonic() + self._interval
-
-
 class ArxivPapers:
     """Look up a recipient's arXiv papers (paced, cached, time-limited)."""
 
@@ -113,11 +96,14 @@ class ArxivPapers:
         cache_seconds: float = 6 * 3600,
         cache_entries: int = 64,
         max_results: int = 50,
+        pacer: Pacer | None = None,
     ) -> None:
         self._http = http
         self._client = arxiv.Client(page_size=max_results, delay_seconds=0, num_retries=0)
         self._client.query_url_format = api_url + "?{}"
-        self._limiter = RateLimiter(min_interval)
+        # arXiv asks for one request every 3 s: a pacer whose bucket holds one request.
+        caps = {"requests": 60.0 / min_interval} if min_interval > 0 else {}
+        self.pacer = pacer or Pacer("arxiv", caps=caps, burst=1.0)
         self._timeout = timeout
         self._max_results = max_results
         self.cache: TtlCache[str, list[Paper]] = TtlCache(cache_entries, cache_seconds)
@@ -156,12 +142,17 @@ class ArxivPapers:
             sort_by=arxiv.SortCriterion.SubmittedDate,
         )
         url = self._client._format_url(search, 0, self._max_results)
-        await self._limiter.wait()
+        reservation = await self.pacer.acquire(Cost())
         try:
             response = await self._http.get(url, timeout=self._timeout)
             response.raise_for_status()
         except httpx.HTTPError as exc:
+            self.pacer.release(reservation, None)
             raise ExternalServiceError(f"arXiv request failed: {type(exc).__name__}") from exc
+        except BaseException:
+            self.pacer.release(reservation, None)
+            raise
+        self.pacer.settle(reservation, None, None)
         feed = await asyncio.to_thread(_feed.parse, response.content)
         if feed.malformed:
             raise ExternalServiceError("arXiv returned a malformed feed")

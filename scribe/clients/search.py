@@ -2,7 +2,10 @@
 
 The SDK raises a plain ``ValueError("Request failed with status code N: …")`` for HTTP errors,
 so the status is read from the message: 408/429/5xx are transient, other 4xx permanent (a bad or
-revoked key will not fix itself). Timeouts and connection errors are transient.
+revoked key will not fix itself). Timeouts and connection errors are transient. Calls go
+through the Exa pacer (SCRIBE_EXA_REQUESTS_PER_MINUTE, at most a second's worth at once): Exa
+sends no rate-limit headers, so a 429 is waited out for a second and sent again, and a 401/403
+pauses search.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from dataclasses import dataclass
 
 import httpx
 from exa_py import AsyncExa
+from exa_py.api import Result, SearchResponse
 from exa_py.errors import ExaTimeoutError
 
+from scribe.clients.pacing import Cost, Pacer, Refusal, send_paced
 from scribe.errors import PermanentStepError, TransientStepError
 
 log = logging.getLogger(__name__)
@@ -49,11 +54,39 @@ def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepErro
     return PermanentStepError(f"search failed: {str(exc)[:200]}")
 
 
+EXA_429_WAIT_SECONDS = 1.0  # Exa sends no reset time; its limits are per second
+
+
+def judge_exa_error(exc: Exception) -> Refusal | None:
+    """How the pacer treats a failed search (None: not the provider's answer)."""
+    if isinstance(exc, ExaTimeoutError | httpx.TransportError):
+        return Refusal(retryable=True)
+    match = _STATUS.search(str(exc)) if isinstance(exc, ValueError) else None
+    if match is None:
+        return None
+    status = int(match.group(1))
+    if status == 429:
+        return Refusal(rate_limited=True, retry_after=EXA_429_WAIT_SECONDS)
+    if status in (401, 403):
+        return Refusal(pause=f"HTTP {status}: check EXA_API_KEY")
+    return Refusal(retryable=status == 408 or status >= 500)
+
+
 class ExaSearch:
     """Exa behind a small interface: ``search(query) -> hits``."""
 
-    def __init__(self, api_key: str, base_url: str, *, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        timeout: float = 20.0,
+        pacer: Pacer | None = None,
+        max_retries: int = 0,
+    ) -> None:
         self._exa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+        self._pacer = pacer or Pacer("exa")
+        self._max_retries = max_retries
 
     async def search(
         self,
@@ -64,12 +97,19 @@ class ExaSearch:
         system_prompt: str | None = None,
     ) -> list[SearchHit]:
         """Run one query; TransientStepError / PermanentStepError on failure."""
-        try:
+
+        async def send() -> tuple[SearchResponse[Result], None, None]:
             response = await self._exa.search(
                 query,
                 num_results=num_results,
                 contents={"text": {"max_characters": max_characters}},
                 system_prompt=system_prompt,
+            )
+            return response, None, None
+
+        try:
+            response = await send_paced(
+                self._pacer, Cost(), send, judge_exa_error, max_retries=self._max_retries
             )
         except (ValueError, httpx.HTTPError, ExaTimeoutError) as exc:
             raise classify_exa_error(exc) from exc

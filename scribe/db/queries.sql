@@ -541,3 +541,10 @@ INSERT INTO template_attempts (id, user_id) VALUES ($1, $2)
 -- Record how a generation ended; it no longer counts as in flight.
 UPDATE template_attempts SET finished_at = now(), outcome = $2
 WHERE id = $1 AND finished_at IS NULL
+
+-- ==== issue-10pace ====
+
+-- count_live_consumers --
+-- How many processes hold a live lease: the consumers sharing the providers' rate limits.
+SELECT count(DISTINCT locked_by)::int FROM queue_items
+WHERE status = 'processing' AND lease_expires_at > now()

@@ -61,6 +61,7 @@ class Consumer:
         *,
         listener: Listener | None = None,
         owner: str | None = None,
+        share: Callable[[int], None] | None = None,
     ) -> None:
         if not pipeline:
             raise ValueError("the pipeline has no steps")
@@ -71,6 +72,7 @@ class Consumer:
         self._settings = settings
         self._pipeline = pipeline
         self._listener = listener
+        self._share = share  # told how many processes consume (they share provider limits)
         self._runner = JobRunner(pool, pipeline, RunnerConfig.from_settings(settings))
         self._jobs: dict[uuid.UUID, Job] = {}
         self._wake = asyncio.Event()
@@ -165,7 +167,16 @@ class Consumer:
         for item in items:
             self._start(item)
         self.claimed += len(items)
+        if self._share is not None and self._jobs:
+            await self._count_consumers(self._share)
         return len(items)
+
+    async def _count_consumers(self, share: Callable[[int], None]) -> None:
+        """Tell the pacers how many processes share the providers' limits (leases say)."""
+        try:
+            share(max(1, await queue_items.count_live_consumers(self._pool)))
+        except DatabaseUnavailable as exc:
+            log.warning("counting consumers failed: %s", exc)
 
     def _start(self, item: ClaimedItem) -> None:
         job = Job(item, item.fence(self.owner))

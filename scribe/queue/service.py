@@ -30,7 +30,13 @@ def production_pipeline(deps: Deps) -> Pipeline:
 
 def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
     """A consumer over this process's pool and LISTEN connection."""
-    return Consumer(deps.pool, deps.settings, pipeline, listener=deps.listener)
+    return Consumer(
+        deps.pool,
+        deps.settings,
+        pipeline,
+        listener=deps.listener,
+        share=deps.clients.pacers.set_share,
+    )
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,515 @@
+"""Pacing: one pacer per provider account, sized from the provider's own rate-limit headers.
+
+A ``Pacer`` holds token buckets (requests, and input/output tokens where the provider meters
+them), each refilled continuously at ``limit`` per minute up to ``limit`` (how Anthropic and the
+OpenAI-compatible servers replenish). Nothing is configured: until the first response tells the
+limits, one call at a time goes out (the probe); after that every response re-sizes the buckets
+from its ``anthropic-ratelimit-*`` / ``x-ratelimit-*`` headers. A caller reserves the estimated
+cost of its request before sending (``acquire``) and the pacer reconciles the actual usage after
+(``settle``). A 429 empties the bucket that ran out and blocks the pacer until the reset the
+provider names (``rate_limited``); the client then asks again: waiting is not a failure.
+
+Several processes share one account: each process's pacer takes ``1/share`` of the limits, where
+``share`` is the number of processes consuming the queue (``set_share``, kept current by the
+consumer from the queue's leases; see README "Provider pacing"). The account-wide ``remaining``
+header also caps the local level, so a process that under-counts others still backs off.
+
+Authentication and quota-exhausted errors ``pause`` the pacer: its callers get a
+``ProviderPaused`` (a retry-later error naming the provider) until the pause ends, with one log
+line per pause and a detail in /health.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from scribe.errors import TransientStepError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("requests", "input_tokens", "output_tokens", "tokens")
+# A 429 without any reset or retry-after blocks this long (the providers' windows are a minute).
+DEFAULT_BLOCK_SECONDS = 5.0
+# A paused provider (bad key, no credit) is tried again after this long by one caller.
+PAUSE_SECONDS = 60.0
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")  # OpenAI's "6m0s", "1.5s", "20ms"
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ProviderPaused(TransientStepError):
+    """The provider refused this account (authentication or quota): retry after the pause."""
+
+
+@dataclass
+class Bucket:
+    """A token bucket: refilled continuously at ``limit`` per minute up to ``capacity`` (the
+    limit itself unless a burst is capped, as arXiv's one request per 3 s); ``level`` may go
+    negative (a reconciled request that used more than it reserved)."""
+
+    limit: float
+    level: float
+    updated: float
+    burst: float | None = None
+
+    @property
+    def capacity(self) -> float:
+        """The most the bucket holds."""
+        return self.limit if self.burst is None else min(self.limit, self.burst)
+
+    def refill(self, now: float) -> None:
+        """Add what the time since the last update earned, up to the capacity."""
+        if now > self.updated:
+            earned = (now - self.updated) * self.limit / 60.0
+            self.level = min(self.capacity, self.level + earned)
+            self.updated = now
+
+    def wait(self, amount: float, now: float) -> float:
+        """Seconds until ``amount`` (capped at the capacity, so a huge request is not stuck
+        forever) is available."""
+        self.refill(now)
+        missing = min(amount, self.capacity) - self.level
+        if missing <= 0:
+            return 0.0
+        return missing * 60.0 / self.limit if self.limit > 0 else math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One metered quantity as a response reported it."""
+
+    kind: str
+    limit: float | None
+    remaining: float | None
+    reset_seconds: float | None  # from now
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one request is expected to use."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def of(self, kind: str) -> float:
+        """The amount of ``kind`` this request takes from its bucket."""
+        if kind == "requests":
+            return 1.0
+        if kind == "input_tokens":
+            return float(self.input_tokens)
+        if kind == "output_tokens":
+            return float(self.output_tokens)
+        return float(self.input_tokens + self.output_tokens)  # "tokens": OpenAI's total
+
+
+@dataclass
+class Reservation:
+    """What ``acquire`` took; give it back to ``settle``/``rate_limited``/``release``."""
+
+    cost: Cost
+    probe: bool
+    waited: float
+    done: bool = False
+
+
+@dataclass
+class PacerStats:
+    """Counters for /metrics."""
+
+    waited_seconds: float = 0.0
+    rate_limited: int = 0  # 429s seen
+    requests: int = 0
+
+
+class Pacer:
+    """Paces calls to one provider account (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        caps: Mapping[str, float] | None = None,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.caps = dict(caps or {})  # per-minute caps (settings); known before any response
+        self.burst = burst  # the most a bucket holds (arXiv: 1), else the limit
+        self.clock = clock
+        self.buckets: dict[str, Bucket] = {}
+        self.blocked_until = 0.0
+        self.paused_reason: str | None = None
+        self.paused_until = 0.0
+        self.paused_since: datetime | None = None
+        self.share = 1
+        self.stats = PacerStats()
+        self._lock = asyncio.Lock()
+        self._probe_done = asyncio.Event()
+        self._probing = False
+        self._unmetered = False  # answered without rate-limit headers: no probe needed
+        self._output_seen: list[int] = []
+        for kind, cap in self.caps.items():
+            self._resize(kind, cap, None, clock())
+
+    @property
+    def learned(self) -> bool:
+        """Whether calls may go out concurrently (limits known, or the provider sends none)."""
+        return bool(self.buckets) or self._unmetered
+
+    def set_share(self, share: int) -> None:
+        """This process's part of the account is ``1/share`` (processes consuming the queue)."""
+        share = max(1, share)
+        if share == self.share:
+            return
+        now = self.clock()
+        for bucket in self.buckets.values():
+            bucket.refill(now)
+            bucket.limit = bucket.limit * self.share / share
+            bucket.level = min(bucket.level, bucket.capacity)
+        self.share = share
+
+    def output_estimate(self, max_tokens: int) -> int:
+        """Output tokens to reserve: the mean of recent answers, ``max_tokens`` before any."""
+        if not self._output_seen:
+            return max_tokens
+        return min(max_tokens, math.ceil(sum(self._output_seen) / len(self._output_seen)))
+
+    async def acquire(self, cost: Cost) -> Reservation:
+        """Wait until the account has room for ``cost``; reserve it. FIFO across callers.
+
+        Raises ProviderPaused while the provider is paused (the item waits in the queue)."""
+        started = self.clock()
+        async with self._lock:
+            while True:
+                self._check_paused()
+                if not self.learned and self._probing:
+                    await self._probe_done.wait()  # the probe's answer tells the limits
+                    continue
+                now = self.clock()
+                wait = max(0.0, self.blocked_until - now)
+                for kind, bucket in self.buckets.items():
+                    wait = max(wait, bucket.wait(cost.of(kind), now))
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            now = self.clock()
+            for kind, bucket in self.buckets.items():
+                bucket.refill(now)
+                bucket.level -= cost.of(kind)
+            probe = not self.learned
+            if probe:
+                self._probing = True
+                self._probe_done.clear()
+            self.stats.requests += 1
+        waited = self.clock() - started
+        if waited > 0:
+            self.stats.waited_seconds += waited
+            record_pacing_wait(waited)
+        return Reservation(cost, probe, waited)
+
+    def settle(
+        self, reservation: Reservation, headers: Mapping[str, str] | None, actual: Cost | None
+    ) -> None:
+        """The request was answered: learn the limits from ``headers``, reconcile the usage."""
+        now = self.clock()
+        if actual is not None:
+            for kind, bucket in self.buckets.items():
+                bucket.refill(now)
+                bucket.level += reservation.cost.of(kind) - actual.of(kind)
+            self._output_seen = [*self._output_seen[-19:], actual.output_tokens]
+        if not self._learn(headers, now) and not self.buckets:
+            self._unmetered = True
+        if self.paused_reason is not None:
+            log.warning("%s answers again: calls resume", self.name)
+            self.paused_reason, self.paused_since = None, None
+        self._finish(reservation)
+
+    def rate_limited(
+        self, reservation: Reservation, headers: Mapping[str, str] | None, retry_after: float | None
+    ) -> float:
+        """A 429: empty what ran out, block until the reset the provider names; the seconds."""
+        now = self.clock()
+        self.stats.rate_limited += 1
+        limits = self._learn(headers, now)
+        resets: list[float] = []
+        for limit in limits:
+            if limit.remaining is None or limit.remaining >= reservation.cost.of(limit.kind):
+                continue
+            bucket = self.buckets.get(limit.kind)
+            if bucket is not None:
+                bucket.level = min(bucket.level, 0.0)
+            if limit.reset_seconds is not None:
+                resets.append(limit.reset_seconds)
+        block = max([retry_after or 0.0, *resets]) or DEFAULT_BLOCK_SECONDS
+        self.blocked_until = max(self.blocked_until, now + block)
+        log.info("%s answered 429: calls wait %.1fs", self.name, block)
+        self._finish(reservation)
+        return block
+
+    def release(self, reservation: Reservation, headers: Mapping[str, str] | None) -> None:
+        """The request failed otherwise: give back the tokens it reserved (the request itself
+        was sent and counts), learn from any headers."""
+        now = self.clock()
+        for kind, bucket in self.buckets.items():
+            if kind != "requests":
+                bucket.refill(now)
+                bucket.level = min(bucket.capacity, bucket.level + reservation.cost.of(kind))
+        self._learn(headers, now)
+        self._finish(reservation)
+
+    def pause(self, reason: str, seconds: float = PAUSE_SECONDS) -> None:
+        """Stop calling the provider for ``seconds`` (bad key, no credit): one log line."""
+        if self.paused_reason is None:
+            self.paused_since = datetime.now(UTC)
+            log.error(
+                "%s paused: %s (items wait; tried again every %.0fs)", self.name, reason, seconds
+            )
+        self.paused_reason = reason[:200]
+        self.paused_until = self.clock() + seconds
+
+    def describe(self) -> str | None:
+        """A /health detail when this provider is paused, else None."""
+        if self.paused_reason is None or self.paused_since is None:
+            return None
+        return f"{self.name} paused since {self.paused_since.isoformat()}: {self.paused_reason}"
+
+    def _check_paused(self) -> None:
+        if self.paused_reason is None:
+            return
+        left = self.paused_until - self.clock()
+        if left > 0:
+            raise ProviderPaused(f"{self.name} paused: {self.paused_reason}", retry_after=left)
+        self.paused_until = self.clock() + PAUSE_SECONDS  # this caller checks; the others wait
+
+    def _finish(self, reservation: Reservation) -> None:
+        if reservation.done:
+            return
+        reservation.done = True
+        if reservation.probe:
+            self._probing = False
+            self._probe_done.set()
+
+    def _learn(self, headers: Mapping[str, str] | None, now: float) -> list[Limit]:
+        limits = parse_limits(headers) if headers is not None else []
+        for limit in limits:
+            if limit.limit is not None:
+                self._resize(limit.kind, limit.limit, limit.remaining, now)
+        return limits
+
+    def _resize(self, kind: str, limit: float, remaining: float | None, now: float) -> None:
+        cap = self.caps.get(kind)
+        if cap is not None:
+            limit = min(limit, cap)
+        mine = limit / self.share
+        bucket = self.buckets.get(kind)
+        if bucket is None:
+            bucket = self.buckets[kind] = Bucket(mine, mine, now, self.burst)
+        bucket.refill(now)
+        bucket.limit = mine
+        bucket.level = min(bucket.level, bucket.capacity)
+        if remaining is not None:
+            # The account's remaining counts every process (and every other user of the key).
+            bucket.level = min(bucket.level, remaining / self.share)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How a failed call is treated: waited out (429), retried, or the provider paused."""
+
+    headers: Mapping[str, str] | None = None
+    rate_limited: bool = False
+    retry_after: float | None = None
+    retryable: bool = False
+    pause: str | None = None  # the reason to pause the provider (bad key, no credit)
+
+
+R = TypeVar("R")
+Sent = tuple[R, Mapping[str, str] | None, Cost | None]
+
+
+async def send_paced(
+    pacer: Pacer,
+    cost: Cost,
+    send: Callable[[], Awaitable[Sent[R]]],
+    judge: Callable[[Exception], Refusal | None],
+    *,
+    max_retries: int,
+) -> R:
+    """Send through the pacer. ``send`` returns (result, response headers, actual usage);
+    ``judge`` says how a failure is treated (None: not the provider's, re-raised as is).
+
+    A 429 is waited out and sent again, however often (bounded by the caller's job timeout,
+    never an attempt); a retryable failure is retried ``max_retries`` times with backoff (the
+    SDKs' own retries are off, so that they never send into a known rate limit)."""
+    retries = 0
+    while True:
+        reservation = await pacer.acquire(cost)
+        try:
+            result, headers, used = await send()
+        except Exception as exc:
+            refusal = judge(exc)
+            if refusal is None:
+                pacer.release(reservation, None)
+                raise
+            if refusal.rate_limited:
+                pacer.rate_limited(reservation, refusal.headers, refusal.retry_after)
+                continue
+            pacer.release(reservation, refusal.headers)
+            if refusal.pause is not None:
+                pacer.pause(refusal.pause)
+                # Not the item's fault: it waits for the provider like every item after it.
+                raise ProviderPaused(
+                    f"{pacer.name} paused: {refusal.pause}", retry_after=PAUSE_SECONDS
+                ) from exc
+            if refusal.retryable and retries < max_retries:
+                retries += 1
+                await asyncio.sleep(retry_pause(retries, refusal.retry_after))
+                continue
+            raise
+        except BaseException:  # cancelled (timeout): the request may have gone out
+            pacer.release(reservation, None)
+            raise
+        pacer.settle(reservation, headers, used)
+        return result
+
+
+def retry_pause(retry: int, retry_after: float | None) -> float:
+    """The SDKs' backoff: 0.5 s doubling to 8 s, or the server's ``retry-after`` up to 60 s."""
+    if retry_after is not None and 0 <= retry_after <= 60:
+        return retry_after
+    jitter: float = 1 - 0.25 * random.random()
+    return min(0.5 * 2.0 ** (retry - 1), 8.0) * jitter
+
+
+def estimate_tokens(*texts: str) -> int:
+    """Input tokens a prompt will count, estimated before sending (about 4 characters each;
+    the answer's usage reconciles the difference)."""
+    return sum(len(text) for text in texts) // 4 + 1
+
+
+def model_family(model: str) -> str:
+    """Anthropic limits per model class: ``claude-sonnet-4-6`` -> ``claude-sonnet``."""
+    parts = model.split("-")
+    return "-".join(parts[:2]) if len(parts) >= 2 else model
+
+
+class Pacers:
+    """Every pacer of the process, by account key (``anthropic:claude-sonnet``,
+    ``openai:<base url>``, ``exa``, ``arxiv``)."""
+
+    def __init__(self, caps: Mapping[str, float] | None = None) -> None:
+        self._caps = dict(caps or {})
+        self._pacers: dict[str, Pacer] = {}
+        self.share = 1
+
+    def get(
+        self, key: str, *, caps: Mapping[str, float] | None = None, burst: float | None = None
+    ) -> Pacer:
+        """The pacer of ``key`` (made on first use; ``caps`` override the shared caps)."""
+        pacer = self._pacers.get(key)
+        if pacer is None:
+            pacer = Pacer(key, caps={**self._caps, **(caps or {})}, burst=burst)
+            pacer.set_share(self.share)
+            self._pacers[key] = pacer
+        return pacer
+
+    def all(self) -> list[Pacer]:
+        """Every pacer made so far, by key."""
+        return [self._pacers[key] for key in sorted(self._pacers)]
+
+    def set_share(self, share: int) -> None:
+        """Every pacer takes ``1/share`` of its account (``share`` consuming processes)."""
+        for pacer in self._pacers.values():
+            pacer.set_share(share)
+        self.share = share
+
+    def paused(self) -> list[str]:
+        """/health details of the paused providers."""
+        return [detail for pacer in self.all() if (detail := pacer.describe()) is not None]
+
+
+# Pacing waits are time a step spends not working: the runner opens a meter around each step
+# and records the sum apart from the step's own time (step_timings "<step>.pacing").
+_pacing_meter: ContextVar[list[float] | None] = ContextVar("scribe_pacing_meter", default=None)
+
+
+def record_pacing_wait(seconds: float) -> None:
+    """Add ``seconds`` of pacing wait to the running step's meter (if a step is metered)."""
+    meter = _pacing_meter.get()
+    if meter is not None and seconds > 0:
+        meter.append(seconds)
+
+
+@contextmanager
+def pacing_meter() -> Iterator[list[float]]:
+    """Meter pacing waits in this context (tasks created inside share it): sum the list."""
+    meter: list[float] = []
+    token = _pacing_meter.set(meter)
+    try:
+        yield meter
+    finally:
+        _pacing_meter.reset(token)
+
+
+def parse_limits(headers: Mapping[str, str]) -> list[Limit]:
+    """The limits a response reports, Anthropic's or OpenAI's header names."""
+    limits: list[Limit] = []
+    for kind in ("requests", "input-tokens", "output-tokens", "tokens"):
+        limit = _number(headers.get(f"anthropic-ratelimit-{kind}-limit"))
+        remaining = _number(headers.get(f"anthropic-ratelimit-{kind}-remaining"))
+        reset = _reset_time(headers.get(f"anthropic-ratelimit-{kind}-reset"))
+        if limit is not None or remaining is not None:
+            limits.append(Limit(kind.replace("-", "_"), limit, remaining, reset))
+    for kind in ("requests", "tokens"):
+        limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
+        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
+        reset = _duration(headers.get(f"x-ratelimit-reset-{kind}"))
+        if limit is not None or remaining is not None:
+            limits.append(Limit(kind, limit, remaining, reset))
+    return limits
+
+
+def _number(raw: str | None) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def _reset_time(raw: str | None) -> float | None:
+    """Seconds from now to an RFC 3339 time (Anthropic's ``-reset``)."""
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _duration(raw: str | None) -> float | None:
+    """Seconds in an OpenAI reset duration (``1s``, ``6m0s``, ``20ms``) or a bare number."""
+    if not raw:
+        return None
+    plain = _number(raw)
+    if plain is not None:
+        return plain
+    parts = _DURATION.findall(raw[:40])
+    if not parts:
+        return None
+    return sum(float(value) * _UNITS[unit] for value, unit in parts)
