@@ -72,7 +72,7 @@ def judge_anthropic_error(exc: Exception) -> Refusal | None:
     if status == 429:
         return Refusal(headers, rate_limited=True, retry_after=retry_after)
     if status in (401, 403):
-        return Refusal(headers, pause=f"HTTP {status}: check ANTHROPIC_API_KEY")
+        return Refusal(headers, pause=f"HTTP {status}", hint="check ANTHROPIC_API_KEY")
     if status == 400 and "credit balance" in (exc.api_message or "").lower():
         return Refusal(headers, pause="credit balance too low")
     retryable = status in (408, 409) or status >= 500
@@ -139,7 +139,7 @@ class AnthropicLLM:
                 messages=[{"role": "user", "content": request.prompt}],
                 **extra,
             )
-            message: Message = raw.parse()
+            message: Message = await raw.parse()
             usage = Cost(message.usage.input_tokens, message.usage.output_tokens)
             return message, raw.headers, usage
 

@@ -58,7 +58,7 @@ def judge_openai_error(exc: Exception) -> Refusal | None:
     if status == 429:
         return Refusal(headers, rate_limited=True, retry_after=retry_after)
     if status in (401, 403):
-        return Refusal(headers, pause=f"HTTP {status}: check OPENAI_API_KEY")
+        return Refusal(headers, pause=f"HTTP {status}", hint="check OPENAI_API_KEY")
     retryable = status in (408, 409) or status >= 500
     return Refusal(headers, retry_after=retry_after, retryable=retryable)
 

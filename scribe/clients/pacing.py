@@ -250,7 +250,9 @@ class Pacer:
                 bucket.level = min(bucket.level, 0.0)
             if limit.reset_seconds is not None:
                 resets.append(limit.reset_seconds)
-        block = max([retry_after or 0.0, *resets]) or DEFAULT_BLOCK_SECONDS
+        # retry-after says when this request would pass; without it, when what ran out is full.
+        block = retry_after if retry_after is not None else max(resets, default=0.0)
+        block = block or DEFAULT_BLOCK_SECONDS
         self.blocked_until = max(self.blocked_until, now + block)
         log.info("%s answered 429: calls wait %.1fs", self.name, block)
         self._finish(reservation)
@@ -267,12 +269,16 @@ class Pacer:
         self._learn(headers, now)
         self._finish(reservation)
 
-    def pause(self, reason: str, seconds: float = PAUSE_SECONDS) -> None:
+    def pause(self, reason: str, seconds: float = PAUSE_SECONDS, *, hint: str = "") -> None:
         """Stop calling the provider for ``seconds`` (bad key, no credit): one log line."""
         if self.paused_reason is None:
             self.paused_since = datetime.now(UTC)
             log.error(
-                "%s paused: %s (items wait; tried again every %.0fs)", self.name, reason, seconds
+                "%s paused: %s%s (items wait; tried again every %.0fs)",
+                self.name,
+                reason,
+                f": {hint}" if hint else "",
+                seconds,
             )
         self.paused_reason = reason[:200]
         self.paused_until = self.clock() + seconds
@@ -331,6 +337,7 @@ class Refusal:
     retry_after: float | None = None
     retryable: bool = False
     pause: str | None = None  # the reason to pause the provider (bad key, no credit)
+    hint: str = ""  # for the operator, in the log only (e.g. the setting to check)
 
 
 R = TypeVar("R")
@@ -366,7 +373,7 @@ async def send_paced(
                 continue
             pacer.release(reservation, refusal.headers)
             if refusal.pause is not None:
-                pacer.pause(refusal.pause)
+                pacer.pause(refusal.pause, hint=refusal.hint)
                 # Not the item's fault: it waits for the provider like every item after it.
                 raise ProviderPaused(
                     f"{pacer.name} paused: {refusal.pause}", retry_after=PAUSE_SECONDS

@@ -68,7 +68,7 @@ def judge_exa_error(exc: Exception) -> Refusal | None:
     if status == 429:
         return Refusal(rate_limited=True, retry_after=EXA_429_WAIT_SECONDS)
     if status in (401, 403):
-        return Refusal(pause=f"HTTP {status}: check EXA_API_KEY")
+        return Refusal(pause=f"HTTP {status}", hint="check EXA_API_KEY")
     return Refusal(retryable=status == 408 or status >= 500)
 
 

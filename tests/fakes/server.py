@@ -41,12 +41,24 @@ async def serve_asgi(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
 
 
 async def _main(latency: dict[str, float]) -> None:
+    from tests.fakes.limits import FakeLimits
     from tests.fakes.services import FakeServices
 
     services = FakeServices()
     # Options that are not latencies (soaks: realistic feed sizes, no request log).
     services.arxiv_extra_papers = int(latency.pop("arxiv_extra_papers", 0))
     services.record_requests = not latency.pop("no_request_log", 0)
+    # Rate limits: limit.<service>.<requests|input_tokens|output_tokens>=<per minute>.
+    per_service: dict[str, dict[str, float]] = {}
+    for name in [name for name in latency if name.startswith("limit.")]:
+        _, service, kind = name.split(".", 2)
+        per_service.setdefault(service, {})[kind] = latency.pop(name)
+    for service, values in per_service.items():
+        services.limits[service] = FakeLimits(
+            requests=values.get("requests"),
+            input_tokens=values.get("input_tokens"),
+            output_tokens=values.get("output_tokens"),
+        )
     services.latency.update(latency)
     async with serve_asgi(services.app()) as (url, port):
         services.base_url, services.port = url, port

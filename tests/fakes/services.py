@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from tests.fakes.limits import FakeLimits, retry_after
 from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf
 
 EXA_FACT = "Zorblax Institute for Quantum Widgets"  # only the fake Exa text contains this
@@ -61,6 +62,8 @@ class FakeServices:
         self.arxiv_extra_papers = 0  # feeds the size of real ones (50 long entries): soaks
         self.record_requests = True  # off for soaks: the log would grow with every request
         self.exa_extra: list[dict[str, Any]] = []  # more results for every Exa query
+        # Rate limits per service ("anthropic", "openai", "exa"): enforced, with real headers.
+        self.limits: dict[str, FakeLimits] = {}
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -115,11 +118,21 @@ class FakeServices:
         if scripted is not None and scripted.status != 200:
             return _anthropic_error(scripted)
         prompt = body["messages"][0]["content"]
+        input_tokens = (len(body.get("system") or "") + len(prompt)) // 4
+        limits = self.limits.get("anthropic")
+        if limits is not None and (wait := limits.admit(input_tokens)) is not None:
+            return _anthropic_error(
+                Scripted(429, {**limits.anthropic_headers(), **retry_after(wait)})
+            )
         kind = json.dumps(body.get("output_config") or body.get("tools"))
         for purpose, marker in (("template_parser", "template_type"), ("email_composer", "is_c")):
             if marker in kind and self.latency.get(purpose):
                 await asyncio.sleep(self.latency[purpose])
-        usage = {"input_tokens": len(prompt) // 4, "output_tokens": 120}
+        usage = {"input_tokens": input_tokens, "output_tokens": 120}
+        headers: dict[str, str] = {}
+        if limits is not None:
+            limits.used_output(usage["output_tokens"])
+            headers = limits.anthropic_headers()
         content: list[dict[str, Any]]
         if scripted is not None and scripted.body is not None:
             content = [{"type": "text", "text": scripted.body}]
@@ -140,7 +153,8 @@ class FakeServices:
                 "stop_reason": "tool_use" if body.get("tools") else "end_turn",
                 "stop_sequence": None,
                 "usage": usage,
-            }
+            },
+            headers=headers,
         )
 
     async def openai_chat(self, request: Request) -> Response:
@@ -152,6 +166,17 @@ class FakeServices:
                 headers=scripted.headers,
             )
         prompt = body["messages"][-1]["content"]
+        input_tokens = sum(len(m.get("content") or "") for m in body["messages"]) // 4
+        limits = self.limits.get("openai")
+        headers: dict[str, str] = {}
+        if limits is not None:
+            if (wait := limits.admit(input_tokens)) is not None:
+                return JSONResponse(
+                    {"error": {"message": "rate limited", "type": "requests", "code": None}},
+                    status_code=429,
+                    headers={**limits.openai_headers(), **retry_after(wait)},
+                )
+            headers = limits.openai_headers()
         schema = body["response_format"]["json_schema"]["schema"]
         text = (
             scripted.body if scripted and scripted.body else json.dumps(self.answer(schema, prompt))
@@ -169,8 +194,13 @@ class FakeServices:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150},
-            }
+                "usage": {
+                    "prompt_tokens": input_tokens,
+                    "completion_tokens": 50,
+                    "total_tokens": input_tokens + 50,
+                },
+            },
+            headers=headers,
         )
 
     # --- Exa and arXiv -----------------------------------------------------------------------
@@ -179,6 +209,9 @@ class FakeServices:
         scripted, body = await self._enter("exa", request)
         if scripted is not None and scripted.status != 200:
             return JSONResponse({"error": "scripted"}, status_code=scripted.status)
+        limits = self.limits.get("exa")
+        if limits is not None and limits.admit(0) is not None:  # Exa: a bare 429
+            return JSONResponse({"error": "rate limit exceeded"}, status_code=429)
         query = body["query"]
         site = f"{self.base_url}/site"
         results = [
@@ -269,6 +302,15 @@ class FakeServices:
             return Response(b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024), media_type="application/pdf")
         return Response("not found", status_code=404)
 
+    async def limit_stats(self, request: Request) -> Response:
+        """Requests admitted and refused (429) per limited service (benchmarks read it)."""
+        return JSONResponse(
+            {
+                name: {"accepted": limits.accepted, "rejected": limits.rejected}
+                for name, limits in self.limits.items()
+            }
+        )
+
     def app(self) -> Starlette:
         """The ASGI app of every fake."""
         return Starlette(
@@ -279,6 +321,7 @@ class FakeServices:
                 Route("/arxiv/api/query", self.arxiv_query, methods=["GET"]),
                 Route("/site/{page}", self.site, methods=["GET"]),
                 Route("/pdf/{name}", self.pdf, methods=["GET"]),
+                Route("/stats/limits", self.limit_stats, methods=["GET"]),
             ]
         )
 
@@ -296,7 +339,7 @@ def _anthropic_error(scripted: Scripted) -> Response:
             "type": "error",
             "error": {
                 "type": kinds.get(scripted.status, "api_error"),
-                "message": "scripted failure",
+                "message": scripted.body or "scripted failure",
             },
         },
         status_code=scripted.status,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from scribe.clients.pacing import ProviderPaused
 from scribe.errors import PermanentStepError, TransientStepError
 from scribe.steps import email_composer, template_parser, web_scraper
 from scribe.steps.pipeline import build_pipeline, run_pipeline
@@ -19,7 +20,21 @@ async def test_llm_429_with_retry_after_is_retried_by_the_client(fakes: FakeServ
     assert len(fakes.of("anthropic")) == 2
 
 
-@pytest.mark.parametrize("status", [429, 529, 500])
+async def test_llm_429_is_waited_out_by_the_pacer_without_sdk_retries(
+    fakes: FakeServices,
+) -> None:
+    fakes.script(
+        "anthropic",
+        Scripted(status=429, headers={"retry-after-ms": "50"}),
+        Scripted(status=429, headers={"retry-after-ms": "50"}),
+    )
+    async with fake_clients(fake_settings(fakes, llm_max_retries=0), fakes) as clients:
+        data = await template_parser.run(item(), clients)
+    assert data.template_type == "research"
+    assert len(fakes.of("anthropic")) == 3
+
+
+@pytest.mark.parametrize("status", [529, 500])
 async def test_llm_overload_and_server_errors_are_transient(
     fakes: FakeServices, status: int
 ) -> None:
@@ -45,15 +60,33 @@ async def test_llm_bad_request_is_permanent(fakes: FakeServices) -> None:
             await template_parser.run(item(), clients)
 
 
-async def test_llm_rejected_key_names_the_setting_in_the_log_only(
+async def test_llm_rejected_key_pauses_the_provider_and_names_the_setting_in_the_log_only(
     fakes: FakeServices, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakes.script("anthropic", Scripted(status=401))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        with pytest.raises(PermanentStepError) as failure:
+        with pytest.raises(ProviderPaused) as failure:
             await template_parser.run(item(), clients)
-    assert failure.value.message == "LLM returned HTTP 401"
-    assert any("check ANTHROPIC_API_KEY" in record.getMessage() for record in caplog.records)
+        with pytest.raises(ProviderPaused):  # the next item waits without calling
+            await template_parser.run(item(), clients)
+        assert clients.pacers.paused() == [
+            f"anthropic:claude-haiku paused since "
+            f"{clients.pacers.get('anthropic:claude-haiku').paused_since.isoformat()}: HTTP 401"  # type: ignore[union-attr]
+        ]
+    assert "ANTHROPIC_API_KEY" not in failure.value.message
+    assert len(fakes.of("anthropic")) == 1
+    logged = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
+    assert len(logged) == 1 and "check ANTHROPIC_API_KEY" in logged[0]
+
+
+async def test_llm_credit_exhausted_pauses_the_provider(fakes: FakeServices) -> None:
+    fakes.script(
+        "anthropic",
+        Scripted(status=400, body="Your credit balance is too low to access the Anthropic API."),
+    )
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        with pytest.raises(ProviderPaused, match="credit balance"):
+            await template_parser.run(item(), clients)
 
 
 async def test_malformed_output_is_asked_again_once(fakes: FakeServices) -> None:
@@ -96,13 +129,13 @@ async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServi
     assert data.generation_metadata["unfilled_placeholders"] == ["{{professor_name}}"]
 
 
-async def test_exa_401_fails_web_scraper_permanently(
+async def test_exa_401_pauses_search_instead_of_failing_items(
     fakes: FakeServices, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakes.script("exa", Scripted(status=401), Scripted(status=401))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await template_parser.run(item(), clients)
-        with pytest.raises(PermanentStepError, match="401") as failure:
+        with pytest.raises(ProviderPaused, match="401") as failure:
             await web_scraper.run(data, clients)
     # The hint is for the operator: it goes to the log, never into the item's error_message.
     assert "EXA_API_KEY" not in failure.value.message
