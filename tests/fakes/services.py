@@ -63,7 +63,9 @@ class FakeServices:
         self.record_requests = True  # off for soaks: the log would grow with every request
         self.exa_extra: list[dict[str, Any]] = []  # more results for every Exa query
         # Rate limits per service ("anthropic", "openai", "exa"): enforced, with real headers.
+        # Anthropic's apply per model family (each family gets its own buckets of these sizes).
         self.limits: dict[str, FakeLimits] = {}
+        self.family_limits: dict[str, FakeLimits] = {}
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -119,7 +121,7 @@ class FakeServices:
             return _anthropic_error(scripted)
         prompt = body["messages"][0]["content"]
         input_tokens = (len(body.get("system") or "") + len(prompt)) // 4
-        limits = self.limits.get("anthropic")
+        limits = self._anthropic_limits(body["model"])
         if limits is not None and (wait := limits.admit(input_tokens)) is not None:
             return _anthropic_error(
                 Scripted(429, {**limits.anthropic_headers(), **retry_after(wait)})
@@ -302,14 +304,34 @@ class FakeServices:
             return Response(b"%PDF-1.4\n" + b"0" * (11 * 1024 * 1024), media_type="application/pdf")
         return Response("not found", status_code=404)
 
+    def _anthropic_limits(self, model: str) -> FakeLimits | None:
+        config = self.limits.get("anthropic")
+        if config is None:
+            return None
+        family = "-".join(model.split("-")[:2])
+        if family not in self.family_limits:
+            self.family_limits[family] = FakeLimits(
+                config.requests, config.input_tokens, config.output_tokens
+            )
+        return self.family_limits[family]
+
     async def limit_stats(self, request: Request) -> Response:
-        """Requests admitted and refused (429) per limited service (benchmarks read it)."""
-        return JSONResponse(
-            {
-                name: {"accepted": limits.accepted, "rejected": limits.rejected}
-                for name, limits in self.limits.items()
+        """Requests admitted and refused (429) per limited service and Anthropic model family
+        ("anthropic": all families together); benchmarks read it."""
+        counted = {**self.limits, **{f"anthropic:{k}": v for k, v in self.family_limits.items()}}
+        stats = {
+            name: {"accepted": limits.accepted, "rejected": limits.rejected}
+            for name, limits in counted.items()
+        }
+        if self.family_limits:
+            stats["anthropic"] = {
+                key: sum(
+                    limits.accepted if key == "accepted" else limits.rejected
+                    for limits in self.family_limits.values()
+                )
+                for key in ("accepted", "rejected")
             }
-        )
+        return JSONResponse(stats)
 
     def app(self) -> Starlette:
         """The ASGI app of every fake."""

