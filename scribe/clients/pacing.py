@@ -43,6 +43,7 @@ KINDS = ("requests", "input_tokens", "output_tokens", "tokens")
 DEFAULT_BLOCK_SECONDS = 5.0
 # A paused provider (bad key, no credit) is tried again after this long by one caller.
 PAUSE_SECONDS = 60.0
+MIN_RECORDED_WAIT = 0.001  # shorter waits are the lock's hand-over, not pacing
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")  # OpenAI's "6m0s", "1.5s", "20ms"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -212,7 +213,7 @@ class Pacer:
                 self._probe_done.clear()
             self.stats.requests += 1
         waited = self.clock() - started
-        if waited > 0:
+        if waited >= MIN_RECORDED_WAIT:
             self.stats.waited_seconds += waited
             record_pacing_wait(waited)
         return Reservation(cost, probe, waited)

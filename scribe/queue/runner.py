@@ -19,6 +19,7 @@ from typing import TypeVar
 import logfire
 from pydantic import ValidationError
 
+from scribe.clients.pacing import pacing_meter
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem, CompletedEmail
@@ -140,7 +141,7 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            with logfire.span("step {step}", step=step.name) as span:
+            with logfire.span("step {step}", step=step.name) as span, pacing_meter() as waits:
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
                 ):
@@ -160,6 +161,8 @@ class JobRunner:
         finally:
             job.in_step = False
         timings = {**result.step_timings, step.name: round(time.perf_counter() - started, 4)}
+        if waits:  # the part of the step's time spent waiting for a provider's rate limit
+            timings[f"{step.name}.pacing"] = round(sum(waits), 4)
         return result.model_copy(update={"step_timings": timings})
 
     async def _step_failed(self, job: Job, step: str, exc: Exception) -> Outcome:
