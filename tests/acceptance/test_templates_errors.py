@@ -72,3 +72,21 @@ async def test_refused_address_does_not_echo_the_host_or_address(
     detail = response.json()["detail"]
     assert_user_facing(detail)
     assert "intranet.test" not in detail and "10.1.2.3" not in detail
+
+
+async def test_rejected_key_answers_503_and_health_says_degraded(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    fakes.script("anthropic", Scripted(status=401))
+    async with app_client(make_settings, fakes) as client:
+        response = await generate(client, pdf(fakes, "resume.pdf"))
+        assert response.status_code == 503
+        assert response.json() == {"detail": MODEL_BUSY}
+        again = await generate(client, pdf(fakes, "resume.pdf"))  # paused: no second call
+        assert again.status_code == 503
+        health = (await client.get("/health")).json()
+        assert health["status"].startswith("degraded: anthropic:claude-sonnet paused since ")
+        assert health["status"].endswith(": HTTP 401")
+        metrics = (await client.get("/metrics")).text
+        assert 'scribe_provider_paused{account="anthropic:claude-sonnet"} 1.0' in metrics
+    assert len(fakes.of("anthropic")) == 1
