@@ -147,3 +147,15 @@ async def test_pdf_url_httpx_cannot_parse_is_400_not_500(
         response = await generate(client, f"http://public.test\t:{fakes.port}/pdf/resume.pdf")
         assert response.status_code == 400, response.text
         assert await template_count(client) == 0
+
+
+async def test_pdf_url_with_brackets_is_400_not_500(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    # urlsplit raises ValueError on these malformed IPv6 literals.
+    async with app_client(make_settings, fakes) as client:
+        for url in ("http://[::1/x.pdf", "https://[127.0.0.1]/x", "https://[::1"):
+            response = await generate(client, url)
+            assert response.status_code == 400, (url, response.text)
+            assert "detail" in response.json()
+        assert await template_count(client) == 0
