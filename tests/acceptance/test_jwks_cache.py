@@ -41,7 +41,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def make_cache(
     jwks: FakeJwks, http: httpx.AsyncClient, clock: Clock, **options: float
 ) -> JwksCache:
-    return JwksCache(jwks.base_url + JWKS_PATH, http, clock=clock, **options)  # type: ignore[arg-type]
+    return JwksCache(jwks.base_url + JWKS_PATH, http, clock=clock, **options)
 
 
 async def settle(cache: JwksCache) -> None:
