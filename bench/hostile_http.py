@@ -4,7 +4,7 @@ Starts ``scribe serve`` (embedded PostgreSQL in a temporary data dir, or DATABAS
 loopback port, with a JWKS fake on loopback as its identity provider, and a ``GET /health`` loop
 on its own connection that records every latency. Then, one after the other:
 
-  (a) one client sending a 100 MB header;
+  (a) one client sending 100 MB headers, one connection after another, for 5 s;
   (b) four of them in parallel;
   (c) 200 slowloris connections (a header line every second, never finishing);
   (d) the JWKS provider hanging while 20 concurrent ES256 requests arrive;
@@ -170,12 +170,27 @@ async def _big_header(port: int) -> tuple[str, float]:
             sent += len(CHUNK)
     status = (await asyncio.wait_for(answer, 30)).split(b"\r\n")[0].decode() or "(closed)"
     writer.close()
-    return f"{status} after {sent / 2**20:.0f} MiB sent", time.perf_counter() - started
+    if sent >= HEADER_BYTES:
+        status += " (whole 100 MB sent)"
+    return status, time.perf_counter() - started
 
 
-async def _headers_attack(port: int, parallel: int) -> str:
-    results = await asyncio.gather(*(_big_header(port) for _ in range(parallel)))
-    return "; ".join(f"{status} in {seconds:.2f} s" for status, seconds in results)
+async def _headers_attack(port: int, parallel: int, seconds: float) -> str:
+    """``parallel`` clients, each sending 100 MB headers one connection after another."""
+    deadline = time.perf_counter() + seconds
+    outcomes: dict[str, int] = {}
+    slowest = 0.0
+
+    async def attacker() -> None:
+        nonlocal slowest
+        while time.perf_counter() < deadline:
+            status, took = await _big_header(port)
+            outcomes[status] = outcomes.get(status, 0) + 1
+            slowest = max(slowest, took)
+
+    await asyncio.gather(*(attacker() for _ in range(parallel)))
+    summary = ", ".join(f"{count} x {status}" for status, count in outcomes.items())
+    return f"{summary}; slowest refusal {slowest:.2f} s"
 
 
 async def _slowloris_one(port: int, deadline: float, closed_after: list[float]) -> None:
@@ -222,8 +237,9 @@ async def _jwks_hang(base_url: str, jwks: FakeJwks, count: int) -> str:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
-    async def one(client: httpx.AsyncClient) -> None:
-        token = jwks.sign(key)
+    tokens = [jwks.sign(key) for _ in range(count)]  # signed before the clock starts
+
+    async def one(client: httpx.AsyncClient, token: str) -> None:
         started = time.perf_counter()
         response = await client.get(
             "/api/user/profile", headers={"Authorization": f"Bearer {token}"}
@@ -232,7 +248,7 @@ async def _jwks_hang(base_url: str, jwks: FakeJwks, count: int) -> str:
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
     async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
-        await asyncio.gather(*(one(client) for _ in range(count)))
+        await asyncio.gather(*(one(client, token) for token in tokens))
     jwks.release.set()
     jwks.hanging = False
     return (
@@ -287,12 +303,53 @@ async def _slowloris_forever(port: int, stop: asyncio.Event) -> None:
     await asyncio.gather(*(holder() for _ in range(SLOWLORIS)))
 
 
+async def _in_process(role: str, port: int, *values: float) -> str:
+    """Run an attack in a separate process (so its client-side work does not delay the /health
+    probe of this one); return the line it prints."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--role",
+        role,
+        "--port",
+        str(port),
+        *(str(value) for value in values),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"attacker {role} failed with {process.returncode}")
+    return out.decode().strip()
+
+
+async def _attacker(role: str, port: int, values: list[float]) -> None:
+    """Body of ``--role``: run one attack and print its line."""
+    if role == "headers":
+        print(await _headers_attack(port, int(values[0]), values[1]))
+    elif role == "slowloris":
+        print(await _slowloris(port, values[0]))
+    elif role == "slowloris-forever":
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(values[0], stop.set)
+        await _slowloris_forever(port, stop)
+        print("done")
+
+
 async def main() -> None:
     """Run every attack and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=12.0, help="slowloris duration")
+    parser.add_argument(
+        "--attack-seconds", type=float, default=5.0, help="header attacks, repeated this long"
+    )
     parser.add_argument("--load-seconds", type=float, default=8.0, help="each req/s window")
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("values", nargs="*", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.role:
+        await _attacker(args.role, args.port, args.values)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="scribe-hostile-"))
     port = _free_port()
@@ -309,19 +366,19 @@ async def main() -> None:
                 assert init.status_code in (200, 201), init.text
             attacks = [
                 ("baseline (no attack)", _idle(3.0)),
-                ("(a) 1 x 100 MB header", _headers_attack(port, 1)),
-                ("(b) 4 x 100 MB headers", _headers_attack(port, 4)),
-                (f"(c) {SLOWLORIS} slowloris", _slowloris(port, args.seconds)),
+                ("(a) 1 x 100 MB header", _in_process("headers", port, 1, args.attack_seconds)),
+                ("(b) 4 x 100 MB headers", _in_process("headers", port, 4, args.attack_seconds)),
+                (f"(c) {SLOWLORIS} slowloris", _in_process("slowloris", port, args.seconds)),
                 ("(d) JWKS hangs", _jwks_hang(base_url, jwks, 20)),
             ]
             for name, attack in attacks:
                 print(f"{name}: {await _observe(base_url, attack, server.pid)}", flush=True)
             quiet = await _throughput(base_url, token, args.load_seconds)
-            stop = asyncio.Event()
-            holders = asyncio.create_task(_slowloris_forever(port, stop))
+            holders = asyncio.create_task(
+                _in_process("slowloris-forever", port, args.load_seconds + 2)
+            )
             await asyncio.sleep(1.0)  # let them connect
             loud = await _throughput(base_url, token, args.load_seconds)
-            stop.set()
             await holders
             print(
                 f"(e) GET /api/user/profile, 10 clients: {quiet:.0f} req/s alone, {loud:.0f} req/s "

@@ -70,11 +70,14 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
-    if status >= 500:
+    detail = exc.message
+    if isinstance(exc, errors.AuthUnavailable):
+        # Expected during an identity-provider outage (every ES256 request answers it): one line,
+        # no traceback; JwksCache logs the failed fetch itself.
+        log.warning("request refused: %s", exc)
+    elif status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
         detail = exc.message if status in (502, 503) else "Internal server error"
-    else:
-        detail = exc.message
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 

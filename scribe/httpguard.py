@@ -127,7 +127,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._draining:
-            return  # refused: input is read and dropped until the linger deadline
+            return  # refused: what was already read is dropped
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -252,11 +252,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.can_write_eof():
             self._close()
             return
-        # Lingering close: closing a socket with unread input sends a reset, which can destroy
-        # the answer before the client reads it. Half-close instead, drop what still arrives,
-        # and close for good after a short grace.
+        # Lingering close: closing a socket at once with input still arriving sends a reset,
+        # which can destroy the answer before the client reads it. Half-close instead, stop
+        # reading (a 100 MB header is not read to its end, only left in the kernel's buffers),
+        # and close for good after a short grace in which the client reads the answer.
         self.transport.write_eof()
         self._draining = True
+        self.transport.pause_reading()
         self._deadline = self.loop.call_later(_LINGER_SECONDS, self._close)
 
     def _close(self) -> None:
