@@ -59,6 +59,7 @@ class Operation:
     auth: bool = True
     content_type: str = "application/json"
     also: tuple[int, ...] = ()  # other success statuses with the same body (e.g. 200 beside 201)
+    headers: tuple[str, ...] = ()  # optional request headers it reads (string values)
 
 
 def _response_schema(op: Operation) -> dict[str, Any]:
@@ -73,6 +74,10 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         {"name": part[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
         for part in op.path.split("/")
         if part.startswith("{")
+    ]
+    params += [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        for name in op.headers
     ]
     if op.query is not None:
         schema = op.query.model_json_schema()

@@ -200,6 +200,7 @@ operations = [
         response=BatchCreated,
         status=201,
         body=BatchBody,
+        headers=("Idempotency-Key",),
     ),
     Operation(
         "GET",

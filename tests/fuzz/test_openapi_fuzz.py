@@ -9,6 +9,7 @@ it runs in a couple of minutes on a small CI box. Run it alone with ``pytest -m 
 from __future__ import annotations
 
 import asyncio
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,8 @@ from tests.conftest import auth_headers, serve
 # ~1.5 min on a 2-core box (the suite's per-test timeout is 60 s).
 pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(300)]
 
-FUZZ_EXAMPLES = 50  # per operation and generation mode
+# Per operation and generation mode; FUZZ_EXAMPLES=500 for a deeper (much longer) run.
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
 # Never ends by design (a Server-Sent Events stream): covered by tests/acceptance/test_queue_api.
 SKIPPED = {("GET", "/api/queue/stream")}
 CHECKS = [

@@ -27,6 +27,7 @@ def test_cloudflare_address_trusted_only_from_loopback() -> None:
     header = (b"cf-connecting-ip", b"203.0.113.9")
     assert identity.key(_scope("127.0.0.1", header)) == "203.0.113.9"
     assert identity.key(_scope("::1", header)) == "203.0.113.9"
+    assert identity.key(_scope("::ffff:127.0.0.1", header)) == "203.0.113.9"  # dual-stack bind
     assert identity.key(_scope("198.51.100.1", header)) == "198.51.100.1"
 
 
