@@ -33,11 +33,10 @@ from schemathesis.specs.openapi.checks import (
 from scribe.settings import Settings
 from tests.conftest import auth_headers, serve
 
-# ~1.5 min on a 2-core box (the suite's per-test timeout is 60 s).
-pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(300)]
-
 # Per operation and generation mode; FUZZ_EXAMPLES=500 for a deeper (much longer) run.
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50"))
+# ~1.5 min at 50 examples on a 2-core box (the suite's per-test timeout is 60 s).
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(max(300, FUZZ_EXAMPLES * 6))]
 # Never ends by design (a Server-Sent Events stream): covered by tests/acceptance/test_queue_api.
 SKIPPED = {("GET", "/api/queue/stream")}
 CHECKS = [
