@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,7 +31,7 @@ from scribe.db.outage import OutageLog, note_refused
 from scribe.deps import get_deps, open_deps
 from scribe.metrics import Metrics, MetricsMiddleware
 from scribe.queue.service import PipelineFactory, supervised_consumer
-from scribe.ratelimit import RateLimitMiddleware
+from scribe.ratelimit import ClientIdentity, RateLimitMiddleware
 from scribe.settings import Settings
 from scribe.systemd import notify, watchdog_interval, watchdog_loop
 
@@ -75,16 +75,19 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
+    detail = exc.message
     if isinstance(exc, errors.DatabaseUnavailable):
         # Logged once per outage by DatabaseOutageMiddleware, not with a traceback per request;
         # the exception's name is for the operator, not the client.
         note_refused(exc)
         detail = DATABASE_UNAVAILABLE_DETAIL
+    elif isinstance(exc, errors.AuthUnavailable):
+        # Expected during an identity-provider outage (every ES256 request answers it): one line,
+        # no traceback; JwksCache logs the failed fetch itself.
+        log.warning("request refused: %s", exc)
     elif status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
         detail = exc.message if status in (502, 503) else "Internal server error"
-    else:
-        detail = exc.message
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
@@ -96,6 +99,15 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _client_disconnected(request: Request, exc: Exception) -> Response:
+    # The client went away mid-body (closed tab, lost network, body timeout): nobody reads this
+    # answer, and it is not a server error, so one INFO line and no traceback.
+    log.info(
+        "client disconnected before sending its whole body: %s %s", request.method, request.url.path
+    )
+    return JSONResponse({"detail": "Client disconnected."}, status_code=400)
 
 
 async def _unhandled_error(request: Request, exc: Exception) -> Response:
@@ -126,6 +138,31 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class SecurityHeadersMiddleware:
+    """``X-Content-Type-Options: nosniff`` on every response (errors, 404s, SSE, docs)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() != b"x-content-type-options"
+                ]
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodySizeLimitMiddleware:
@@ -268,6 +305,7 @@ def create_app(
 
     metrics = Metrics()
     middleware = [
+        Middleware(SecurityHeadersMiddleware),
         Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(RequestIdMiddleware),
         Middleware(
@@ -278,7 +316,11 @@ def create_app(
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After"],
         ),
-        Middleware(RateLimitMiddleware, rate_per_minute=settings.scribe_rate_limit_per_minute),
+        Middleware(
+            RateLimitMiddleware,
+            rate_per_minute=settings.scribe_rate_limit_per_minute,
+            identity=ClientIdentity.from_settings(settings),
+        ),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.scribe_max_body_bytes),
         Middleware(UnhandledErrorMiddleware),
         Middleware(DatabaseOutageMiddleware),
@@ -287,6 +329,7 @@ def create_app(
         errors.ScribeError: _scribe_error,
         RequestValidationFailed: _validation_error,
         HTTPException: _http_error,
+        ClientDisconnect: _client_disconnected,
         Exception: _unhandled_error,
     }
     return Starlette(

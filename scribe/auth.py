@@ -2,17 +2,20 @@
 
 HS256 tokens are checked with ``SUPABASE_JWT_SECRET``; ES256/RS256 tokens with the project's JWKS
 (``{SUPABASE_URL}/auth/v1/.well-known/jwks.json``), fetched with httpx (never blocking the loop),
-cached, and refetched once when a token names an unknown ``kid``. The algorithm is pinned by the
+cached (stale-while-revalidate, single-flight refresh with backoff) and refetched at most once per
+cooldown when a token names an unknown ``kid``. The algorithm is pinned by the
 key, never taken from the token alone. A JWKS outage raises AuthUnavailable (503), not 401.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,17 @@ log = logging.getLogger(__name__)
 
 AUDIENCE = "authenticated"
 _ASYMMETRIC = {"ES256": "EC", "RS256": "RSA"}
-_JWKS_MISS_COOLDOWN_SECONDS = 30.0  # at most one refetch per 30 s caused by unknown kids
-_JWKS_MAX_AGE_SECONDS = 600.0
+_LEEWAY_SECONDS = 5
 DEV_ISSUER = "scribe-dev"
+
+# JWKS cache limits (see JwksCache).
+JWKS_MISS_COOLDOWN_SECONDS = 30.0  # at most one refetch per 30 s caused by unknown kids
+JWKS_MAX_AGE_SECONDS = 600.0  # a document older than this is refreshed in the background
+JWKS_FETCH_TIMEOUT_SECONDS = 5.0  # one fetch, connect to last byte
+JWKS_BACKOFF_BASE_SECONDS = 1.0  # after the n-th failure in a row, no fetch for base·2^(n-1) s
+JWKS_BACKOFF_MAX_SECONDS = 60.0
+JWKS_MAX_KEYS = 16  # keys kept from one document (Supabase publishes two or three)
+JWKS_MAX_BYTES = 256 * 1024  # a larger document is a failed fetch
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,70 +51,147 @@ class Principal:
 
 
 class JwksCache:
-    """The JWKS document, fetched lazily, refreshed when old, and refetched on an unknown ``kid``.
+    """The JWKS document: fetched lazily, one fetch at a time, never waited for when not needed.
 
-    A token naming a kid the cache lacks triggers one refetch (that is how a rotated-in key is
-    picked up at once); further unknown kids within a cooldown do not, so a stream of tokens with
-    made-up kids cannot turn into a stream of requests to the identity provider.
+    - A cached key answers at once, even when the document is old (a refresh then starts in the
+      background) or the provider is down: stale-while-revalidate.
+    - Every fetch is one shared task (single flight): k requests arriving while the provider
+      hangs all wait for the same fetch, at most ``fetch_timeout`` seconds, not k times that.
+    - After a failed fetch no other starts for ``backoff_base·2^(n-1)`` seconds (n failures in a
+      row, capped at ``backoff_max``): while the provider is down, requests answer 503 at once.
+    - A kid the cache lacks triggers one refetch (how a rotated-in key is picked up); further
+      unknown kids within ``miss_cooldown`` do not, for everyone together, so tokens with made-up
+      kids cannot turn into a stream of requests to the identity provider.
+    - At most JWKS_MAX_KEYS keys are kept, from a document of at most JWKS_MAX_BYTES.
     """
 
-    def __init__(self, url: str, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        *,
+        miss_cooldown: float = JWKS_MISS_COOLDOWN_SECONDS,
+        max_age: float = JWKS_MAX_AGE_SECONDS,
+        fetch_timeout: float = JWKS_FETCH_TIMEOUT_SECONDS,
+        backoff_base: float = JWKS_BACKOFF_BASE_SECONDS,
+        backoff_max: float = JWKS_BACKOFF_MAX_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._url = url
         self._http = http
+        self._miss_cooldown = miss_cooldown
+        self._max_age = max_age
+        self._fetch_timeout = fetch_timeout
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = float("-inf")
+        self._fetched_at = float("-inf")  # last successful fetch
         self._miss_refetched_at = float("-inf")
-        self._lock = asyncio.Lock()
-
-    def _fresh(self) -> bool:
-        return time.monotonic() - self._fetched_at < _JWKS_MAX_AGE_SECONDS
+        self._failures = 0  # failed fetches in a row
+        self._retry_at = float("-inf")  # no fetch starts before this (backoff)
+        self._refresh: asyncio.Task[None] | None = None
 
     async def key(self, kid: str) -> jwt.PyJWK | None:
-        """The key for ``kid``, or None if the JWKS lacks it; AuthUnavailable when it cannot be
-        fetched and no cached key can stand in."""
-        if kid in self._keys and self._fresh():
-            return self._keys[kid]
-        async with self._lock:  # one fetch at a time; waiters reuse its result
-            if kid in self._keys and self._fresh():
-                return self._keys[kid]
-            if not self._fresh():
-                await self._refresh_or_keep(kid)
-            elif kid not in self._keys:
-                now = time.monotonic()
-                if now - self._miss_refetched_at >= _JWKS_MISS_COOLDOWN_SECONDS:
-                    self._miss_refetched_at = now
-                    await self._refresh()
-            return self._keys.get(kid)
+        """The key for ``kid``, or None if the JWKS lacks it; AuthUnavailable when the provider
+        cannot be reached and no cached key can stand in."""
+        now = self._clock()
+        cached = self._keys.get(kid)
+        if cached is not None:
+            if now - self._fetched_at >= self._max_age:
+                self._start_refresh(now)  # in the background: this request does not wait
+            return cached
+        task = self._refresh
+        if task is None:
+            if not self._may_fetch_for_unknown_kid(now):
+                self._raise_if_failing()
+                return None
+            if self._fetched_at != float("-inf"):  # the first fetch is no refetch
+                self._miss_refetched_at = now
+            task = self._start_refresh(now)
+        if task is not None:
+            # shield: a waiter that is cancelled (client gone) does not cancel everyone's fetch
+            await asyncio.shield(task)
+        cached = self._keys.get(kid)
+        if cached is None:
+            self._raise_if_failing()
+        return cached
 
-    async def _refresh_or_keep(self, kid: str) -> None:
-        """Refresh an old (or never fetched) document; keep serving a cached key if that fails."""
-        try:
-            await self._refresh()
-        except AuthUnavailable:
-            if kid not in self._keys:
-                raise
-            log.warning("JWKS refresh failed; using the cached key %s", kid)
+    async def aclose(self) -> None:
+        """Cancel a fetch in flight (shutdown)."""
+        task, self._refresh = self._refresh, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
-    async def _refresh(self) -> None:
+    def _may_fetch_for_unknown_kid(self, now: float) -> bool:
+        if now < self._retry_at:
+            return False
+        never_fetched = self._fetched_at == float("-inf")
+        return never_fetched or now - self._miss_refetched_at >= self._miss_cooldown
+
+    def _raise_if_failing(self) -> None:
+        if self._failures:  # the provider is failing: we cannot tell whether a kid is real
+            raise AuthUnavailable("The authentication service is unavailable; try again shortly.")
+
+    def _start_refresh(self, now: float) -> asyncio.Task[None] | None:
+        if self._refresh is not None:
+            return self._refresh
+        if now < self._retry_at:
+            return None
+        task = asyncio.create_task(self._run_refresh(), name="jwks-refresh")
+        task.add_done_callback(self._refresh_done)
+        self._refresh = task
+        return task
+
+    def _refresh_done(self, task: asyncio.Task[None]) -> None:
+        if self._refresh is task:
+            self._refresh = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("JWKS refresh crashed", exc_info=exc)
+
+    async def _run_refresh(self) -> None:
         try:
-            response = await self._http.get(self._url, timeout=5.0)
-            response.raise_for_status()
-            document = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise AuthUnavailable(
-                "The authentication service is unavailable; try again shortly."
-            ) from exc
+            async with asyncio.timeout(self._fetch_timeout):
+                keys = await self._fetch()
+        except (httpx.HTTPError, ValueError, TimeoutError) as exc:
+            self._failures += 1
+            delay = min(self._backoff_max, self._backoff_base * 2 ** (self._failures - 1))
+            self._retry_at = self._clock() + delay
+            log.warning(
+                "JWKS fetch failed (%s, %d in a row); next attempt in %.0f s",
+                type(exc).__name__,
+                self._failures,
+                delay,
+            )
+            return
+        self._keys = keys
+        self._fetched_at = self._clock()
+        self._failures = 0
+        self._retry_at = float("-inf")
+
+    async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        response = await self._http.get(self._url, timeout=self._fetch_timeout)
+        response.raise_for_status()
+        if len(response.content) > JWKS_MAX_BYTES:
+            raise ValueError(f"JWKS document larger than {JWKS_MAX_BYTES} bytes")
+        document = response.json()
+        entries = document.get("keys", []) if isinstance(document, dict) else []
         keys: dict[str, jwt.PyJWK] = {}
-        for entry in document.get("keys", []) if isinstance(document, dict) else []:
+        for entry in entries if isinstance(entries, list) else []:
+            if len(keys) >= JWKS_MAX_KEYS:
+                log.warning("JWKS lists more than %d keys; ignoring the rest", JWKS_MAX_KEYS)
+                break
             try:
                 key = jwt.PyJWK(entry)
-            except jwt.PyJWTError:
-                log.warning("ignoring an unusable JWKS entry (kid=%s)", entry.get("kid"))
+            except (jwt.PyJWTError, TypeError, ValueError, AttributeError):
+                kid = entry.get("kid") if isinstance(entry, dict) else None
+                log.warning("ignoring an unusable JWKS entry (kid=%.64r)", kid)
                 continue
             if key.key_id:
                 keys[key.key_id] = key
-        self._keys = keys
-        self._fetched_at = time.monotonic()
+        return keys
 
 
 class TokenVerifier:
@@ -119,6 +207,11 @@ class TokenVerifier:
         self._secret = hs256_secret
         self._issuer = issuer
         self._jwks = jwks
+
+    async def aclose(self) -> None:
+        """Stop background work (a JWKS fetch in flight)."""
+        if self._jwks is not None:
+            await self._jwks.aclose()
 
     async def verify(self, token: str, *, require_email: bool = True) -> Principal:
         """Check signature, algorithm, exp/nbf, aud, iss and role; raise AuthenticationError.
@@ -137,6 +230,7 @@ class TokenVerifier:
             kid = header.get("kid")
             if not isinstance(kid, str):
                 raise AuthenticationError("Invalid token: no key id")
+            self._check_claims_before_fetching(token)
             jwk = await self._jwks.key(kid)
             if jwk is None:
                 raise AuthenticationError("Invalid token: unknown signing key")
@@ -146,6 +240,27 @@ class TokenVerifier:
         else:
             raise AuthenticationError("Invalid token: unsupported algorithm")
         return self._decode(token, key, algorithm, require_email)
+
+    def _check_claims_before_fetching(self, token: str) -> None:
+        """Reject a token whose claims make it invalid whatever its signature (expired, wrong
+        audience or issuer, no subject), before it can cost a JWKS fetch."""
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("Invalid token: malformed") from exc
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or isinstance(exp, bool):
+            raise AuthenticationError("Invalid token: no expiry")
+        if exp < time.time() - _LEEWAY_SECONDS:
+            raise AuthenticationError("Invalid token: expired")
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if AUDIENCE not in audiences:
+            raise AuthenticationError("Invalid token: wrong audience")
+        if self._issuer and claims.get("iss") != self._issuer:
+            raise AuthenticationError("Invalid token: wrong issuer")
+        if not isinstance(claims.get("sub"), str):
+            raise AuthenticationError("Invalid token: no subject")
 
     def _decode(self, token: str, key: Any, algorithm: str, require_email: bool) -> Principal:
         options: jwt.types.Options = {"require": ["exp", "sub", "aud"]}
@@ -159,7 +274,7 @@ class TokenVerifier:
                 audience=AUDIENCE,
                 issuer=self._issuer,
                 options=options,
-                leeway=5,
+                leeway=_LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthenticationError("Invalid token: expired") from exc

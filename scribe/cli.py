@@ -74,21 +74,22 @@ class _Server(uvicorn.Server):
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.app import create_app
+    from scribe.httpguard import uvicorn_config
     from scribe.tracing import configure_tracing
 
     if args.no_worker:
         settings = settings.model_copy(update={"scribe_worker": False})
     app = create_app(settings)
     configure_tracing(settings, app)
-    config = uvicorn.Config(
+    # The HTTP limits (header size and count, slow headers and bodies, connections) hold on every
+    # bind address, including the Docker image's 0.0.0.0: see scribe.httpguard.
+    config = uvicorn_config(
         app,
+        settings,
         host=args.host or settings.host,
         port=args.port or settings.port,
         lifespan="on",
         log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
     )
     # uvicorn drains on SIGTERM, then restores the previous handler and re-raises the signal
     # (unless _Server saw a clean drain: then `serve` returns and the process exits 0). With the

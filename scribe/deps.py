@@ -87,12 +87,14 @@ async def open_deps(
             listener = None
             if settings.listen_enabled:
                 listener = await stack.enter_async_context(running_listener(Listener(dsn)))
+            verifier = build_verifier(settings, http)
+            stack.push_async_callback(verifier.aclose)  # a JWKS fetch in flight
             yield Deps(
                 settings=settings,
                 pool=pool,
                 dsn=dsn,
                 http=http,
-                verifier=build_verifier(settings, http),
+                verifier=verifier,
                 clients=clients,
                 listener=listener,
             )

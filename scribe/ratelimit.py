@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+if TYPE_CHECKING:
+    from scribe.settings import Settings
+
 _MAX_CLIENTS = 10_000  # oldest buckets are forgotten past this
-_LOOPBACK = {"127.0.0.1", "::1"}
+_MAX_XFF_HOPS = 16  # X-Forwarded-For entries looked at, from the right
+_MAX_HEADER_CHARS = 2048
 _EXEMPT_PATHS = {"/health", "/metrics"}
 
 
@@ -47,27 +54,104 @@ class TokenBuckets:
         return len(self._buckets)
 
 
-def client_key(scope: Scope) -> str:
-    """The client's address; behind a local cloudflared, the one Cloudflare reports."""
-    client = scope.get("client")
-    peer = client[0] if client else "unknown"
-    if peer in _LOOPBACK:
-        forwarded = dict(scope["headers"]).get(b"cf-connecting-ip")
-        if forwarded:
-            return str(forwarded.decode("latin-1"))[:64]
-    return str(peer)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(entries: list[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
+    return address
+
+
+@dataclass(frozen=True, slots=True)
+class ClientIdentity:
+    """Who a request comes from, for rate limiting.
+
+    The TCP peer, unless the peer is a proxy we trust to say who its client is: a peer in
+    ``cf_proxies`` (default: loopback, where cloudflared runs) is believed about
+    ``CF-Connecting-IP``; a peer in ``xff_proxies`` (default: none) about ``X-Forwarded-For``,
+    read from the right, skipping trusted hops. A header from any other peer is ignored, so a
+    client cannot pick a new identity per request by rotating it.
+    """
+
+    cf_proxies: tuple[Network, ...] = _networks(["127.0.0.1/32", "::1/128"])
+    xff_proxies: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClientIdentity:
+        """The identity rule of ``SCRIBE_CF_TRUSTED_PROXIES`` / ``SCRIBE_XFF_TRUSTED_PROXIES``."""
+        return cls(
+            cf_proxies=_networks(settings.scribe_cf_trusted_proxies),
+            xff_proxies=_networks(settings.scribe_xff_trusted_proxies),
+        )
+
+    def key(self, scope: Scope) -> str:
+        """The client's address as a rate-limit key."""
+        client = scope.get("client")
+        peer = _address(client[0]) if client else None
+        if peer is None:
+            return "unknown"
+        if self._trusted(peer, self.cf_proxies):
+            forwarded = _header(scope, b"cf-connecting-ip")
+            claimed = _address(forwarded) if forwarded is not None else None
+            if claimed is not None:
+                return str(claimed)
+        if self._trusted(peer, self.xff_proxies):
+            forwarded = _header(scope, b"x-forwarded-for")
+            if forwarded is not None:
+                return str(self._rightmost_untrusted(forwarded, peer))
+        return str(peer)
+
+    def _rightmost_untrusted(
+        self, header: str, peer: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        # Each trusted proxy appends the address it saw; entries left of the first untrusted
+        # one (from the right) were written by the client and prove nothing.
+        hop = peer
+        for entry in reversed(header.split(",")[-_MAX_XFF_HOPS:]):
+            address = _address(entry)
+            if address is None:
+                return hop
+            hop = address
+            if not self._trusted(hop, self.xff_proxies):
+                return hop
+        return hop
+
+    @staticmethod
+    def _trusted(
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[Network, ...]
+    ) -> bool:
+        return any(address in network for network in networks)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value[:_MAX_HEADER_CHARS].decode("latin-1"))
+    return None
 
 
 class RateLimitMiddleware:
     """Answer 429 with Retry-After when a client exceeds its request rate."""
 
-    def __init__(self, app: ASGIApp, rate_per_minute: int) -> None:
+    def __init__(
+        self, app: ASGIApp, rate_per_minute: int, identity: ClientIdentity | None = None
+    ) -> None:
         self.app = app
         self.buckets = TokenBuckets(rate_per_minute)
+        self.identity = identity or ClientIdentity()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in _EXEMPT_PATHS:
-            wait = self.buckets.take(client_key(scope))
+            wait = self.buckets.take(self.identity.key(scope))
             if wait > 0:
                 response = JSONResponse(
                     {"detail": "Too many requests; slow down."},

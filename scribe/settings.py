@@ -6,6 +6,7 @@ Environment variable names are the field names upper-cased (``DATABASE_URL``, ``
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ CommaList = Annotated[list[str], NoDecode]
 
 _PLACEHOLDER_VALUES = {"changeme", "change-me", "your-key-here", "xxx", "todo", "replace-me"}
 _MODEL_PROVIDERS = ("anthropic", "openai", "offline")
+MIN_JWT_SECRET_BYTES = 32  # RFC 7518 §3.2: an HS256 key at least as long as the hash
 
 
 def _split_commas(value: object) -> object:
@@ -110,6 +112,18 @@ class Settings(BaseSettings):
     scribe_pdf_max_pages: int = Field(default=10, ge=1, le=1000)  # pages read from a resume
     scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
 
+    # ==== issue-7http: HTTP limits, client identity, JWKS ====
+    # Enforced by scribe.httpguard on every connection uvicorn accepts (any bind address).
+    scribe_http_max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
+    scribe_http_max_headers: int = Field(default=100, ge=10, le=10_000)
+    scribe_http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    scribe_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
+    scribe_http_keepalive_seconds: float = Field(default=5.0, gt=0)
+    scribe_http_max_connections: int = Field(default=1000, ge=1)
+    # Peers whose CF-Connecting-IP / X-Forwarded-For name the real client (IPs or CIDRs).
+    scribe_cf_trusted_proxies: CommaList = ["127.0.0.1/32", "::1/128"]
+    scribe_xff_trusted_proxies: CommaList = []
+
     # ==== issue-10pace: provider pacing ====
     # Pacers size themselves from each provider's rate-limit headers; these only cap them lower
     # (per account, per minute; unset = what the provider reports). Exa sends no headers: its
@@ -123,9 +137,14 @@ class Settings(BaseSettings):
     logfire_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    _split = field_validator("allowed_origins", "admin_emails", "pdf_allowed_hosts", mode="before")(
-        _split_commas
-    )
+    _split = field_validator(
+        "allowed_origins",
+        "admin_emails",
+        "pdf_allowed_hosts",
+        "scribe_cf_trusted_proxies",
+        "scribe_xff_trusted_proxies",
+        mode="before",
+    )(_split_commas)
 
     @field_validator("admin_emails")
     @classmethod
@@ -145,6 +164,24 @@ class Settings(BaseSettings):
         if raw.lower() in _PLACEHOLDER_VALUES or raw.startswith("<"):
             raise ValueError("is a placeholder value, not a real one")
         return SecretStr(raw)
+
+    @field_validator("supabase_jwt_secret")
+    @classmethod
+    def _check_jwt_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
+        # HS256 with a short secret can be brute-forced offline from one token.
+        if value is not None and len(value.get_secret_value().encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_JWT_SECRET_BYTES} bytes long")
+        return value
+
+    @field_validator("scribe_cf_trusted_proxies", "scribe_xff_trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{entry[:50]!r} is not an IP address or network") from exc
+        return value
 
     @field_validator("database_url")
     @classmethod

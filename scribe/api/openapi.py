@@ -23,6 +23,25 @@ _ERROR = {
     "properties": {"detail": {"type": "string"}},
     "required": ["detail"],
 }
+# 422 answers list every problem (FastAPI's shape, which the frontend reads).
+_VALIDATION_ERROR = {
+    "type": "object",
+    "properties": {
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                    "type": {"type": "string"},
+                },
+                "required": ["loc", "msg", "type"],
+            },
+        }
+    },
+    "required": ["detail"],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +58,8 @@ class Operation:
     query: type[BaseModel] | None = None
     auth: bool = True
     content_type: str = "application/json"
+    also: tuple[int, ...] = ()  # other success statuses with the same body (e.g. 200 beside 201)
+    headers: tuple[str, ...] = ()  # optional request headers it reads (string values)
 
 
 def _response_schema(op: Operation) -> dict[str, Any]:
@@ -54,6 +75,10 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
         for part in op.path.split("/")
         if part.startswith("{")
     ]
+    params += [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        for name in op.headers
+    ]
     if op.query is not None:
         schema = op.query.model_json_schema()
         for name, prop in schema.get("properties", {}).items():
@@ -62,20 +87,28 @@ def _parameters(op: Operation) -> list[dict[str, Any]]:
 
 
 def _operation(op: Operation) -> dict[str, Any]:
+    success = {
+        "description": "Success",
+        "content": {op.content_type: {"schema": _response_schema(op)}},
+    }
+    responses: dict[str, Any] = {str(status): success for status in (op.status, *op.also)}
+    parameters = _parameters(op)
+    if parameters or op.body is not None:
+        responses["422"] = {
+            "description": "Invalid input: every problem, with its location",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/ValidationError"}}
+            },
+        }
+    responses["default"] = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
     doc: dict[str, Any] = {
         "summary": op.summary,
         "operationId": f"{op.method.lower()}_{op.path.strip('/').replace('/', '_') or 'root'}",
-        "parameters": _parameters(op),
-        "responses": {
-            str(op.status): {
-                "description": "Success",
-                "content": {op.content_type: {"schema": _response_schema(op)}},
-            },
-            "default": {
-                "description": "Error",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-        },
+        "parameters": parameters,
+        "responses": responses,
     }
     if op.body is not None:
         doc["requestBody"] = {
@@ -101,6 +134,7 @@ def build_openapi(operations: Iterable[Operation]) -> dict[str, Any]:
     _, schemas = models_json_schema(models, ref_template=_REF)
     components = dict(schemas.get("$defs", {}))
     components["Error"] = _ERROR
+    components["ValidationError"] = _VALIDATION_ERROR
     paths: dict[str, dict[str, Any]] = {}
     for op in ops:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)

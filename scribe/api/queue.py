@@ -252,6 +252,7 @@ operations = [
         response=BatchCreated,
         status=201,
         body=BatchBody,
+        headers=("Idempotency-Key",),
     ),
     Operation(
         "GET",

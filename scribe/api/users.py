@@ -115,6 +115,7 @@ operations = [
         "Create the caller's profile (201) or return it (200).",
         response=Profile,
         status=201,
+        also=(200,),
         body=InitBody,
     ),
     Operation(

@@ -114,8 +114,13 @@ class PdfParser:
 
 def check_pdf_url(url: str, allowed_hosts: list[str]) -> None:
     """InvalidRequest unless ``url`` is https/http on an allow-listed host."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+    try:
+        # urlsplit raises ValueError on a malformed IPv6 literal ("http://[::1/x", "[127.0.0.1]").
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018  (a bad port is a ValueError too, raised on access)
+    except ValueError as exc:
+        raise InvalidRequest("pdf_url is not a valid URL.") from exc
     if parts.scheme not in ("https", "http") or not host:
         raise InvalidRequest("pdf_url must be an http(s) URL.")
     if host not in allowed_hosts:

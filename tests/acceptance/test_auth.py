@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -212,16 +214,23 @@ async def test_anon_role_is_401(client: httpx.AsyncClient, jwks: FakeJwks) -> No
     await _assert_rejected(client, _hs256(jwks, role=None))
 
 
-async def test_jwks_down_is_503_not_401(client: httpx.AsyncClient, jwks: FakeJwks) -> None:
+async def test_jwks_down_is_503_not_401(
+    client: httpx.AsyncClient, jwks: FakeJwks, caplog: pytest.LogCaptureFixture
+) -> None:
     jwks.down = True
     response = await _init(client, jwks.sign(jwks.es256))
     assert response.status_code == 503
     assert "unavailable" in response.json()["detail"]
     assert jwks.requests == 1
+    # An outage is expected weather: warning lines, no error tracebacks per request.
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     # HS256 tokens do not depend on the JWKS and keep working during the outage.
     assert (await _init(client, _hs256(jwks))).status_code == 201
+    # Within the backoff after a failure, ES256 requests answer 503 without another fetch
+    # (recovery after the backoff: tests/acceptance/test_jwks_cache.py, with a controlled clock).
     jwks.down = False
-    assert (await _init(client, jwks.sign(jwks.es256))).status_code == 201
+    assert (await _init(client, jwks.sign(jwks.es256))).status_code == 503
+    assert jwks.requests == 1
 
 
 async def test_cached_key_survives_a_jwks_outage(client: httpx.AsyncClient, jwks: FakeJwks) -> None:
@@ -233,23 +242,35 @@ async def test_cached_key_survives_a_jwks_outage(client: httpx.AsyncClient, jwks
 @pytest.fixture
 async def unreachable_client(
     make_settings: Callable[..., Settings],
-) -> AsyncIterator[httpx.AsyncClient]:
+) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """A client of an app whose SUPABASE_URL refuses connections, and that URL's issuer."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     settings = make_settings(supabase_url=f"http://127.0.0.1:{closed_port}")
     async with serve(settings) as url, httpx.AsyncClient(base_url=url) as client:
-        yield client
+        yield client, f"http://127.0.0.1:{closed_port}/auth/v1"
 
 
-async def test_jwks_connection_refused_is_503(unreachable_client: httpx.AsyncClient) -> None:
+async def test_jwks_connection_refused_is_503(
+    unreachable_client: tuple[httpx.AsyncClient, str],
+) -> None:
+    client, issuer = unreachable_client
+    now = int(time.time())
+    claims = {
+        "sub": str(uuid.uuid4()),
+        "aud": "authenticated",
+        "role": "authenticated",
+        "iss": issuer,
+        "exp": now + 600,
+    }
     token = jwt.encode(
-        {"sub": str(uuid.uuid4()), "aud": "authenticated", "role": "authenticated"},
+        claims,
         new_key("ES256").private_key,
         algorithm="ES256",
         headers={"kid": "k1"},
     )
-    response = await _init(unreachable_client, token)
+    response = await _init(client, token)
     assert response.status_code == 503
     assert set(response.json()) == {"detail"}
 

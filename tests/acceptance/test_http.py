@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -341,3 +342,52 @@ async def test_app_with_default_settings_serves_localhost_origin(
     async with serve(make_settings()) as url, httpx.AsyncClient(base_url=url) as client:
         response = await client.get("/", headers={"Origin": "http://localhost:3000"})
         assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+async def test_every_response_carries_nosniff(client: httpx.AsyncClient, pool: Pool) -> None:
+    _, headers = await init_user(client, "ada@uni.edu")
+    responses = [
+        await client.get("/health"),
+        await client.get("/nope"),
+        await client.get("/docs"),
+        await client.get("/openapi.json"),
+        await client.get("/metrics"),
+        await client.get("/"),
+        await client.get("/api/user/profile"),  # 401
+        await client.get("/api/user/profile", headers=headers),
+        await client.post("/api/queue/batch", headers=headers, content=b"{"),  # 422
+        await client.options(
+            "/api/user/profile",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "GET"},
+        ),
+    ]
+    await pool.execute("DROP TABLE emails")
+    responses.append(await client.get("/api/email/", headers=headers))  # 500
+    for response in responses:
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+    async with client.stream("GET", "/api/queue/stream", headers=headers) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_client_disconnecting_mid_body_is_one_info_line_not_an_error(
+    base_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    address = urlsplit(base_url)
+    _reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    head = (
+        "POST /api/user/init HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: {auth_headers('ada@uni.edu')['Authorization']}\r\n"
+        "Content-Length: 2000\r\n\r\n"
+    )
+    writer.write(head.encode() + b'{"display_name": ')
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not any("client disconnected" in r.getMessage() for r in caplog.records):
+        assert asyncio.get_running_loop().time() < deadline, "the disconnect was not logged"
+        await asyncio.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.exc_info]

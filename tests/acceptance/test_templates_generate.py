@@ -181,3 +181,15 @@ async def test_failed_attempts_count_toward_the_daily_attempt_limit(
         assert await template_count(client) == 0
     assert fakes.of("anthropic") == []
     assert len(fakes.of("pdf")) == 2  # the refused attempt downloaded nothing
+
+
+async def test_pdf_url_with_brackets_is_400_not_500(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    # urlsplit raises ValueError on these malformed IPv6 literals.
+    async with app_client(make_settings, fakes) as client:
+        for url in ("http://[::1/x.pdf", "https://[127.0.0.1]/x", "https://[::1"):
+            response = await generate(client, url)
+            assert response.status_code == 400, (url, response.text)
+            assert "detail" in response.json()
+        assert await template_count(client) == 0

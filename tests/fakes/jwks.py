@@ -1,11 +1,13 @@
 """A Supabase JWKS endpoint on 127.0.0.1: ``/auth/v1/.well-known/jwks.json`` over real HTTP.
 
 It holds an ES256 and an RS256 signing key, can rotate them, can be switched "down" (answers 503)
-and counts the JWKS requests it serves, so tests can assert how often the verifier refetched.
+or "hanging" (answers only once released), and counts the JWKS requests it serves, so tests can
+assert how often the verifier refetched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -62,6 +64,9 @@ class FakeJwks:
     keys: list[SigningKey] = field(default_factory=lambda: [new_key("ES256"), new_key("RS256")])
     down: bool = False
     requests: int = 0
+    # While set, requests hang until ``release`` is set (or 30 s pass): a provider that stalls.
+    hanging: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -128,6 +133,8 @@ def _handler(state: FakeJwks) -> type[BaseHTTPRequestHandler]:
                 self._reply(404, b'{"error":"not found"}')
                 return
             state.count()
+            if state.hanging:
+                state.release.wait(timeout=30)
             if state.down:
                 self._reply(503, b'{"error":"unavailable"}')
             else:
@@ -137,8 +144,9 @@ def _handler(state: FakeJwks) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            with contextlib.suppress(ConnectionError):  # the client gave up waiting (hang mode)
+                self.end_headers()
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -158,6 +166,7 @@ def serve_jwks() -> Iterator[FakeJwks]:
     try:
         yield state
     finally:
+        state.release.set()  # let hanging handlers finish
         server.shutdown()
         server.server_close()
         thread.join()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from scribe.ratelimit import _MAX_CLIENTS, TokenBuckets, client_key
+from starlette.responses import PlainTextResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from scribe.ratelimit import _MAX_CLIENTS, ClientIdentity, RateLimitMiddleware, TokenBuckets
+from scribe.settings import Settings
 
 
 def test_bucket_allows_burst_then_asks_to_wait() -> None:
@@ -14,12 +18,68 @@ def test_bucket_allows_burst_then_asks_to_wait() -> None:
     assert buckets.take("a", now=20.0) == 0.0
 
 
+def _scope(peer: str, *headers: tuple[bytes, bytes]) -> Scope:
+    return {"type": "http", "client": (peer, 5000), "headers": list(headers)}
+
+
 def test_cloudflare_address_trusted_only_from_loopback() -> None:
-    headers = [(b"cf-connecting-ip", b"203.0.113.9")]
-    local = {"client": ("127.0.0.1", 5000), "headers": headers}
-    remote = {"client": ("198.51.100.1", 5000), "headers": headers}
-    assert client_key(local) == "203.0.113.9"
-    assert client_key(remote) == "198.51.100.1"
+    identity = ClientIdentity()
+    header = (b"cf-connecting-ip", b"203.0.113.9")
+    assert identity.key(_scope("127.0.0.1", header)) == "203.0.113.9"
+    assert identity.key(_scope("::1", header)) == "203.0.113.9"
+    assert identity.key(_scope("::ffff:127.0.0.1", header)) == "203.0.113.9"  # dual-stack bind
+    assert identity.key(_scope("198.51.100.1", header)) == "198.51.100.1"
+
+
+def test_forwarded_for_is_never_trusted_by_default() -> None:
+    identity = ClientIdentity()
+    header = (b"x-forwarded-for", b"203.0.113.9")
+    assert identity.key(_scope("127.0.0.1", header)) == "127.0.0.1"
+    assert identity.key(_scope("198.51.100.1", header)) == "198.51.100.1"
+
+
+def test_cloudflare_header_that_is_not_an_address_falls_back_to_the_peer() -> None:
+    identity = ClientIdentity()
+    assert identity.key(_scope("127.0.0.1", (b"cf-connecting-ip", b"x" * 5000))) == "127.0.0.1"
+
+
+def test_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() -> None:
+    identity = ClientIdentity.from_settings(
+        Settings(_env_file=None, scribe_xff_trusted_proxies="10.0.0.0/8")
+    )
+    # The client wrote "1.2.3.4"; proxy 10.0.0.2 appended the address it saw (203.0.113.9).
+    header = (b"x-forwarded-for", b"1.2.3.4, 203.0.113.9, 10.0.0.2")
+    assert identity.key(_scope("10.0.0.1", header)) == "203.0.113.9"
+    assert identity.key(_scope("198.51.100.1", header)) == "198.51.100.1"
+    assert identity.key(_scope("10.0.0.1", (b"x-forwarded-for", b"junk"))) == "10.0.0.1"
+
+
+async def test_rotating_forwarding_headers_from_an_untrusted_peer_does_not_escape_the_limit() -> (
+    None
+):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("ok")(scope, receive, send)
+
+    limited = RateLimitMiddleware(app, rate_per_minute=3)
+    statuses = []
+    for n in range(6):
+        sent: list[Message] = []
+
+        async def send(message: Message, sent: list[Message] = sent) -> None:
+            sent.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = _scope(
+            "198.51.100.7",
+            (b"cf-connecting-ip", f"203.0.113.{n}".encode()),
+            (b"x-forwarded-for", f"192.0.2.{n}".encode()),
+        )
+        scope["path"] = "/api/user/profile"
+        await limited(scope, receive, send)
+        statuses.append(sent[0]["status"])
+    assert statuses == [200, 200, 200, 429, 429, 429]
 
 
 def test_buckets_stay_within_the_bound_and_idle_full_ones_are_dropped() -> None:

@@ -1,14 +1,19 @@
-"""`scribe serve`: a second SIGTERM/SIGINT releases running queue jobs at once."""
+"""`scribe serve`: a second SIGTERM/SIGINT releases running queue jobs at once; the HTTP guard."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from scribe.cli import _Server
+from scribe import tracing
+from scribe.cli import _serve, _Server, build_parser
+from scribe.httpguard import GuardedHttpToolsProtocol
+from scribe.settings import Settings
 
 
 async def test_second_signal_hands_release_now_to_the_loop() -> None:
@@ -30,3 +35,23 @@ async def test_second_signal_without_a_consumer_only_forces_exit() -> None:
     server.handle_exit(signal.SIGINT, None)
     server.handle_exit(signal.SIGINT, None)
     assert server.force_exit
+
+
+def test_serve_runs_the_guarded_protocol_on_any_bind_address(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The HTTP limits hold on 0.0.0.0 (the Docker image) as on loopback, and uvicorn does not
+    rewrite the client address from X-Forwarded-For."""
+    configs: list[uvicorn.Config] = []
+    monkeypatch.setattr(_Server, "run", lambda self, sockets=None: configs.append(self.config))
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(tracing, "configure_tracing", lambda *args: False)  # process-global
+    settings = Settings(_env_file=None, scribe_data_dir=tmp_path, scribe_http_max_header_bytes=8192)
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "8123"])
+    _serve(settings, args)
+    (config,) = configs
+    assert config.host == "0.0.0.0"
+    assert isinstance(config.http, type) and issubclass(config.http, GuardedHttpToolsProtocol)
+    assert config.http.limits.max_header_bytes == 8192
+    assert config.proxy_headers is False
+    assert config.timeout_keep_alive == settings.scribe_http_keepalive_seconds

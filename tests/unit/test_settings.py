@@ -116,3 +116,24 @@ def test_listen_can_be_forced_off(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_pooler_mode_disables_the_statement_cache() -> None:
     assert connect_kwargs(True)["statement_cache_size"] == 0
     assert "statement_cache_size" not in connect_kwargs(False)
+
+
+def test_short_jwt_secret_fails_startup_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        _load(monkeypatch, SUPABASE_JWT_SECRET="abc")
+    assert "SUPABASE_JWT_SECRET:" in str(caught.value)
+    assert "32 bytes" in str(caught.value)
+    assert "abc" not in str(caught.value)
+
+
+def test_jwt_secret_of_32_bytes_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _load(monkeypatch, SUPABASE_JWT_SECRET="s" * 32)
+    assert settings.supabase_jwt_secret is not None
+
+
+def test_trusted_proxy_entries_must_be_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        _load(monkeypatch, SCRIBE_XFF_TRUSTED_PROXIES="10.0.0.0/8,cloudflare")
+    assert "SCRIBE_XFF_TRUSTED_PROXIES:" in str(caught.value)
