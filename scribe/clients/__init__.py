@@ -51,9 +51,14 @@ def pacing_caps(settings: Settings) -> dict[str, float]:
         "requests": settings.scribe_pacing_requests_per_minute,
         "input_tokens": settings.scribe_pacing_input_tokens_per_minute,
         "output_tokens": settings.scribe_pacing_output_tokens_per_minute,
-        "tokens": settings.scribe_pacing_input_tokens_per_minute,
     }
     return {kind: cap for kind, cap in caps.items() if cap is not None}
+
+
+def openai_caps(settings: Settings) -> dict[str, float]:
+    """OpenAI-compatible servers meter total tokens: the input-token cap applies to those."""
+    cap = settings.scribe_pacing_input_tokens_per_minute
+    return {} if cap is None else {"tokens": cap}
 
 
 def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -> LLM:
@@ -78,7 +83,7 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
-            pacer=pacers.get(f"openai:{settings.openai_base_url}"),
+            pacer=pacers.get(f"openai:{settings.openai_base_url}", caps=openai_caps(settings)),
         )
     if provider != "offline":
         log.warning("no API key for %s: using the offline provider", model_id)

@@ -49,7 +49,14 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class ProviderPaused(TransientStepError):
-    """The provider refused this account (authentication or quota): retry after the pause."""
+    """The provider refused this account (authentication or quota): retry after the pause.
+
+    ``provider`` names the provider (``anthropic`` of ``anthropic:claude-sonnet``): the queue's
+    whose-fault accounting charges the item no attempt for it."""
+
+    def __init__(self, message: str, *, retry_after: float, account: str) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.provider: str | None = account.partition(":")[0]
 
 
 @dataclass
@@ -295,7 +302,9 @@ class Pacer:
             return
         left = self.paused_until - self.clock()
         if left > 0:
-            raise ProviderPaused(f"{self.name} paused: {self.paused_reason}", retry_after=left)
+            raise ProviderPaused(
+                f"{self.name} paused: {self.paused_reason}", retry_after=left, account=self.name
+            )
         self.paused_until = self.clock() + PAUSE_SECONDS  # this caller checks; the others wait
 
     def _finish(self, reservation: Reservation) -> None:
@@ -377,7 +386,9 @@ async def send_paced(
                 pacer.pause(refusal.pause, hint=refusal.hint)
                 # Not the item's fault: it waits for the provider like every item after it.
                 raise ProviderPaused(
-                    f"{pacer.name} paused: {refusal.pause}", retry_after=PAUSE_SECONDS
+                    f"{pacer.name} paused: {refusal.pause}",
+                    retry_after=PAUSE_SECONDS,
+                    account=pacer.name,
                 ) from exc
             if refusal.retryable and retries < max_retries:
                 retries += 1

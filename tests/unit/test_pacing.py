@@ -171,3 +171,11 @@ async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: Clo
     with pytest.raises(ProviderPaused):  # paused: nothing is sent
         await send_paced(pacer, Cost(), send, judge, max_retries=3)
     assert pacer.describe() is not None
+
+
+async def test_a_setting_caps_what_the_headers_allow(clock: Clock) -> None:
+    pacer = Pacer("p", caps={"requests": 10}, clock=clock)
+    reservation = await pacer.acquire(Cost(10, 1))
+    pacer.settle(reservation, anthropic_headers(50, 49, 30000, 29000), Cost(10, 1))
+    assert pacer.buckets["requests"].limit == 10
+    assert pacer.buckets["input_tokens"].limit == 30000
