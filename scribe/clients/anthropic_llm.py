@@ -32,13 +32,13 @@ _TOOL = "respond"
 def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | PermanentStepError:
     """Timeouts, connection errors, 408/409/429/5xx/529 are transient; other 4xx permanent."""
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return TransientStepError(f"LLM request failed: {type(exc).__name__}")
+        return TransientStepError(f"LLM request failed: {type(exc).__name__}", provider="anthropic")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         retry_after = parse_retry_after(exc.response.headers)
         message = f"LLM returned HTTP {status}: {(exc.api_message or '')[:300]}"
         if status in (408, 409, 429) or status >= 500:
-            return TransientStepError(message, retry_after=retry_after)
+            return TransientStepError(message, retry_after=retry_after, provider="anthropic")
         return PermanentStepError(message)
     return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
 
