@@ -539,8 +539,11 @@ SET state = excluded.state, reason = excluded.reason, since = excluded.since,
     reported_by = excluded.reported_by, updated_at = now()
 
 -- providers_down --
--- Providers some process last reported down (for /health and /metrics).
-SELECT provider, reason, since FROM provider_states WHERE state = 'down' ORDER BY provider
+-- Providers some process reported down and probed within the last 15 minutes (a report nobody
+-- followed up, e.g. its process died and no other needed the provider since, is stale).
+SELECT provider, reason, since FROM provider_states
+WHERE state = 'down' AND next_probe_at > now() - interval '15 minutes'
+ORDER BY provider
 
 -- item_events --
 -- The history of one item, oldest first.
