@@ -7,10 +7,11 @@ the same ``ProviderState`` records later, so there is one place that knows "can 
 
 A breaker is *up* until ``threshold`` consecutive provider faults (overload, 5xx, 429, timeouts,
 connection errors: ``TransientStepError.provider`` is set by the client that saw them); it is
-then *down* until ``next_probe_at``. Once that time passes, calls go through again (every caller
-is a probe): one success brings it *up*, a failure takes it down again with a doubled wait (up to
+then *down* until ``next_probe_at``. The first caller after that time is the probe (the others
+keep waiting, so an overloaded provider sees one request per process per probe): its success
+brings the provider *up*, its failure takes it down again with a doubled wait (up to
 ``probe_max``). Items whose next step needs a down provider wait (released to pending, no
-attempt charged) until the next probe.
+attempt charged) until about the next probe.
 
 State is per process; transitions are also written to the ``provider_states`` table (by the
 runner, through ``scribe.db.providers``) so /health, /metrics and the ``queue_providers`` view
@@ -39,8 +40,9 @@ class ProviderState:
     failures: int = 0  # consecutive faults
     reason: str | None = None
     since: datetime = field(default_factory=lambda: datetime.now(UTC))
-    next_probe_at: float = 0.0  # clock() time after which calls may probe again
+    next_probe_at: float = 0.0  # clock() time after which a call may probe again
     probe_wait: float = 0.0  # the current wait between probes (doubles while down)
+    probing: bool = False  # a probe call is out
 
     def describe(self) -> str:
         """One line for logs and /health."""
@@ -83,14 +85,21 @@ class ProviderBreakers:
         return sorted(self._states.values(), key=lambda state: state.provider)
 
     def wait_for(self, provider: str | None) -> float | None:
-        """Seconds until ``provider`` may be called again, or None when it may be called now."""
+        """Seconds until ``provider`` may be called again, or None when it may be called now
+        (up, or this caller is the probe)."""
         if provider is None:
             return None
         state = self._states.get(provider)
         if state is None or state.up:
             return None
-        left = state.next_probe_at - self._clock()
-        return left if left > 0 else None
+        now = self._clock()
+        if now >= state.next_probe_at:
+            # This caller probes; the others wait for its answer (a probe that hangs past the
+            # base wait lets the next caller probe too).
+            state.probing = True
+            state.next_probe_at = now + self._probe_seconds
+            return None
+        return state.next_probe_at - now
 
     def record_success(self, provider: str | None) -> Transition | None:
         """A call to ``provider`` worked: it is up; the transition when it was down."""
@@ -101,7 +110,7 @@ class ProviderBreakers:
         state.failures = 0
         if not was_down:
             return None
-        state.up, state.reason, state.probe_wait = True, None, 0.0
+        state.up, state.reason, state.probe_wait, state.probing = True, None, 0.0, False
         state.since = datetime.now(UTC)
         return Transition(state, 0.0)
 
@@ -115,10 +124,11 @@ class ProviderBreakers:
                 return None
             state.up, state.since = False, datetime.now(UTC)
             state.probe_wait = self._probe_seconds
-        elif now < state.next_probe_at:
-            return None  # already waiting: a call that started before the breaker opened
-        else:
+        elif state.probing:  # the probe failed: wait longer
             state.probe_wait = min(self._probe_max, state.probe_wait * 2)
+        else:
+            return None  # already waiting: a call that started before the breaker opened
+        state.probing = False
         state.reason = reason[:200]
         state.next_probe_at = now + state.probe_wait
         return Transition(state, state.probe_wait)

@@ -119,7 +119,7 @@ class JobRunner:
         self._config = config
         self._rng = rng or random.Random()
         self.breakers = breakers or ProviderBreakers(
-            threshold=3, probe_seconds=5.0, probe_max_seconds=30.0
+            threshold=3, probe_seconds=2.0, probe_max_seconds=10.0
         )
         self._owner = owner
 

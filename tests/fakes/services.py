@@ -58,6 +58,8 @@ class FakeServices:
         self.base_url = ""  # set once served
         self.port = 0
         self.arxiv_authors: dict[str, str] = {}
+        # service -> HTTP status every request answers while set (an outage: e.g. 529 overloaded)
+        self.outages: dict[str, int] = {}
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -77,6 +79,8 @@ class FakeServices:
         if self.latency.get(service):
             await asyncio.sleep(self.latency[service])
         scripted = self.scripts[service].popleft() if self.scripts[service] else None
+        if service in self.outages:
+            scripted = Scripted(status=self.outages[service])
         if scripted is not None and scripted.delay:
             await asyncio.sleep(scripted.delay)
         return scripted, body
