@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     scribe_max_crashes: int = Field(default=10, ge=1, le=1000)
     scribe_breaker_threshold: int = Field(default=3, ge=1, le=100)
     scribe_breaker_probe_seconds: float = Field(default=2.0, gt=0)
-    scribe_breaker_probe_max_seconds: float = Field(default=10.0, gt=0)
+    scribe_breaker_probe_max_seconds: float = Field(default=5.0, gt=0)
 
     # Observability
     logfire_token: SecretStr | None = None

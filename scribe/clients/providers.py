@@ -94,10 +94,10 @@ class ProviderBreakers:
             return None
         now = self._clock()
         if now >= state.next_probe_at:
-            # This caller probes; the others wait for its answer (a probe that hangs past the
-            # base wait lets the next caller probe too).
+            # This caller probes; the others wait a whole probe interval (its success wakes
+            # them at once; a probe that hangs that long lets the next caller probe too).
             state.probing = True
-            state.next_probe_at = now + self._probe_seconds
+            state.next_probe_at = now + state.probe_wait
             return None
         return state.next_probe_at - now
 

@@ -236,6 +236,7 @@ updated AS (
         step_started_at = now(),
         heartbeat_at = now(),
         error_message = NULL,
+        waiting_for = NULL,
         current_step = coalesce(q.current_step, $5),
         updated_at = now()
     FROM claimed
@@ -320,7 +321,8 @@ SELECT count(*) AS completed FROM counted
 -- Back to pending after a transient error, due in $4 seconds ($5 error, $6 step), fenced; $7 = 1
 -- charges an attempt (the item's own failure), 0 does not (a provider outage, a wait): then the
 -- item fails instead once older than $9 seconds (counted from its last re-queue). $8 = reason,
--- $10 = event kind ('retry' or 'release'). Returns the new status.
+-- $10 = event kind ('retry' or 'release'), $11 = the provider it waits for (NULL: none).
+-- Returns the new status.
 WITH moved AS (
     UPDATE queue_items
     SET status = CASE WHEN $7 = 0 AND coalesce(requeued_at, created_at)
@@ -336,7 +338,8 @@ WITH moved AS (
                                        || $5, 1000)
                              ELSE $5 END,
         attempts = attempts + $7, locked_by = NULL, lease_expires_at = NULL,
-        run_after = now() + make_interval(secs => $4), failed_step = $6, updated_at = now()
+        run_after = now() + make_interval(secs => $4), failed_step = $6,
+        waiting_for = $11::text, updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
     RETURNING id, claims, status, error_message
 ),
@@ -565,3 +568,8 @@ SELECT * FROM queue_transient_errors LIMIT 50
 -- queue_providers --
 -- Provider circuit breakers as last reported.
 SELECT * FROM queue_providers
+
+-- wake_provider_waiters --
+-- Provider $1 is back: items waiting for it are due now (not at their next probe time).
+UPDATE queue_items SET run_after = now(), updated_at = now()
+WHERE status = 'pending' AND waiting_for = $1 AND run_after > now()

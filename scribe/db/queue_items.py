@@ -272,6 +272,7 @@ async def retry_later(
     reason: str,
     max_age_seconds: float,
     kind: str = "retry",
+    waiting_for: str | None = None,
 ) -> str | None:
     """Back to pending after ``delay_seconds``, charging an attempt or not; an uncharged item
     older than ``max_age_seconds`` fails instead. The new status, or None when fenced out."""
@@ -286,8 +287,19 @@ async def retry_later(
             reason,
             max_age_seconds,
             kind,
+            waiting_for,
         )
     return status
+
+
+async def wake_provider_waiters(pool: Pool, provider: str) -> int:
+    """Make the items waiting for ``provider`` due now and wake the consumers; how many."""
+    async with connection_errors(), pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(sql("wake_provider_waiters"), provider)
+        woken = int(status.split()[-1])
+        if woken:
+            await conn.execute(sql("notify_queue"))
+    return woken
 
 
 async def fail(pool: Pool, fence: Fence, error: str, step: str | None, reason: str) -> bool:

@@ -11,7 +11,8 @@ ALTER TABLE queue_items
     ADD COLUMN attempt_started_at timestamptz,  -- when the current claim began
     ADD COLUMN step_started_at    timestamptz,  -- when the current step began
     ADD COLUMN heartbeat_at       timestamptz,  -- the owner's last lease renewal
-    ADD COLUMN requeued_at        timestamptz;  -- an operator re-queued it (the age bound restarts)
+    ADD COLUMN requeued_at        timestamptz,  -- an operator re-queued it (the age bound restarts)
+    ADD COLUMN waiting_for        text;  -- the provider a pending item waits for (woken when back)
 
 -- Claims so far were counted in `attempts`: carry them over so running fences stay valid.
 UPDATE queue_items SET claims = attempts;

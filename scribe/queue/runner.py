@@ -14,6 +14,7 @@ uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -119,7 +120,7 @@ class JobRunner:
         self._config = config
         self._rng = rng or random.Random()
         self.breakers = breakers or ProviderBreakers(
-            threshold=3, probe_seconds=2.0, probe_max_seconds=10.0
+            threshold=3, probe_seconds=2.0, probe_max_seconds=5.0
         )
         self._owner = owner
 
@@ -218,7 +219,9 @@ class JobRunner:
         )
         delay = max(delay, exc.retry_after or 0.0, self.breakers.wait_for(provider) or 0.0)
         reason = f"{provider} unavailable"
-        return await self._requeue(job, step, _describe(exc), delay, reason, kind="retry")
+        return await self._requeue(
+            job, step, _describe(exc), delay, reason, kind="retry", waiting_for=provider
+        )
 
     async def _wait_for_provider(self, job: Job, step: Step, wait: float) -> Outcome:
         """The step's provider is down: back to pending until its next probe (no attempt)."""
@@ -227,11 +230,25 @@ class JobRunner:
         delay = wait + self._rng.random() * min(1.0, wait)
         message = f"Waiting for {state.provider}: {state.reason}"
         return await self._requeue(
-            job, step.name, message, delay, f"{state.provider} down", kind="release"
+            job,
+            step.name,
+            message,
+            delay,
+            f"{state.provider} down",
+            kind="release",
+            waiting_for=state.provider,
         )
 
     async def _requeue(
-        self, job: Job, step: str, error: str, delay: float, reason: str, *, kind: str
+        self,
+        job: Job,
+        step: str,
+        error: str,
+        delay: float,
+        reason: str,
+        *,
+        kind: str,
+        waiting_for: str,
     ) -> Outcome:
         status = await self._write(
             lambda: queue_items.retry_later(
@@ -244,6 +261,7 @@ class JobRunner:
                 reason=reason,
                 max_age_seconds=self._config.max_age_seconds,
                 kind=kind,
+                waiting_for=waiting_for,
             )
         )
         if status is None:
@@ -261,6 +279,8 @@ class JobRunner:
         state = transition.state
         if state.up:
             log.info("provider %s is back", state.provider)
+            with contextlib.suppress(DatabaseUnavailable):  # they come back at their probe time
+                await queue_items.wake_provider_waiters(self._pool, state.provider)
         else:
             log.warning(
                 "provider %s down (%s); next probe in %.0fs",

@@ -41,7 +41,7 @@ def test_one_probe_per_window_backs_off_doubling_to_the_cap_and_success_closes()
     for _ in range(3):
         clock.now = breakers.state("exa").next_probe_at
         assert breakers.wait_for("exa") is None  # this caller probes
-        assert breakers.wait_for("exa") == 2  # the others wait for it
+        assert breakers.wait_for("exa") == breakers.state("exa").probe_wait  # the others wait
         failed = breakers.record_failure("exa", "HTTP 503")
         assert failed is not None
         waits.append(failed.seconds_to_probe)
