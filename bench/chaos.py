@@ -106,6 +106,13 @@ def _pg_ctl(*args: str) -> None:
     )
 
 
+def _server_options() -> str:
+    """The running server's options (socket directory, no TCP…) but its data directory, as
+    ``pg_ctl -o`` takes them: a plain ``start`` would listen on the default port instead."""
+    recorded = (PGDATA / "postmaster.opts").read_text().strip()
+    return recorded.split(" ", 1)[1].replace(f'"-D" "{PGDATA}"', "").strip()
+
+
 @contextlib.asynccontextmanager
 async def chaos_database() -> AsyncIterator[str]:
     """A fresh migrated database on the private server, dropped afterwards."""
@@ -306,10 +313,11 @@ async def scenario_database(pool: Pool, items: int, outage: float) -> None:
     in_flight = await pool.fetchval(
         "SELECT count(*) FROM queue_items WHERE user_id = $1 AND status = 'processing'", user_id
     )
+    options = _server_options()
     await asyncio.to_thread(_pg_ctl, "stop")
     stopped = time.monotonic()
     await asyncio.sleep(outage)
-    await asyncio.to_thread(_pg_ctl, "-l", str(PGDATA / "chaos-restart.log"), "start")
+    await asyncio.to_thread(_pg_ctl, "-o", options, "-l", str(PGDATA / "restart.log"), "start")
     print(f"  (database stopped {stopped - started:.0f} s in, {in_flight} items in flight)")
     seconds = time.monotonic() - started + await wait_finished(pool, user_id, 900)
     result = await counts(pool, user_id)
