@@ -13,10 +13,14 @@ import pytest
 
 from scribe.db import queue_items
 from scribe.db.pool import Pool
+from scribe.db.queue_items import NewItem
 from scribe.queue import reaper
 from scribe.queue.consumer import Consumer
 from scribe.queue.job import Outcome
 from scribe.settings import Settings
+from scribe.steps.pipeline import build_pipeline
+from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_clients, fake_settings
+from tests.fakes.services import FakeServices
 from tests.fakes.steps import StepLog, behaviour, deterministic_pipeline
 from tests.queue_support import create_user, email_count, enqueue, item_rows, wait_until
 
@@ -239,3 +243,29 @@ async def _expire_and_reap(pool: Pool, make_settings: Callable[..., Settings]) -
 
 async def _outcome_seen(consumer: Consumer, outcome: Outcome) -> bool:
     return consumer.outcomes[outcome] > 0
+
+
+async def test_real_clients_529s_wait_and_complete_without_charging_attempts(
+    pool: Pool, database_url: str, tmp_path: Path, fakes: FakeServices
+) -> None:
+    """The Anthropic fake answers 529 to everything: the real client names the provider, the
+    breaker opens, nothing fails (max_attempts=1); once it answers again, everything completes."""
+    settings = fake_settings(
+        fakes, database_url=database_url, scribe_data_dir=tmp_path / "data", **FAST
+    )
+    user = await create_user(pool)
+    items = [NewItem(f"Jane Roe{n}", "quantum widgets") for n in range(4)]
+    ids = await queue_items.enqueue(pool, user, items, GENERAL_TEMPLATE, max_attempts=1)
+    fakes.outages["anthropic"] = 529
+    async with fake_clients(settings, fakes) as clients:
+        consumer = Consumer(pool, settings, build_pipeline(clients))
+        async with running(consumer):
+            await wait_until(
+                lambda: _provider_is(pool, "anthropic", "down"), timeout=20, message="open"
+            )
+            assert "failed" not in await _statuses(pool, ids)
+            fakes.outages.pop("anthropic")
+            await wait_until(lambda: _all(pool, ids, "completed"), timeout=30)
+    rows = await item_rows(pool, ids)
+    assert {(row["status"], row["attempts"]) for row in rows.values()} == {("completed", 0)}
+    assert await _provider_is(pool, "anthropic", "up")
