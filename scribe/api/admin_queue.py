@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,6 +28,14 @@ class RetryBody(ApiModel):
     user_id: uuid.UUID | None = None
     failed_since: UtcDatetime | None = None
     step: StepName | None = None
+
+    @field_validator("failed_since")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A time without an offset is UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class RetryOut(ApiModel):

@@ -70,6 +70,10 @@ async def test_admin_retry_needs_a_filter_and_an_admin(admin_client: httpx.Async
     assert "at least one" in no_filter.json()["detail"]
     bad_step = await admin_client.post(url, json={"step": "nope"}, headers=auth_headers(ADMIN))
     assert bad_step.status_code == 422
+    naive = await admin_client.post(
+        url, json={"failed_since": "2026-01-01T00:00:00"}, headers=auth_headers(ADMIN)
+    )
+    assert naive.json() == {"requeued": 0, "ids": []}
     user = await admin_client.post(
         url, json={"step": "web_scraper"}, headers=auth_headers("user@uni.edu")
     )
