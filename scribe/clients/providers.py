@@ -11,7 +11,10 @@ then *down* until ``next_probe_at``. The first caller after that time is the pro
 keep waiting, so an overloaded provider sees one request per process per probe): its success
 brings the provider *up*, its failure takes it down again with a doubled wait (up to
 ``probe_max``). Items whose next step needs a down provider wait (released to pending, no
-attempt charged) until about the next probe.
+attempt charged): one of them per process comes back for the next probe (the "carrier"), the
+others are parked for ``PARK_PROBES`` probe intervals; when the provider is back, the runner makes
+every waiting item due at once, so parking costs no recovery time but saves a claim and a release
+per item per probe.
 
 State is per process; transitions are also written to the ``provider_states`` table (by the
 runner, through ``scribe.db.providers``) so /health, /metrics and the ``queue_providers`` view
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 PROVIDERS = ("anthropic", "openai", "exa", "arxiv")
+PARK_PROBES = 6  # a parked item comes back after this many longest probe intervals
 
 
 @dataclass
@@ -43,6 +47,7 @@ class ProviderState:
     next_probe_at: float = 0.0  # clock() time after which a call may probe again
     probe_wait: float = 0.0  # the current wait between probes (doubles while down)
     probing: bool = False  # a probe call is out
+    carrier_due: float = 0.0  # clock() time an item released to carry the next probe is due
 
     def describe(self) -> str:
         """One line for logs and /health."""
@@ -100,6 +105,18 @@ class ProviderBreakers:
             state.next_probe_at = now + state.probe_wait
             return None
         return state.next_probe_at - now
+
+    def release_delay(self, provider: str) -> float:
+        """How long an item waiting for the down ``provider`` should wait: until the next probe
+        if no other item of this process is due back for it (this one carries it), else parked
+        (woken early when the provider is back)."""
+        state = self.state(provider)
+        now = self._clock()
+        wait = max(0.0, state.next_probe_at - now)
+        if state.carrier_due + max(state.probe_wait, self._probe_seconds) < now:
+            state.carrier_due = now + wait
+            return wait
+        return max(wait, self._probe_max * PARK_PROBES)
 
     def record_success(self, provider: str | None) -> Transition | None:
         """A call to ``provider`` worked: it is up; the transition when it was down."""

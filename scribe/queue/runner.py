@@ -149,9 +149,8 @@ class JobRunner:
                 continue
             if job.stop_reason is not None:
                 return await self._stop(job)
-            wait = self.breakers.wait_for(step.provider)
-            if wait is not None:
-                return await self._wait_for_provider(job, step, wait)
+            if self.breakers.wait_for(step.provider) is not None:
+                return await self._wait_for_provider(job, step)
             try:
                 data, last = await self._run_step(job, step, data, deadline)
             except _Stopped:
@@ -217,16 +216,20 @@ class JobRunner:
         delay = retry_delay(
             1, base=self._config.retry_base, cap=self._config.retry_max, rng=self._rng
         )
-        delay = max(delay, exc.retry_after or 0.0, self.breakers.wait_for(provider) or 0.0)
+        if not self.breakers.state(provider).up:
+            delay = max(delay, self.breakers.release_delay(provider))
+        delay = max(delay, exc.retry_after or 0.0)
         reason = f"{provider} unavailable"
         return await self._requeue(
             job, step, _describe(exc), delay, reason, kind="retry", waiting_for=provider
         )
 
-    async def _wait_for_provider(self, job: Job, step: Step, wait: float) -> Outcome:
-        """The step's provider is down: back to pending until its next probe (no attempt)."""
+    async def _wait_for_provider(self, job: Job, step: Step) -> Outcome:
+        """The step's provider is down: back to pending until its next probe, or parked until
+        it is back (no attempt either way)."""
         state = self.breakers.state(step.provider or "")
-        # Spread the returns a little so the items do not all probe in the same instant.
+        wait = self.breakers.release_delay(state.provider)
+        # Spread the returns a little so the items do not all come back in the same instant.
         delay = wait + self._rng.random() * min(1.0, wait)
         message = f"Waiting for {state.provider}: {state.reason}"
         return await self._requeue(

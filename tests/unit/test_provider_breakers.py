@@ -62,3 +62,14 @@ def test_pacing_waits_are_metered_only_inside_a_meter() -> None:
         record_pacing_wait(0.0)
         record_pacing_wait(1.5)
     assert sum(waits) == 2.0
+
+
+def test_one_waiting_item_carries_the_next_probe_the_others_are_parked() -> None:
+    clock = Clock()
+    breakers = _breakers(clock)
+    for _ in range(3):
+        breakers.record_failure("openai", "HTTP 529")
+    assert breakers.release_delay("openai") == 2  # back for the probe
+    assert breakers.release_delay("openai") == 30  # parked: 6 x the longest probe interval
+    clock.now += 5  # the carrier did not show up (taken by another process): a new one
+    assert breakers.release_delay("openai") == 0
