@@ -281,6 +281,7 @@ async def scenario_kill(pool: Pool, fleet: Fleet, items: int, kills: int) -> Non
 
 
 async def scenario_overload(pool: Pool, fakes: FakeServices, items: int, window: float) -> None:
+    before = len(fakes.of("anthropic"))
     baseline_user = await enqueue(pool, items, "baseline")
     baseline = await wait_finished(pool, baseline_user, 900)
     base = await counts(pool, baseline_user)
@@ -299,8 +300,8 @@ async def scenario_overload(pool: Pool, fakes: FakeServices, items: int, window:
         f"{verdict} the budget {window:.0f} s + 1.2 x {baseline:.1f} s = {budget:.1f} s"
     )
     print(f"  {result.line()}")
-    calls = sum(1 for r in fakes.requests if r.service == "anthropic")
-    print(f"  Anthropic requests (both batches, SDK retries included): {calls}")
+    calls = len(fakes.of("anthropic")) - before
+    print(f"  Anthropic requests in this scenario (both batches, SDK retries included): {calls}")
 
 
 async def scenario_database(pool: Pool, items: int, outage: float) -> None:
