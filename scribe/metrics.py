@@ -41,6 +41,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.provider_down = Gauge(
+            "scribe_provider_down",
+            "1 while a process reports the provider's circuit breaker open, read at scrape time.",
+            ["provider"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -22,6 +22,7 @@ import httpx
 from arxiv import _feed  # the package's Atom parser (arxiv>=4)
 
 from scribe.clients.cache import TtlCache
+from scribe.clients.providers import record_pacing_wait
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
 
@@ -92,12 +93,14 @@ class RateLimiter:
         self._next = 0.0
 
     async def wait(self) -> None:
-        """Return when the caller may make its request."""
+        """Return when the caller may make its request (the wait is recorded as pacing)."""
+        started = time.monotonic()
         async with self._lock:
             delay = self._next - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._next = time.monotonic() + self._interval
+        record_pacing_wait(time.monotonic() - started)
 
 
 class ArxivPapers:

@@ -61,6 +61,8 @@ class FakeServices:
         self.arxiv_extra_papers = 0  # feeds the size of real ones (50 long entries): soaks
         self.record_requests = True  # off for soaks: the log would grow with every request
         self.exa_extra: list[dict[str, Any]] = []  # more results for every Exa query
+        # service -> HTTP status every request answers while set (an outage: e.g. 529 overloaded)
+        self.outages: dict[str, int] = {}
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -81,6 +83,8 @@ class FakeServices:
         if self.latency.get(service):
             await asyncio.sleep(self.latency[service])
         scripted = self.scripts[service].popleft() if self.scripts[service] else None
+        if service in self.outages:
+            scripted = Scripted(status=self.outages[service])
         if scripted is not None and scripted.delay:
             await asyncio.sleep(scripted.delay)
         return scripted, body

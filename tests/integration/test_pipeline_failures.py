@@ -28,6 +28,7 @@ async def test_llm_overload_and_server_errors_are_transient(
         with pytest.raises(TransientStepError) as caught:
             await template_parser.run(item(), clients)
     assert caught.value.retry_after == 2.5
+    assert caught.value.provider == "anthropic"  # not the item's fault: no attempt charged
 
 
 async def test_llm_timeout_is_transient(fakes: FakeServices) -> None:
