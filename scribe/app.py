@@ -22,11 +22,13 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
-from scribe.api import admin, emails, health, queue, templates, users
+from scribe.api import admin, admin_queue, emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_routes
 from scribe.clients.netguard import AddressPolicy
+from scribe.clients.providers import PROVIDERS
 from scribe.db import health as health_db
+from scribe.db import providers as providers_db
 from scribe.db.outage import OutageLog, note_refused
 from scribe.deps import get_deps, open_deps
 from scribe.metrics import Metrics, MetricsMiddleware
@@ -231,7 +233,7 @@ class UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
-API_MODULES = (health, users, emails, queue, templates, admin)
+API_MODULES = (health, users, emails, queue, templates, admin, admin_queue)
 
 
 def build_routes(metrics: Metrics) -> list[BaseRoute]:
@@ -250,10 +252,14 @@ def metrics_routes(metrics: Metrics) -> list[BaseRoute]:
     async def render(request: Request) -> Response:
         try:
             counts = await health_db.queue_counts(get_deps(request).pool)
+            down = {p.provider for p in await providers_db.providers_down(get_deps(request).pool)}
         except errors.DatabaseUnavailable:
-            counts = {}
+            counts, down = {}, None
         for status, count in counts.items():
             metrics.queue_items.labels(status).set(count)
+        if down is not None:
+            for provider in PROVIDERS:
+                metrics.provider_down.labels(provider).set(int(provider in down))
         metrics.observe_pacers(get_deps(request).clients.pacers)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

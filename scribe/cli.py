@@ -5,18 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import logging
 import signal
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from scribe.errors import ConfigurationError, ScribeError
 from scribe.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from scribe.db.pool import Pool
 
 log = logging.getLogger("scribe")
 
@@ -116,11 +122,38 @@ async def _queue(settings: Settings, args: argparse.Namespace) -> None:
     dsn = await db.resolve_dsn(settings)
     pool = await create_pool(dsn, size=1, transaction_pooler=settings.transaction_pooler)
     try:
-        for view in ("queue_overview", "queue_active", "queue_failures"):
+        if args.queue_command == "retry":
+            await _queue_retry(pool, args)
+            return
+        for view in queue_items.OPERATOR_VIEWS:
             print(f"== {view}")
             print(render_rows(await queue_items.operator_view(pool, view), wide=args.wide))
     finally:
         await pool.close()
+
+
+async def _queue_retry(pool: Pool, args: argparse.Namespace) -> None:
+    from scribe.queue.requeue import RequeueFilter, requeue
+
+    which = RequeueFilter(
+        ids=args.ids or None, user_id=args.user, failed_since=args.failed_since, step=args.step
+    )
+    ids = await requeue(pool, which, requested_by=f"cli:{getpass.getuser()}", limit=args.limit)
+    print(f"re-queued {len(ids)} failed item(s)")
+    for item_id in ids:
+        print(item_id)
+
+
+def _since(value: str) -> datetime:
+    """An ISO-8601 time (UTC when no offset is given) or an age such as ``2h``, ``30m``, ``1d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value and value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(UTC) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time or age: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -193,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument(
         "--wide", action="store_true", help="always one line per row (default: fit the terminal)"
     )
+    queue_commands = queue.add_subparsers(dest="queue_command")
+    retry = queue_commands.add_parser(
+        "retry", help="re-queue failed items (every given filter must match; one at least)"
+    )
+    retry.add_argument("ids", nargs="*", type=uuid.UUID, help="item ids")
+    retry.add_argument("--user", type=uuid.UUID, help="only this user's items")
+    retry.add_argument(
+        "--failed-since", type=_since, help="failed at or after (ISO time, or an age: 2h, 1d)"
+    )
+    retry.add_argument("--step", help="only items that failed at this step")
+    retry.add_argument("--limit", type=int, default=10_000, help="at most this many (10000)")
     commands.add_parser("migrate", help="apply pending database migrations")
     token = commands.add_parser("token", help="mint a bearer token for local development")
     token.add_argument("--email", required=True)

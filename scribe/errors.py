@@ -78,11 +78,18 @@ class StepError(ScribeError):
 
 
 class TransientStepError(StepError):
-    """Retry later: a timeout, connection error, 429, 5xx or overload."""
+    """Retry later: a timeout, connection error, 429, 5xx or overload.
 
-    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+    ``provider`` names the external provider at fault (anthropic, openai, exa, arxiv) when the
+    error is the provider's, not the item's: the queue then charges no attempt and feeds the
+    provider's circuit breaker (scribe.clients.providers)."""
+
+    def __init__(
+        self, message: str = "", retry_after: float | None = None, provider: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.provider = provider
 
 
 class PermanentStepError(StepError):

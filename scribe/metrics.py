@@ -43,6 +43,12 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.provider_down = Gauge(
+            "scribe_provider_down",
+            "1 while a process reports the provider's circuit breaker open, read at scrape time.",
+            ["provider"],
+            registry=self.registry,
+        )
 
         # ==== issue-10pace: provider pacing, copied from the pacers at scrape time ====
         self.pacing_wait = Gauge(

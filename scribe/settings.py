@@ -124,6 +124,15 @@ class Settings(BaseSettings):
     scribe_cf_trusted_proxies: CommaList = ["127.0.0.1/32", "::1/128"]
     scribe_xff_trusted_proxies: CommaList = []
 
+    # ==== issue-8core: whose fault (attempt accounting) and provider circuit breakers ====
+    # Faults that happen *to* an item (worker lost, database away, provider down) charge no
+    # attempt; they are bounded by the item's age and by how often it lost its worker.
+    scribe_max_item_age_seconds: float = Field(default=86400.0, gt=0)
+    scribe_max_crashes: int = Field(default=10, ge=1, le=1000)
+    scribe_breaker_threshold: int = Field(default=3, ge=1, le=100)
+    scribe_breaker_probe_seconds: float = Field(default=2.0, gt=0)
+    scribe_breaker_probe_max_seconds: float = Field(default=5.0, gt=0)
+
     # ==== issue-10pace: provider pacing ====
     # Pacers size themselves from each provider's rate-limit headers; these only cap them lower
     # (per account, per minute; unset = what the provider reports). Exa sends no headers: its

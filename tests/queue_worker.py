@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--reaper", type=float, default=0.3)
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--retry-base", type=float, default=0.01)
+    parser.add_argument("--max-crashes", type=int, default=10)
     parser.add_argument("--no-listen", action="store_true")
     parser.add_argument("--drain", action="store_true")
     args = parser.parse_args()
@@ -49,6 +50,7 @@ def main() -> int:
         scribe_shutdown_grace_seconds=args.grace,
         scribe_retry_base_seconds=args.retry_base,
         scribe_retry_max_seconds=1.0,
+        scribe_max_crashes=args.max_crashes,
         scribe_listen=not args.no_listen,
     )
     asyncio.run(

@@ -7,9 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from scribe import __version__
-from scribe.api.common import ApiModel, json_response
+from scribe.api.common import ApiModel, format_utc, json_response
 from scribe.api.openapi import Operation
 from scribe.db import health as health_db
+from scribe.db import providers as providers_db
 from scribe.deps import get_deps
 from scribe.errors import DatabaseUnavailable
 
@@ -24,6 +25,7 @@ class HealthOut(ApiModel):
     version: str
     database: str
     queue: dict[str, int] | None
+    providers: dict[str, str] | None = None  # provider -> what is wrong (those reported down)
 
 
 class RootOut(ApiModel):
@@ -44,10 +46,11 @@ async def root(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     """Service health; 503 when the database is unreachable; 200 "degraded: …" while a provider
-    account is paused (bad key, no credit: the queue waits for it)."""
+    is down or an account is paused (bad key, no credit: the queue waits for it)."""
     deps = get_deps(request)
     try:
         queue = await health_db.queue_counts(deps.pool)
+        down = await providers_db.providers_down(deps.pool)
     except DatabaseUnavailable:
         return json_response(
             {
@@ -59,17 +62,30 @@ async def health(request: Request) -> Response:
             },
             503,
         )
-    body: dict[str, object] = {
-        "status": "healthy",
-        "service": SERVICE,
-        "version": __version__,
-        "database": "connected",
-        "queue": queue,
-    }
-    paused = deps.clients.pacers.paused()  # bad key or no credit: items wait, nothing fails
-    if paused:
-        body["status"] = "degraded: " + "; ".join(paused)
-    return json_response(body)
+    providers = {p.provider: f"{_problem(p.reason)} since {format_utc(p.since)}" for p in down}
+    # A paused account (bad key, no credit) is this process's own knowledge: items wait for it.
+    providers.update(deps.clients.pacers.paused())
+    status = "healthy"
+    if providers:
+        status = "degraded: " + "; ".join(f"{name} {what}" for name, what in providers.items())
+    return json_response(
+        {
+            "status": status,
+            "service": SERVICE,
+            "version": __version__,
+            "database": "connected",
+            "queue": queue,
+            "providers": providers,
+        }
+    )
+
+
+def _problem(reason: str | None) -> str:
+    """ "overloaded" for 529/overload/429 reports, else "unavailable"."""
+    text = (reason or "").lower()
+    if any(mark in text for mark in ("529", "overload", "429", "rate")):
+        return "overloaded"
+    return "unavailable"
 
 
 routes = [

@@ -47,7 +47,7 @@ _TOOL = "respond"
 def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | PermanentStepError:
     """Timeouts, connection errors, 408/409/429/5xx/529 are transient; other 4xx permanent."""
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return TransientStepError(f"LLM request failed: {type(exc).__name__}")
+        return TransientStepError(f"LLM request failed: {type(exc).__name__}", provider="anthropic")
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         retry_after = parse_retry_after(exc.response.headers)
@@ -56,7 +56,7 @@ def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | Permane
             log.warning("Anthropic answered HTTP %d (%s): check ANTHROPIC_API_KEY", status, message)
             return PermanentStepError(f"LLM returned HTTP {status}")
         if status in (408, 409, 429) or status >= 500:
-            return TransientStepError(message, retry_after=retry_after)
+            return TransientStepError(message, retry_after=retry_after, provider="anthropic")
         return PermanentStepError(message)
     return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
 

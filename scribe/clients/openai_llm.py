@@ -33,14 +33,16 @@ log = logging.getLogger(__name__)
 def map_openai_error(exc: openai.APIError) -> TransientStepError | PermanentStepError:
     """Timeouts, connection errors, 408/409/429/5xx are transient; other 4xx permanent."""
     if isinstance(exc, openai.APIConnectionError):
-        return TransientStepError(f"LLM request failed: {type(exc).__name__}")
+        return TransientStepError(f"LLM request failed: {type(exc).__name__}", provider="openai")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = f"LLM returned HTTP {status}"
         if status in (401, 403):  # the operator's to fix: the hint goes to the log only
             log.warning("OpenAI-compatible endpoint answered HTTP %d: check OPENAI_API_KEY", status)
         if status in (408, 409, 429) or status >= 500:
-            return TransientStepError(message, retry_after=parse_retry_after(exc.response.headers))
+            return TransientStepError(
+                message, retry_after=parse_retry_after(exc.response.headers), provider="openai"
+            )
         return PermanentStepError(message)
     return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
 

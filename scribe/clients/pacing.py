@@ -27,13 +27,12 @@ import math
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from scribe.clients.providers import record_pacing_wait
 from scribe.errors import TransientStepError
 
 log = logging.getLogger(__name__)
@@ -292,10 +291,11 @@ class Pacer:
         self.paused_until = self.clock() + seconds
 
     def describe(self) -> str | None:
-        """A /health detail when this provider is paused, else None."""
+        """A /health detail when this account is paused, else None."""
         if self.paused_reason is None or self.paused_since is None:
             return None
-        return f"{self.name} paused since {self.paused_since.isoformat()}: {self.paused_reason}"
+        since = self.paused_since.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return f"paused since {since}: {self.paused_reason}"
 
     def _check_paused(self) -> None:
         if self.paused_reason is None:
@@ -452,32 +452,11 @@ class Pacers:
             pacer.set_share(share)
         self.share = share
 
-    def paused(self) -> list[str]:
-        """/health details of the paused providers."""
-        return [detail for pacer in self.all() if (detail := pacer.describe()) is not None]
-
-
-# Pacing waits are time a step spends not working: the runner opens a meter around each step
-# and records the sum apart from the step's own time (step_timings "<step>.pacing").
-_pacing_meter: ContextVar[list[float] | None] = ContextVar("scribe_pacing_meter", default=None)
-
-
-def record_pacing_wait(seconds: float) -> None:
-    """Add ``seconds`` of pacing wait to the running step's meter (if a step is metered)."""
-    meter = _pacing_meter.get()
-    if meter is not None and seconds > 0:
-        meter.append(seconds)
-
-
-@contextmanager
-def pacing_meter() -> Iterator[list[float]]:
-    """Meter pacing waits in this context (tasks created inside share it): sum the list."""
-    meter: list[float] = []
-    token = _pacing_meter.set(meter)
-    try:
-        yield meter
-    finally:
-        _pacing_meter.reset(token)
+    def paused(self) -> dict[str, str]:
+        """/health details of the paused accounts, by account."""
+        return {
+            pacer.name: detail for pacer in self.all() if (detail := pacer.describe()) is not None
+        }
 
 
 def parse_limits(headers: Mapping[str, str]) -> list[Limit]:

@@ -40,14 +40,14 @@ class SearchHit:
 def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepError:
     """Map an exception from the Exa SDK to retry-later or fail-now."""
     if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
-        return TransientStepError("search timed out")
+        return TransientStepError("search timed out", provider="exa")
     if isinstance(exc, httpx.TransportError):
-        return TransientStepError(f"search connection failed: {type(exc).__name__}")
+        return TransientStepError(f"search connection failed: {type(exc).__name__}", provider="exa")
     match = _STATUS.search(str(exc))
     if match:
         status = int(match.group(1))
         if status in (408, 429) or status >= 500:
-            return TransientStepError(f"search returned HTTP {status}")
+            return TransientStepError(f"search returned HTTP {status}", provider="exa")
         if status in (401, 403):  # the operator's to fix; the end user only sees the failure
             log.warning("Exa answered HTTP %d: check EXA_API_KEY", status)
         return PermanentStepError(f"search returned HTTP {status}")

@@ -118,8 +118,10 @@ VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
 RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at
 
 -- ===== queue =====
--- Every worker write is fenced on ($1 id, $2 owner, $3 attempt): it touches 0 rows once the
+-- Every worker write is fenced on ($1 id, $2 owner, $3 claim): it touches 0 rows once the
 -- lease was lost (reaped, cancelled, taken by another process), and the worker then stops.
+-- `claims` counts claims (the fence); `attempts` only the item's own failures (DESIGN §4).
+-- Each write also appends its queue_item_events row in the same statement.
 
 -- lock_idempotency_key --
 -- Serialise concurrent submissions of one (user, Idempotency-Key) until the transaction ends.
@@ -231,52 +233,84 @@ claimed AS MATERIALIZED (
     ORDER BY c.fair_rank, c.seq
     LIMIT $2
     FOR UPDATE OF q SKIP LOCKED
+),
+-- The previous attempt's error is not this attempt's: cleared, kept in the events.
+updated AS (
+    UPDATE queue_items q
+    SET status = 'processing',
+        locked_by = $1,
+        lease_expires_at = now() + make_interval(secs => $4),
+        claims = q.claims + 1,
+        started_at = coalesce(q.started_at, now()),
+        attempt_started_at = now(),
+        step_started_at = now(),
+        heartbeat_at = now(),
+        error_message = NULL,
+        waiting_for = NULL,
+        current_step = coalesce(q.current_step, $5),
+        updated_at = now()
+    FROM claimed
+    WHERE q.id = claimed.id
+    RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, q.email_template,
+              q.claims, q.attempts, q.max_attempts, q.checkpoint, q.current_step,
+              q.cancel_requested_at IS NOT NULL AS cancel_requested
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, owner)
+    SELECT id, 'claim', claims, current_step, $1 FROM updated
 )
-UPDATE queue_items q
-SET status = 'processing',
-    locked_by = $1,
-    lease_expires_at = now() + make_interval(secs => $4),
-    attempts = q.attempts + 1,
-    started_at = coalesce(q.started_at, now()),
-    current_step = coalesce(q.current_step, $5),
-    updated_at = now()
-FROM claimed
-WHERE q.id = claimed.id
-RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, q.email_template,
-          q.attempts, q.max_attempts, q.checkpoint, q.cancel_requested_at IS NOT NULL
-          AS cancel_requested
+SELECT id, user_id, recipient_name, recipient_interest, email_template, claims, attempts,
+       max_attempts, checkpoint, cancel_requested
+FROM updated
 
 -- renew_leases --
--- One heartbeat for all of an owner's items ($2 ids, $3 attempts); returns those still owned,
--- with their cancel requests.
+-- One heartbeat for all of an owner's items ($2 ids, $3 claims); returns those still owned
+-- (with their claim) and their cancel requests.
 UPDATE queue_items q
-SET lease_expires_at = now() + make_interval(secs => $4)
-FROM unnest($2::uuid[], $3::int[]) AS mine(id, attempts)
+SET lease_expires_at = now() + make_interval(secs => $4), heartbeat_at = now()
+FROM unnest($2::uuid[], $3::int[]) AS mine(id, claims)
 WHERE q.id = mine.id AND q.status = 'processing' AND q.locked_by = $1
-  AND q.attempts = mine.attempts
-RETURNING q.id, q.cancel_requested_at IS NOT NULL AS cancel_requested
+  AND q.claims = mine.claims
+RETURNING q.id, q.claims, q.cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- save_checkpoint --
--- Store the data after a completed step ($4 checkpoint, $5 timings, $6 next step), fenced.
+-- Store the data after a completed step ($4 checkpoint, $5 timings, $6 next step), fenced, and
+-- log the step ($7 name, $8 seconds, $9 of which pacing wait).
 -- Committed asynchronously (no fsync wait): a checkpoint lost in a server crash only means a step
 -- runs again, while flushing 3 of every 4 commits per item would dominate throughput and SD wear.
-UPDATE queue_items
-SET checkpoint = $4, step_timings = $5, current_step = $6, updated_at = now()
-FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
-RETURNING cancel_requested_at IS NOT NULL AS cancel_requested
+WITH saved AS (
+    UPDATE queue_items
+    SET checkpoint = $4, step_timings = $5, current_step = $6, step_started_at = now(),
+        updated_at = now()
+    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
+    RETURNING id, claims, cancel_requested_at IS NOT NULL AS cancel_requested
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, seconds, wait_seconds, owner)
+    SELECT id, 'step', claims, $7::text, $8::float8, $9::float8, $2 FROM saved
+)
+SELECT cancel_requested FROM saved
 
 -- complete_queue_item --
 -- In one statement (so one transaction): fenced completion unless cancelled, the email
--- ($4 id, $5 message, $6 template type, $7 metadata, $8 confident, $9 step timings), the count.
+-- ($4 id, $5 message, $6 template type, $7 metadata, $8 confident, $9 step timings), the count,
+-- and the events: the last step ($10 name, $11 seconds, $12 pacing wait) and the completion.
 WITH done AS (
     UPDATE queue_items
     SET status = 'completed', locked_by = NULL, lease_expires_at = NULL, email_id = $4,
         step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
         updated_at = now()
-    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
       AND cancel_requested_at IS NULL
-    RETURNING id, user_id, recipient_name, recipient_interest
+    RETURNING id, user_id, recipient_name, recipient_interest, claims
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, seconds, wait_seconds, owner)
+    SELECT id, 'step', claims, $10::text, $11::float8, $12::float8, $2 FROM done
+    WHERE $10::text IS NOT NULL
+    UNION ALL
+    SELECT id, 'complete', claims, NULL, NULL, NULL, $2 FROM done
 ),
 email AS (
     INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
@@ -294,39 +328,86 @@ counted AS (
 SELECT count(*) AS completed FROM counted
 
 -- retry_queue_item --
--- Back to pending after a transient error, due in $4 seconds ($5 error, $6 step), fenced.
-UPDATE queue_items
-SET status = 'pending', locked_by = NULL, lease_expires_at = NULL,
-    run_after = now() + make_interval(secs => $4), error_message = $5, failed_step = $6,
-    updated_at = now()
-WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
-RETURNING id
+-- Back to pending after a transient error, due in $4 seconds ($5 error, $6 step), fenced; $7 = 1
+-- charges an attempt (the item's own failure), 0 does not (a provider outage, a wait): then the
+-- item fails instead once older than $9 seconds (counted from its last re-queue). $8 = reason,
+-- $10 = event kind ('retry' or 'release'), $11 = the provider it waits for (NULL: none).
+-- Returns the new status.
+WITH moved AS (
+    UPDATE queue_items
+    SET status = CASE WHEN $7 = 0 AND coalesce(requeued_at, created_at)
+                               < now() - make_interval(secs => $9::float8)
+                      THEN 'failed' ELSE 'pending' END,
+        completed_at = CASE WHEN $7 = 0 AND coalesce(requeued_at, created_at)
+                                     < now() - make_interval(secs => $9::float8)
+                            THEN now() END,
+        error_message = CASE WHEN $7 = 0 AND coalesce(requeued_at, created_at)
+                                      < now() - make_interval(secs => $9::float8)
+                             THEN left('Gave up: not finished within '
+                                       || round(($9 / 3600.0)::numeric, 1) || ' h of being queued; last: '
+                                       || $5, 1000)
+                             ELSE $5 END,
+        attempts = attempts + $7, locked_by = NULL, lease_expires_at = NULL,
+        run_after = now() + make_interval(secs => $4), failed_step = $6,
+        waiting_for = $11::text, updated_at = now()
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
+    RETURNING id, claims, status, error_message
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner)
+    SELECT id, CASE WHEN status = 'failed' THEN 'fail' ELSE $10::text END, claims, $6,
+           CASE WHEN status = 'failed' THEN 'too old' ELSE $8::text END, error_message, $2
+    FROM moved
+)
+SELECT status FROM moved
 
 -- fail_queue_item --
--- Failed for good ($4 error, $5 step), fenced.
-UPDATE queue_items
-SET status = 'failed', locked_by = NULL, lease_expires_at = NULL, error_message = $4,
-    failed_step = $5, completed_at = now(), updated_at = now()
-WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
-RETURNING id
+-- Failed for good ($4 error, $5 step, $6 reason), fenced; the failure is the item's own attempt.
+WITH failed AS (
+    UPDATE queue_items
+    SET status = 'failed', locked_by = NULL, lease_expires_at = NULL, error_message = $4,
+        failed_step = $5, attempts = attempts + 1, completed_at = now(), updated_at = now()
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
+    RETURNING id, claims
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner)
+    SELECT id, 'fail', claims, $5, $6, $4, $2 FROM failed
+)
+SELECT id FROM failed
 
 -- cancel_running_queue_item --
 -- The owner acknowledges a cancel request: cancelled, no email, fenced.
-UPDATE queue_items
-SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL, completed_at = now(),
-    updated_at = now()
-WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
-RETURNING id
+WITH cancelled AS (
+    UPDATE queue_items
+    SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL, completed_at = now(),
+        updated_at = now()
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
+    RETURNING id, claims, current_step
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, owner)
+    SELECT id, 'cancel', claims, current_step, $2 FROM cancelled
+)
+SELECT id FROM cancelled
 
 -- release_queue_item --
--- Shutdown: back to pending, due now, without charging the attempt (checkpoint kept), fenced.
-UPDATE queue_items
-SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
-    completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
-    attempts = attempts - 1, locked_by = NULL, lease_expires_at = NULL, run_after = now(),
-    updated_at = now()
-WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND attempts = $3
-RETURNING id
+-- Shutdown: back to pending, due now, without charging an attempt (checkpoint kept), fenced.
+WITH released AS (
+    UPDATE queue_items
+    SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        locked_by = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
+    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
+    RETURNING id, claims, current_step, status
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, owner)
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancel' ELSE 'release' END, claims,
+           current_step, 'shutdown', $2
+    FROM released
+)
+SELECT id FROM released
 
 -- seconds_until_next_due --
 -- How long until the earliest pending item is due (read in run_after order from the partial
@@ -336,32 +417,59 @@ FROM queue_items WHERE status = 'pending'
 ORDER BY run_after LIMIT 1
 
 -- reap_expired_leases --
--- Up to $1 items whose owner stopped renewing: cancelled if asked, failed when attempts are used
--- up, else pending again after a backoff of $2 × 2^(attempts-1) seconds (max $3, with jitter).
+-- Up to $1 items whose owner stopped renewing. Losing the worker is not the item's fault: no
+-- attempt is charged, `crashes` counts it. Cancelled if asked; failed once it lost $4 workers (a
+-- poison item that kills its worker every time) or is older than $5 seconds; else pending again
+-- after a backoff of $2 × 2^(crashes-1) seconds (max $3, with jitter).
 WITH expired AS MATERIALIZED (
     SELECT id FROM queue_items
     WHERE status = 'processing' AND lease_expires_at < now()
     ORDER BY lease_expires_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+),
+judged AS (
+    SELECT q.id,
+           CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
+                WHEN q.crashes + 1 >= $4 THEN 'crashed'
+                WHEN coalesce(q.requeued_at, q.created_at) < now() - make_interval(secs => $5)
+                    THEN 'too old'
+                ELSE 'pending' END AS verdict,
+           'Worker lost during ' || coalesce(q.current_step, 'claim') || ' (lease expired)'
+               AS lost
+    FROM expired JOIN queue_items q ON q.id = expired.id
+),
+reaped AS (
+    UPDATE queue_items q
+    SET status = CASE WHEN j.verdict IN ('crashed', 'too old') THEN 'failed'
+                      WHEN j.verdict = 'cancelled' THEN 'cancelled'
+                      ELSE 'pending' END,
+        crashes = q.crashes + CASE WHEN j.verdict = 'cancelled' THEN 0 ELSE 1 END,
+        completed_at = CASE WHEN j.verdict <> 'pending' THEN now() END,
+        error_message = left(CASE j.verdict
+            WHEN 'cancelled' THEN q.error_message
+            WHEN 'crashed' THEN j.lost || ' ' || (q.crashes + 1)
+                 || ' times: the item probably crashes its worker'
+            WHEN 'too old' THEN 'Gave up: not finished within ' || round(($5 / 3600.0)::numeric, 1)
+                 || ' h of being queued; last: ' || j.lost
+            ELSE j.lost END, 1000),
+        failed_step = CASE WHEN j.verdict = 'cancelled' THEN q.failed_step
+                           ELSE q.current_step END,
+        run_after = now() + make_interval(secs => least($3, $2 * power(2, q.crashes))
+                                                  * (0.5 + random() / 2)),
+        locked_by = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM judged j
+    WHERE q.id = j.id
+    RETURNING q.id, q.status, q.claims, q.current_step, q.error_message, j.verdict, j.lost
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error)
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancel' ELSE 'reap' END, claims,
+           current_step, CASE WHEN verdict = 'pending' THEN 'worker lost' ELSE verdict END,
+           CASE WHEN status = 'cancelled' THEN NULL ELSE error_message END
+    FROM reaped
 )
-UPDATE queue_items q
-SET status = CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                  WHEN q.attempts >= q.max_attempts THEN 'failed'
-                  ELSE 'pending' END,
-    completed_at = CASE WHEN q.cancel_requested_at IS NOT NULL
-                          OR q.attempts >= q.max_attempts THEN now() END,
-    error_message = CASE WHEN q.cancel_requested_at IS NOT NULL THEN q.error_message
-                         ELSE left('Worker lost during ' || coalesce(q.current_step, 'claim')
-                                   || ' (lease expired)', 1000) END,
-    failed_step = CASE WHEN q.cancel_requested_at IS NOT NULL THEN q.failed_step
-                       ELSE q.current_step END,
-    run_after = now() + make_interval(secs => least($3, $2 * power(2, q.attempts - 1))
-                                              * (0.5 + random() / 2)),
-    locked_by = NULL, lease_expires_at = NULL, updated_at = now()
-FROM expired
-WHERE q.id = expired.id
-RETURNING q.id, q.status
+SELECT id, status FROM reaped
 
 -- prune_finished_queue_items --
 -- Delete up to $2 finished items older than $1 seconds (their emails stay).
@@ -541,6 +649,83 @@ INSERT INTO template_attempts (id, user_id) VALUES ($1, $2)
 -- Record how a generation ended; it no longer counts as in flight.
 UPDATE template_attempts SET finished_at = now(), outcome = $2
 WHERE id = $1 AND finished_at IS NULL
+
+-- ==== issue-8core ====
+
+-- requeue_failed_items --
+-- Operator re-queue of failed items, one statement: by ids $1, user $2, failed since $3, failed
+-- step $4 (NULL = any; at least one is set by the caller), at most $5. Attempts and crashes start
+-- over, the checkpoint is kept (the runner resumes from it if it still validates), the events
+-- stay; each gets a 'requeue' event with the error it had ($6 = who asked).
+WITH picked AS MATERIALIZED (
+    SELECT id, error_message, failed_step FROM queue_items
+    WHERE status = 'failed'
+      AND ($1::uuid[] IS NULL OR id = ANY($1::uuid[]))
+      AND ($2::uuid IS NULL OR user_id = $2::uuid)
+      AND ($3::timestamptz IS NULL OR completed_at >= $3::timestamptz)
+      AND ($4::text IS NULL OR failed_step = $4::text)
+    ORDER BY seq
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+),
+requeued AS (
+    UPDATE queue_items q
+    SET status = 'pending', attempts = 0, crashes = 0, error_message = NULL, run_after = now(),
+        completed_at = NULL, requeued_at = now(), cancel_requested_at = NULL, updated_at = now()
+    FROM picked
+    WHERE q.id = picked.id
+    RETURNING q.id, q.claims
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner)
+    SELECT r.id, 'requeue', r.claims, p.failed_step, 'operator', p.error_message, $6
+    FROM requeued r JOIN picked p ON p.id = r.id
+)
+SELECT id FROM requeued
+
+-- save_provider_state --
+-- Record a circuit-breaker transition of provider $1 ($2 up/down, $3 reason, $4 since, $5 next
+-- probe, $6 consecutive failures, $7 reporting process).
+INSERT INTO provider_states (provider, state, reason, since, next_probe_at, failures,
+                             reported_by, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+ON CONFLICT (provider) DO UPDATE
+SET state = excluded.state, reason = excluded.reason, since = excluded.since,
+    next_probe_at = excluded.next_probe_at, failures = excluded.failures,
+    reported_by = excluded.reported_by, updated_at = now()
+
+-- providers_down --
+-- Providers some process reported down and probed within the last 15 minutes (a report nobody
+-- followed up, e.g. its process died and no other needed the provider since, is stale).
+SELECT provider, reason, since FROM provider_states
+WHERE state = 'down' AND next_probe_at > now() - interval '15 minutes'
+ORDER BY provider
+
+-- item_events --
+-- The history of one item, oldest first.
+SELECT at, kind, claim, step, seconds, wait_seconds, reason, error, owner
+FROM queue_item_events WHERE item_id = $1 ORDER BY at
+
+-- queue_workers --
+-- Processes holding items, with their heartbeat age.
+SELECT * FROM queue_workers
+
+-- queue_step_durations --
+-- p50/p95 per step over the last hour and day, pacing wait apart.
+SELECT * FROM queue_step_durations
+
+-- queue_transient_errors --
+-- Failures that did not end their item, last 24 h (newest first).
+SELECT * FROM queue_transient_errors LIMIT 50
+
+-- queue_providers --
+-- Provider circuit breakers as last reported.
+SELECT * FROM queue_providers
+
+-- wake_provider_waiters --
+-- Provider $1 is back: items waiting for it are due now (not at their next probe time).
+UPDATE queue_items SET run_after = now(), updated_at = now()
+WHERE status = 'pending' AND waiting_for = $1 AND run_after > now()
 
 -- ==== issue-10pace ====
 

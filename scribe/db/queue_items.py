@@ -111,11 +111,18 @@ class TaskView:
 
 @dataclass(frozen=True, slots=True)
 class Fence:
-    """Who may write an item: the owner holding attempt ``attempt`` of item ``id``."""
+    """Who may write an item: the owner holding claim number ``claim`` of item ``id``. The
+    claim counter (not ``attempts``, which counts only the item's own failures) is the fence."""
 
     id: uuid.UUID
     owner: str
-    attempt: int
+    claim: int
+
+    @property
+    def key(self) -> tuple[uuid.UUID, int]:
+        """The job's identity: (item, claim). One process may hold an old and a new claim of
+        the same item at once (its lease lapsed and it re-claimed the item)."""
+        return self.id, self.claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +134,15 @@ class ClaimedItem:
     recipient_name: str
     recipient_interest: str
     email_template: str
-    attempts: int
+    claims: int
+    attempts: int  # the item's own failures so far (charged against max_attempts)
     max_attempts: int
     checkpoint: dict[str, Any] | None
     cancel_requested: bool
 
     def fence(self, owner: str) -> Fence:
         """The fence of this claim."""
-        return Fence(self.id, owner, self.attempts)
+        return Fence(self.id, owner, self.claims)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,17 +261,27 @@ async def claim(
 
 async def renew_leases(
     pool: Pool, owner: str, fences: Sequence[Fence], lease_seconds: float
-) -> dict[uuid.UUID, bool]:
-    """Renew every lease in one statement; item id → cancel requested, for those still owned."""
+) -> dict[tuple[uuid.UUID, int], bool]:
+    """Renew every lease in one statement; (item id, claim) → cancel requested, for those still
+    owned."""
     async with connection_errors():
         rows = await pool.fetch(
             sql("renew_leases"),
             owner,
             [fence.id for fence in fences],
-            [fence.attempt for fence in fences],
+            [fence.claim for fence in fences],
             lease_seconds,
         )
-    return {row["id"]: row["cancel_requested"] for row in rows}
+    return {(row["id"], row["claims"]): row["cancel_requested"] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class StepDone:
+    """A finished step, for its event row: name, seconds, and of those the pacing wait."""
+
+    name: str
+    seconds: float
+    wait_seconds: float
 
 
 async def save_checkpoint(
@@ -272,17 +290,27 @@ async def save_checkpoint(
     checkpoint: dict[str, Any],
     step_timings: dict[str, float],
     next_step: str,
+    done: StepDone,
 ) -> bool | None:
     """Save a step's output; None when the lease was lost, else whether cancel was requested."""
     async with connection_errors():
         row = await pool.fetchrow(
-            sql("save_checkpoint"), *_fenced(fence), storable(checkpoint), step_timings, next_step
+            sql("save_checkpoint"),
+            *_fenced(fence),
+            storable(checkpoint),
+            step_timings,
+            next_step,
+            *_step_args(done),
         )
     return None if row is None else bool(row["cancel_requested"])
 
 
 async def complete(
-    pool: Pool, fence: Fence, email: CompletedEmail, step_timings: dict[str, float]
+    pool: Pool,
+    fence: Fence,
+    email: CompletedEmail,
+    step_timings: dict[str, float],
+    done: StepDone | None = None,
 ) -> bool:
     """Completion, email and generation count in one transaction; False when fenced out or
     cancelled (then nothing was written)."""
@@ -296,22 +324,55 @@ async def complete(
             storable(email.metadata),
             email.is_confident,
             step_timings,
+            *_step_args(done),
         )
     return bool(completed)
 
 
 async def retry_later(
-    pool: Pool, fence: Fence, delay_seconds: float, error: str, step: str | None
-) -> bool:
-    """Back to pending after ``delay_seconds``; False when fenced out."""
-    return await _fenced_write(
-        "retry_queue_item", pool, fence, delay_seconds, storable(error), step
-    )
+    pool: Pool,
+    fence: Fence,
+    delay_seconds: float,
+    error: str | None,
+    step: str | None,
+    *,
+    charge: bool,
+    reason: str,
+    max_age_seconds: float,
+    kind: str = "retry",
+    waiting_for: str | None = None,
+) -> str | None:
+    """Back to pending after ``delay_seconds``, charging an attempt or not; an uncharged item
+    older than ``max_age_seconds`` fails instead. The new status, or None when fenced out."""
+    async with connection_errors():
+        status: str | None = await pool.fetchval(
+            sql("retry_queue_item"),
+            *_fenced(fence),
+            delay_seconds,
+            None if error is None else storable(error),
+            step,
+            int(charge),
+            reason,
+            max_age_seconds,
+            kind,
+            waiting_for,
+        )
+    return status
 
 
-async def fail(pool: Pool, fence: Fence, error: str, step: str | None) -> bool:
-    """Failed for good; False when fenced out."""
-    return await _fenced_write("fail_queue_item", pool, fence, storable(error), step)
+async def wake_provider_waiters(pool: Pool, provider: str) -> int:
+    """Make the items waiting for ``provider`` due now and wake the consumers; how many."""
+    async with connection_errors(), pool.acquire() as conn, conn.transaction():
+        status = await conn.execute(sql("wake_provider_waiters"), provider)
+        woken = int(status.split()[-1])
+        if woken:
+            await conn.execute(sql("notify_queue"))
+    return woken
+
+
+async def fail(pool: Pool, fence: Fence, error: str, step: str | None, reason: str) -> bool:
+    """Failed for good (the item's own failure); False when fenced out."""
+    return await _fenced_write("fail_queue_item", pool, fence, storable(error), step, reason)
 
 
 async def mark_cancelled(pool: Pool, fence: Fence) -> bool:
@@ -345,11 +406,25 @@ async def count_live_consumers(pool: Pool) -> int:
 
 
 async def reap_expired(
-    pool: Pool, *, limit: int, backoff_base: float, backoff_max: float
+    pool: Pool,
+    *,
+    limit: int,
+    backoff_base: float,
+    backoff_max: float,
+    max_crashes: int,
+    max_age_seconds: float,
 ) -> dict[str, int]:
-    """Return expired leases to pending (or failed/cancelled); count per resulting status."""
+    """Return expired leases to pending (or failed/cancelled) without charging an attempt; count
+    per resulting status."""
     async with connection_errors():
-        rows = await pool.fetch(sql("reap_expired_leases"), limit, backoff_base, backoff_max)
+        rows = await pool.fetch(
+            sql("reap_expired_leases"),
+            limit,
+            backoff_base,
+            backoff_max,
+            max_crashes,
+            max_age_seconds,
+        )
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
@@ -363,17 +438,68 @@ async def prune_finished(pool: Pool, *, older_than_seconds: float, limit: int) -
     return int(status.split()[-1])
 
 
+OPERATOR_VIEWS = (
+    "queue_overview",
+    "queue_active",
+    "queue_failures",
+    "queue_workers",
+    "queue_step_durations",
+    "queue_transient_errors",
+    "queue_providers",
+)
+
+
 async def operator_view(pool: Pool, name: str) -> list[dict[str, Any]]:
-    """Rows of one operator view: queue_overview, queue_active or queue_failures."""
-    if name not in ("queue_overview", "queue_active", "queue_failures"):
+    """Rows of one operator view (``OPERATOR_VIEWS``)."""
+    if name not in OPERATOR_VIEWS:
         raise ValueError(f"unknown view {name!r}")
     async with connection_errors():
         rows = await pool.fetch(sql(name))
     return [dict(row) for row in rows]
 
 
+async def item_events(pool: Pool, item_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The history of one item (queue_item_events), oldest first."""
+    async with connection_errors():
+        rows = await pool.fetch(sql("item_events"), item_id)
+    return [dict(row) for row in rows]
+
+
+async def requeue_failed(
+    pool: Pool,
+    *,
+    ids: Sequence[uuid.UUID] | None,
+    user_id: uuid.UUID | None,
+    failed_since: datetime | None,
+    step: str | None,
+    limit: int,
+    requested_by: str,
+) -> list[uuid.UUID]:
+    """Put failed items matching every given filter back to pending, in one transaction, and
+    wake the consumers; the ids re-queued. Their history (events, checkpoint) is kept."""
+    async with connection_errors(), pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            sql("requeue_failed_items"),
+            None if ids is None else list(ids),
+            user_id,
+            failed_since,
+            step,
+            limit,
+            requested_by,
+        )
+        if rows:
+            await conn.execute(sql("notify_queue"))
+    return [row["id"] for row in rows]
+
+
 def _fenced(fence: Fence) -> tuple[uuid.UUID, str, int]:
-    return fence.id, fence.owner, fence.attempt
+    return fence.id, fence.owner, fence.claim
+
+
+def _step_args(done: StepDone | None) -> tuple[str | None, float | None, float | None]:
+    if done is None:
+        return None, None, None
+    return done.name, done.seconds, done.wait_seconds
 
 
 async def _fenced_write(query: str, pool: Pool, fence: Fence, *args: object) -> bool:

@@ -6,6 +6,10 @@ itself. ``run(drain=True)`` returns once nothing is due and nothing runs (tests 
 sleeping). ``stop()`` stops claiming; running jobs then get the shutdown grace period, after
 which they are released to pending without being charged an attempt (``release_now()`` skips
 the wait).
+
+Running jobs are keyed by (item id, claim), the fence, never by item id alone: when this process
+re-claims an item whose old job it is still running (the lease lapsed while the loop was busy),
+the old job's end must not take the new one out of lease renewal or slot counting.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem
@@ -28,7 +33,7 @@ from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import keep_leases
 from scribe.queue.listener import CANCEL_CHANNEL, WAKE_CHANNEL, Listener
 from scribe.queue.reaper import reap_forever
-from scribe.queue.runner import JobRunner, RunnerConfig
+from scribe.queue.runner import JobRunner, RunnerConfig, breakers_from_settings
 from scribe.settings import Settings
 from scribe.steps import Pipeline
 
@@ -61,6 +66,7 @@ class Consumer:
         *,
         listener: Listener | None = None,
         owner: str | None = None,
+        breakers: ProviderBreakers | None = None,
         share: Callable[[int], None] | None = None,
     ) -> None:
         if not pipeline:
@@ -73,12 +79,23 @@ class Consumer:
         self._pipeline = pipeline
         self._listener = listener
         self._share = share  # told how many processes consume (they share provider limits)
-        self._runner = JobRunner(pool, pipeline, RunnerConfig.from_settings(settings))
-        self._jobs: dict[uuid.UUID, Job] = {}
+        self._runner = JobRunner(
+            pool,
+            pipeline,
+            RunnerConfig.from_settings(settings),
+            breakers=breakers or breakers_from_settings(settings),
+            owner=self.owner,
+        )
+        self._jobs: dict[tuple[uuid.UUID, int], Job] = {}
         self._wake = asyncio.Event()
         self._stopping = False
         self._releasing = False
         self._crash: BaseException | None = None
+
+    @property
+    def breakers(self) -> ProviderBreakers:
+        """This consumer's provider circuit breakers."""
+        return self._runner.breakers
 
     @property
     def running(self) -> int:
@@ -180,12 +197,15 @@ class Consumer:
 
     def _start(self, item: ClaimedItem) -> None:
         job = Job(item, item.fence(self.owner))
-        job.task = asyncio.create_task(self._runner.run(job), name=f"queue-job-{item.id}")
-        self._jobs[item.id] = job
+        job.task = asyncio.create_task(
+            self._runner.run(job), name=f"queue-job-{item.id}-{item.claims}"
+        )
+        self._jobs[job.fence.key] = job
         job.task.add_done_callback(lambda task: self._job_done(job, task))
 
     def _job_done(self, job: Job, task: asyncio.Task[Outcome]) -> None:
-        self._jobs.pop(job.item.id, None)
+        if self._jobs.get(job.fence.key) is job:
+            del self._jobs[job.fence.key]
         self._wake.set()
         if task.cancelled():
             log.error(
@@ -221,9 +241,10 @@ class Consumer:
             return lambda: None
 
         def on_cancel(payload: str | None) -> None:
-            job = self._jobs.get(uuid.UUID(payload)) if payload else None
-            if job is not None:
-                job.request_stop(StopReason.CANCELLED)
+            item_id = uuid.UUID(payload) if payload else None
+            for job in list(self._jobs.values()):
+                if job.item.id == item_id:
+                    job.request_stop(StopReason.CANCELLED)
 
         def on_wake(payload: str | None) -> None:
             self._wake.set()

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 async def renew_once(
-    pool: Pool, owner: str, jobs: Mapping[uuid.UUID, Job], lease_seconds: float
+    pool: Pool, owner: str, jobs: Mapping[tuple[uuid.UUID, int], Job], lease_seconds: float
 ) -> None:
     """Renew the leases of the running ``jobs``; stop those lost or cancelled."""
     live = [job for job in jobs.values() if job.task is not None and not job.task.done()]
@@ -32,14 +32,14 @@ async def renew_once(
         log.warning("lease renewal failed: %s", exc)
         return
     for job in live:
-        if job.item.id not in owned:
+        if job.fence.key not in owned:
             job.request_stop(StopReason.LEASE_LOST)
-        elif owned[job.item.id]:
+        elif owned[job.fence.key]:
             job.request_stop(StopReason.CANCELLED)
 
 
 async def keep_leases(
-    pool: Pool, owner: str, jobs: Mapping[uuid.UUID, Job], lease_seconds: float
+    pool: Pool, owner: str, jobs: Mapping[tuple[uuid.UUID, int], Job], lease_seconds: float
 ) -> None:
     """Heartbeat every TTL/4 until cancelled."""
     while True:

@@ -1,6 +1,8 @@
-"""The reaper every process runs: expired leases go back to pending (with backoff) or to failed
-when attempts are used up; finished items past the retention age are pruned in small batches.
-Concurrent reapers are safe: both statements lock with SKIP LOCKED."""
+"""The reaper every process runs: expired leases go back to pending (with backoff) without
+charging an attempt, or to failed when the item lost its worker SCRIBE_MAX_CRASHES times (a
+poison item) or outlived SCRIBE_MAX_ITEM_AGE_SECONDS; finished items past the retention age are
+pruned in small batches (their events go with them). Concurrent
+reapers are safe: both statements lock with SKIP LOCKED."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ async def reap_once(pool: Pool, settings: Settings) -> dict[str, int]:
         limit=REAP_BATCH,
         backoff_base=settings.scribe_retry_base_seconds,
         backoff_max=settings.scribe_retry_max_seconds,
+        max_crashes=settings.scribe_max_crashes,
+        max_age_seconds=settings.scribe_max_item_age_seconds,
     )
     if counts:
         log.warning("reaped items whose worker went away: %s", counts)

@@ -3,11 +3,18 @@
 Each step is timed and bounded by the step and job timeouts; after each step the PipelineData is
 checkpointed (fenced), so a retry resumes after the last completed step. Steps say "retry later"
 or "failed" through exception types; only this module turns that into attempts and backoff.
+
+Whose fault (DESIGN §4): an attempt is charged only for what the item caused — a permanent error,
+a step timeout on its own content, an unexpected exception. A provider fault (the client names
+the provider on the TransientStepError) charges nothing: it feeds that provider's circuit
+breaker, and while the breaker is open items needing the provider wait for its next probe. Such
+uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -19,10 +26,11 @@ from typing import TypeVar
 import logfire
 from pydantic import ValidationError
 
-from scribe.clients.pacing import pacing_meter
+from scribe.clients.providers import ProviderBreakers, Transition, pacing_meter
+from scribe.db import providers as providers_db
 from scribe.db import queue_items
 from scribe.db.pool import Pool
-from scribe.db.queue_items import ClaimedItem, CompletedEmail
+from scribe.db.queue_items import ClaimedItem, CompletedEmail, StepDone
 from scribe.errors import DatabaseUnavailable, PermanentStepError, TransientStepError
 from scribe.queue.backoff import retry_delay, truncate_error
 from scribe.queue.job import Job, Outcome, StopReason
@@ -46,6 +54,7 @@ class RunnerConfig:
     retry_base: float
     retry_max: float
     max_email_chars: int = 20_000
+    max_age_seconds: float = 86400.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -57,7 +66,17 @@ class RunnerConfig:
             retry_base=settings.scribe_retry_base_seconds,
             retry_max=settings.scribe_retry_max_seconds,
             max_email_chars=settings.scribe_max_email_chars,
+            max_age_seconds=settings.scribe_max_item_age_seconds,
         )
+
+
+def breakers_from_settings(settings: Settings) -> ProviderBreakers:
+    """This process's provider circuit breakers, per settings."""
+    return ProviderBreakers(
+        threshold=settings.scribe_breaker_threshold,
+        probe_seconds=settings.scribe_breaker_probe_seconds,
+        probe_max_seconds=settings.scribe_breaker_probe_max_seconds,
+    )
 
 
 class _Stopped(Exception):
@@ -90,19 +109,30 @@ class JobRunner:
     """Runs one job at a time per call; shared by all slots of a consumer."""
 
     def __init__(
-        self, pool: Pool, pipeline: Pipeline, config: RunnerConfig, rng: random.Random | None = None
+        self,
+        pool: Pool,
+        pipeline: Pipeline,
+        config: RunnerConfig,
+        rng: random.Random | None = None,
+        *,
+        breakers: ProviderBreakers | None = None,
+        owner: str = "",
     ) -> None:
         self._pool = pool
         self._pipeline = pipeline
         self._config = config
         self._rng = rng or random.Random()
+        self.breakers = breakers or ProviderBreakers(
+            threshold=3, probe_seconds=2.0, probe_max_seconds=5.0
+        )
+        self._owner = owner
 
     async def run(self, job: Job) -> Outcome:
         """Run (or resume) the job to its end; never raises for step or database errors."""
         item = job.item
         try:
             with logfire.span(
-                "queue job {item_id}", item_id=str(item.id), attempt=job.fence.attempt
+                "queue job {item_id}", item_id=str(item.id), claim=job.fence.claim
             ) as span:
                 outcome = await self._run(job)
                 span.set_attribute("outcome", outcome.name)
@@ -116,27 +146,32 @@ class JobRunner:
             job.request_stop(StopReason.CANCELLED)
         data, completed = resume_point(job.item)
         deadline = asyncio.get_running_loop().time() + self._config.job_timeout
+        last: StepDone | None = None
         for index, step in enumerate(self._pipeline):
             if step.name in completed:
                 continue
             if job.stop_reason is not None:
                 return await self._stop(job)
+            if self.breakers.wait_for(step.provider) is not None:
+                return await self._wait_for_provider(job, step)
             try:
-                data = await self._run_step(job, step, data, deadline)
+                data, last = await self._run_step(job, step, data, deadline)
             except _Stopped:
                 return await self._stop(job)
             except Exception as exc:
                 return await self._step_failed(job, step.name, exc)
+            await self._report(self.breakers.record_success(step.provider))
             completed.append(step.name)
             if index + 1 < len(self._pipeline):
-                await self._checkpoint(job, data, completed, self._pipeline[index + 1].name)
+                await self._checkpoint(job, data, completed, self._pipeline[index + 1].name, last)
+                last = None
         if job.stop_reason is not None:
             return await self._stop(job)
-        return await self._complete(job, data)
+        return await self._complete(job, data, last)
 
     async def _run_step(
         self, job: Job, step: Step, data: PipelineData, deadline: float
-    ) -> PipelineData:
+    ) -> tuple[PipelineData, StepDone]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         job.in_step = True
@@ -160,27 +195,128 @@ class JobRunner:
             raise TransientStepError(f"{step.name} timed out ({limit} timeout)") from exc
         finally:
             job.in_step = False
-        timings = {**result.step_timings, step.name: round(time.perf_counter() - started, 4)}
-        if waits:  # the part of the step's time spent waiting for a provider's rate limit
-            timings[f"{step.name}.pacing"] = round(sum(waits), 4)
-        return result.model_copy(update={"step_timings": timings})
+        seconds = round(time.perf_counter() - started, 4)
+        timings = {**result.step_timings, step.name: seconds}
+        wait = round(sum(waits), 4)
+        if wait:  # the part of the step's time spent waiting for a provider's rate limit
+            timings[f"{step.name}.pacing"] = wait
+        done = StepDone(step.name, seconds, wait)
+        return result.model_copy(update={"step_timings": timings}), done
 
     async def _step_failed(self, job: Job, step: str, exc: Exception) -> Outcome:
         if isinstance(exc, PermanentStepError):
-            return await self._fail(job, step, _describe(exc))
+            return await self._fail(job, step, _describe(exc), "permanent")
+        if isinstance(exc, TransientStepError) and exc.provider is not None:
+            return await self._provider_fault(job, step, exc, exc.provider)
         if isinstance(exc, TransientStepError):
             return await self._retry(job, step, _describe(exc), exc.retry_after)
         # A bug or a library error the step did not wrap: retry, and fail once attempts run out.
         log.error("item %s: step %s raised unexpectedly", job.item.id, step, exc_info=exc)
         return await self._retry(job, step, _describe(exc), None)
 
+    async def _provider_fault(
+        self, job: Job, step: str, exc: TransientStepError, provider: str
+    ) -> Outcome:
+        """Not the item's fault: no attempt; wait for the provider (longer once it is down)."""
+        await self._report(self.breakers.record_failure(provider, _describe(exc)))
+        delay = retry_delay(
+            1, base=self._config.retry_base, cap=self._config.retry_max, rng=self._rng
+        )
+        if not self.breakers.state(provider).up:
+            delay = max(delay, self.breakers.release_delay(provider))
+        delay = max(delay, exc.retry_after or 0.0)
+        reason = f"{provider} unavailable"
+        return await self._requeue(
+            job, step, _describe(exc), delay, reason, kind="retry", waiting_for=provider
+        )
+
+    async def _wait_for_provider(self, job: Job, step: Step) -> Outcome:
+        """The step's provider is down: back to pending until its next probe, or parked until
+        it is back (no attempt either way)."""
+        state = self.breakers.state(step.provider or "")
+        wait = self.breakers.release_delay(state.provider)
+        # Spread the returns a little so the items do not all come back in the same instant.
+        delay = wait + self._rng.random() * min(1.0, wait)
+        message = f"Waiting for {state.provider}: {state.reason}"
+        return await self._requeue(
+            job,
+            step.name,
+            message,
+            delay,
+            f"{state.provider} down",
+            kind="release",
+            waiting_for=state.provider,
+        )
+
+    async def _requeue(
+        self,
+        job: Job,
+        step: str,
+        error: str,
+        delay: float,
+        reason: str,
+        *,
+        kind: str,
+        waiting_for: str,
+    ) -> Outcome:
+        status = await self._write(
+            lambda: queue_items.retry_later(
+                self._pool,
+                job.fence,
+                delay,
+                truncate_error(error),
+                step,
+                charge=False,
+                reason=reason,
+                max_age_seconds=self._config.max_age_seconds,
+                kind=kind,
+                waiting_for=waiting_for,
+            )
+        )
+        if status is None:
+            raise _Lost
+        if status == "failed":
+            log.info("item %s failed at %s: too old to keep waiting (%s)", job.item.id, step, error)
+            return Outcome.FAILED
+        log.info("item %s: %s (%s); again in %.1fs, no attempt", job.item.id, reason, error, delay)
+        return Outcome.RETRYING
+
+    async def _report(self, transition: Transition | None) -> None:
+        """Log a breaker transition and share it through the provider_states table."""
+        if transition is None:
+            return
+        state = transition.state
+        if state.up:
+            log.info("provider %s is back", state.provider)
+            with contextlib.suppress(DatabaseUnavailable):  # they come back at their probe time
+                await queue_items.wake_provider_waiters(self._pool, state.provider)
+        else:
+            log.warning(
+                "provider %s down (%s); next probe in %.0fs",
+                state.provider,
+                state.reason,
+                transition.seconds_to_probe,
+            )
+        try:
+            await providers_db.save_state(
+                self._pool, state, transition.seconds_to_probe, self._owner
+            )
+        except DatabaseUnavailable as exc:  # the in-process breaker works on without it
+            log.warning("could not record provider %s state: %s", state.provider, exc)
+
     async def _checkpoint(
-        self, job: Job, data: PipelineData, completed: list[str], next_step: str
+        self,
+        job: Job,
+        data: PipelineData,
+        completed: list[str],
+        next_step: str,
+        done: StepDone | None,
     ) -> None:
         checkpoint = {"completed": completed, "data": data.model_dump(mode="json")}
+        assert done is not None
         cancel_requested = await self._write(
             lambda: queue_items.save_checkpoint(
-                self._pool, job.fence, checkpoint, data.step_timings, next_step
+                self._pool, job.fence, checkpoint, data.step_timings, next_step, done
             )
         )
         if cancel_requested is None:
@@ -188,9 +324,11 @@ class JobRunner:
         if cancel_requested:
             job.request_stop(StopReason.CANCELLED)
 
-    async def _complete(self, job: Job, data: PipelineData) -> Outcome:
+    async def _complete(self, job: Job, data: PipelineData, last: StepDone | None) -> Outcome:
         if not data.email_message:
-            return await self._fail(job, self._pipeline[-1].name, "The pipeline wrote no email.")
+            return await self._fail(
+                job, self._pipeline[-1].name, "The pipeline wrote no email.", "no email"
+            )
         email = CompletedEmail(
             email_id=uuid.uuid4(),
             email_message=bounded_text(data.email_message, self._config.max_email_chars),
@@ -199,7 +337,7 @@ class JobRunner:
             is_confident=data.is_confident,
         )
         if await self._write(
-            lambda: queue_items.complete(self._pool, job.fence, email, data.step_timings)
+            lambda: queue_items.complete(self._pool, job.fence, email, data.step_timings, last)
         ):
             return Outcome.COMPLETED
         # Nothing was written: either cancel was requested (then acknowledge it) or the lease
@@ -221,9 +359,12 @@ class JobRunner:
         raise _Lost
 
     async def _retry(self, job: Job, step: str, error: str, retry_after: float | None) -> Outcome:
-        attempt = job.fence.attempt
+        """The item's own transient failure: charged against max_attempts."""
+        attempt = job.item.attempts + 1
         if attempt >= job.item.max_attempts:
-            return await self._fail(job, step, f"{error} (gave up after {attempt} attempts)")
+            return await self._fail(
+                job, step, f"{error} (gave up after {attempt} attempts)", "attempts used up"
+            )
         delay = retry_delay(
             attempt,
             base=self._config.retry_base,
@@ -232,16 +373,28 @@ class JobRunner:
             rng=self._rng,
         )
         message = truncate_error(error)
-        if await self._write(
-            lambda: queue_items.retry_later(self._pool, job.fence, delay, message, step)
-        ):
-            log.info("item %s: %s failed (%s); retry in %.1fs", job.item.id, step, error, delay)
-            return Outcome.RETRYING
-        raise _Lost
+        status = await self._write(
+            lambda: queue_items.retry_later(
+                self._pool,
+                job.fence,
+                delay,
+                message,
+                step,
+                charge=True,
+                reason="item failure",
+                max_age_seconds=self._config.max_age_seconds,
+            )
+        )
+        if status is None:
+            raise _Lost
+        log.info("item %s: %s failed (%s); retry in %.1fs", job.item.id, step, error, delay)
+        return Outcome.RETRYING
 
-    async def _fail(self, job: Job, step: str, error: str) -> Outcome:
+    async def _fail(self, job: Job, step: str, error: str, reason: str) -> Outcome:
         message = truncate_error(error)
-        if await self._write(lambda: queue_items.fail(self._pool, job.fence, message, step)):
+        if await self._write(
+            lambda: queue_items.fail(self._pool, job.fence, message, step, reason)
+        ):
             log.info("item %s failed at %s: %s", job.item.id, step, error)
             return Outcome.FAILED
         raise _Lost

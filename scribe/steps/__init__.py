@@ -24,6 +24,9 @@ class Step:
 
     name: str
     run: StepFunction
+    # The external provider the step cannot work without (anthropic, openai, exa), if any: while
+    # its circuit breaker is open, items waiting for this step wait instead of running it.
+    provider: str | None = None
 
 
 Pipeline = tuple[Step, ...]

@@ -42,9 +42,29 @@ def _bind(name: str, run: StepRun, clients: Clients) -> StepFunction:
     return bound
 
 
+def step_providers(clients: Clients) -> dict[str, str | None]:
+    """The provider each step needs (None: offline or optional, e.g. arXiv, whose failure never
+    fails the email)."""
+
+    def llm_provider(model: str) -> str | None:
+        provider = model.partition(":")[0]
+        return provider if provider in ("anthropic", "openai") else None
+
+    return {
+        "template_parser": llm_provider(clients.parser_llm.model),
+        "web_scraper": "exa" if clients.search is not None else None,
+        "arxiv_helper": None,
+        "email_composer": llm_provider(clients.composer_llm.model),
+    }
+
+
 def build_pipeline(clients: Clients) -> Pipeline:
     """The ordered steps with ``clients`` bound; each records its wall-clock seconds."""
-    return tuple(Step(name, _bind(name, STEP_FUNCTIONS[name], clients)) for name in STEP_NAMES)
+    providers = step_providers(clients)
+    return tuple(
+        Step(name, _bind(name, STEP_FUNCTIONS[name], clients), providers[name])
+        for name in STEP_NAMES
+    )
 
 
 async def run_pipeline(pipeline: Pipeline, data: PipelineData) -> PipelineData:

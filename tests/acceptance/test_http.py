@@ -237,6 +237,7 @@ async def test_health_reports_database_and_queue(client: httpx.AsyncClient) -> N
         "version": __version__,
         "database": "connected",
         "queue": {"pending": 0, "processing": 0},
+        "providers": {},
     }
 
 

@@ -87,6 +87,7 @@ async def test_rejected_key_answers_503_and_health_says_degraded(
         health = (await client.get("/health")).json()
         assert health["status"].startswith("degraded: anthropic:claude-sonnet paused since ")
         assert health["status"].endswith(": HTTP 401")
+        assert list(health["providers"]) == ["anthropic:claude-sonnet"]
         metrics = (await client.get("/metrics")).text
         assert 'scribe_provider_paused{account="anthropic:claude-sonnet"} 1.0' in metrics
     assert len(fakes.of("anthropic")) == 1

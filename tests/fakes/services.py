@@ -66,6 +66,8 @@ class FakeServices:
         # Anthropic's apply per model family (each family gets its own buckets of these sizes).
         self.limits: dict[str, FakeLimits] = {}
         self.family_limits: dict[str, FakeLimits] = {}
+        # service -> HTTP status every request answers while set (an outage: e.g. 529 overloaded)
+        self.outages: dict[str, int] = {}
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -86,6 +88,8 @@ class FakeServices:
         if self.latency.get(service):
             await asyncio.sleep(self.latency[service])
         scripted = self.scripts[service].popleft() if self.scripts[service] else None
+        if service in self.outages:
+            scripted = Scripted(status=self.outages[service])
         if scripted is not None and scripted.delay:
             await asyncio.sleep(scripted.delay)
         return scripted, body

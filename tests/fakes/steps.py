@@ -39,6 +39,9 @@ class Behaviour(BaseModel):
     hang_once: list[str] = Field(default_factory=list)
     crash: list[str] = Field(default_factory=list)  # os._exit, every run
     crash_once: list[str] = Field(default_factory=list)
+    # While this file exists, these steps fail as their provider being down (overload, 529).
+    provider_down_while: str | None = None
+    provider_steps: dict[str, str] = Field(default_factory=dict)  # step -> provider
 
     @classmethod
     def of(cls, data: PipelineData) -> Behaviour:
@@ -116,6 +119,9 @@ async def _run(name: str, log: StepLog | None, data: PipelineData) -> PipelineDa
         await asyncio.sleep(HANG_SECONDS)
     if name in rules.delay:
         await asyncio.sleep(rules.delay[name])
+    provider = rules.provider_steps.get(name)
+    if provider and rules.provider_down_while and os.path.exists(rules.provider_down_while):
+        raise TransientStepError(f"LLM returned HTTP 529: Overloaded ({name})", provider=provider)
     kind = rules.fail.get(name) or (rules.fail_once.get(name) if first_run else None)
     if kind is not None:
         message = rules.fail_message or f"{kind} failure in {name}"
@@ -127,7 +133,13 @@ async def _run(name: str, log: StepLog | None, data: PipelineData) -> PipelineDa
     return data.model_copy(update=_outputs(name, data))
 
 
-def deterministic_pipeline(log_dir: Path | None = None) -> Pipeline:
-    """The four steps, behaving as each item's interest says; logged when ``log_dir`` is set."""
+def deterministic_pipeline(
+    log_dir: Path | None = None, providers: dict[str, str] | None = None
+) -> Pipeline:
+    """The four steps, behaving as each item's interest says; logged when ``log_dir`` is set;
+    ``providers`` names the provider a step needs (for the circuit breaker)."""
     log = StepLog(log_dir) if log_dir is not None else None
-    return tuple(Step(name, functools.partial(_run, name, log)) for name in STEP_NAMES)
+    return tuple(
+        Step(name, functools.partial(_run, name, log), (providers or {}).get(name))
+        for name in STEP_NAMES
+    )

@@ -43,6 +43,7 @@ async def test_llm_overload_and_server_errors_are_transient(
         with pytest.raises(TransientStepError) as caught:
             await template_parser.run(item(), clients)
     assert caught.value.retry_after == 2.5
+    assert caught.value.provider == "anthropic"  # not the item's fault: no attempt charged
 
 
 async def test_llm_timeout_is_transient(fakes: FakeServices) -> None:
@@ -69,10 +70,10 @@ async def test_llm_rejected_key_pauses_the_provider_and_names_the_setting_in_the
             await template_parser.run(item(), clients)
         with pytest.raises(ProviderPaused):  # the next item waits without calling
             await template_parser.run(item(), clients)
-        assert clients.pacers.paused() == [
-            f"anthropic:claude-haiku paused since "
-            f"{clients.pacers.get('anthropic:claude-haiku').paused_since.isoformat()}: HTTP 401"  # type: ignore[union-attr]
-        ]
+        paused = clients.pacers.paused()
+        assert list(paused) == ["anthropic:claude-haiku"]
+        assert paused["anthropic:claude-haiku"].endswith(": HTTP 401")
+    assert failure.value.provider == "anthropic"  # not the item's fault: no attempt charged
     assert "ANTHROPIC_API_KEY" not in failure.value.message
     assert len(fakes.of("anthropic")) == 1
     logged = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]

@@ -67,7 +67,8 @@ async def test_drain_completes_each_item_once_with_email_and_count(
 
     rows = await item_rows(pool, ids)
     assert {row["status"] for row in rows.values()} == {"completed"}
-    assert all(row["attempts"] == 1 and row["email_id"] is not None for row in rows.values())
+    assert all(row["claims"] == 1 and row["email_id"] is not None for row in rows.values())
+    assert {row["attempts"] for row in rows.values()} == {0}
     assert all(set(row["step_timings"]) == set(STEP_NAMES) for row in rows.values())
     emails = await pool.fetch("SELECT * FROM emails ORDER BY created_at")
     assert {e["queue_item_id"] for e in emails} == set(ids)
@@ -87,7 +88,8 @@ async def test_transient_failure_retries_and_resumes_after_last_checkpoint(
     await consumer_for().run(drain=True)
 
     row = (await item_rows(pool, [item]))[item]
-    assert (row["status"], row["attempts"], row["error_message"]) == ("completed", 2, None)
+    assert (row["status"], row["claims"], row["attempts"]) == ("completed", 2, 1)
+    assert row["error_message"] is None
     starts = step_log.starts(item)
     assert starts[(str(item), "template_parser")] == 1
     assert starts[(str(item), "web_scraper")] == 1
@@ -295,4 +297,4 @@ async def test_backed_off_retry_runs_when_due_not_at_the_next_poll(
         await wait_until(lambda: _status_is(pool, item, "completed"), timeout=10)
 
     row = (await item_rows(pool, [item]))[item]
-    assert row["attempts"] == 2
+    assert (row["claims"], row["attempts"]) == (2, 1)

@@ -76,7 +76,13 @@ async def test_killed_worker_item_completes_once_resuming_from_checkpoint(
         _stop(first, *([second] if second else []))
 
     row = (await item_rows(pool, [item]))[item]
-    assert (row["status"], row["attempts"]) == ("completed", 2)
+    # The kill was not the item's fault: two claims, one lost worker, no attempt charged.
+    assert (row["status"], row["claims"], row["crashes"], row["attempts"]) == (
+        "completed",
+        2,
+        1,
+        0,
+    )
     assert await email_count(pool) == 1
     starts = step_log.starts(item)
     assert [starts[(str(item), step)] for step in STEP_NAMES] == [1, 1, 1, 2]
@@ -108,7 +114,7 @@ async def test_stopped_worker_past_its_lease_writes_nothing_after_a_peer_finishe
         _stop(stale, *([peer] if peer else []))
 
     assert (await item_rows(pool, [item]))[item] == finished
-    assert (finished["status"], finished["attempts"]) == ("completed", 2)
+    assert (finished["status"], finished["claims"], finished["attempts"]) == ("completed", 2, 0)
     assert await email_count(pool) == 1
     assert await pool.fetchval("SELECT generation_count FROM users WHERE id = $1", user) == 1
 
@@ -130,7 +136,9 @@ async def test_four_processes_complete_1000_items_each_exactly_once(
 
     rows = await item_rows(pool)
     assert len(rows) == 1000
-    assert {(row["status"], row["attempts"]) for row in rows.values()} == {("completed", 1)}
+    assert {(row["status"], row["claims"], row["attempts"]) for row in rows.values()} == {
+        ("completed", 1, 0)
+    }
     assert await pool.fetchval("SELECT count(DISTINCT queue_item_id) FROM emails") == 1000
     assert await email_count(pool) == 1000
     starts = step_log.starts()
@@ -143,22 +151,26 @@ async def test_item_that_crashes_its_process_every_time_ends_failed(
     user = await create_user(pool)
     [item] = await enqueue(pool, user, [behaviour(crash=["web_scraper"])], max_attempts=3)
     crashes = 0
-    worker = spawn_worker(database_url, tmp_path, "--lease", "0.5", "--reaper", "0.1")
+    options = ("--lease", "0.5", "--reaper", "0.1", "--max-crashes", "4")
+    worker = spawn_worker(database_url, tmp_path, *options)
     try:
         while not await _all_status(pool, "failed", 1):
             if worker.poll() is not None:
                 assert worker.returncode == CRASH_EXIT_CODE
                 crashes += 1
-                assert crashes <= 3, "crashed more often than max_attempts"
-                worker = spawn_worker(database_url, tmp_path, "--lease", "0.5", "--reaper", "0.1")
+                assert crashes <= 4, "crashed more often than SCRIBE_MAX_CRASHES"
+                worker = spawn_worker(database_url, tmp_path, *options)
             await asyncio.sleep(0.05)
     finally:
         _stop(worker)
 
     row = (await item_rows(pool, [item]))[item]
-    assert (row["status"], row["attempts"], row["failed_step"]) == ("failed", 3, "web_scraper")
-    assert crashes == 3
-    assert step_log.starts(item)[(str(item), "web_scraper")] == 3
+    # Lost workers never use up attempts; the crash bound still ends a poison item, named so.
+    assert (row["status"], row["failed_step"]) == ("failed", "web_scraper")
+    assert (row["attempts"], row["crashes"]) == (0, 4)
+    assert "crashes its worker" in row["error_message"]
+    assert crashes == 4
+    assert step_log.starts(item)[(str(item), "web_scraper")] == 4
     assert await email_count(pool) == 0
 
 
@@ -189,7 +201,7 @@ async def test_sigterm_finishes_or_releases_running_items_and_a_peer_takes_them(
     finally:
         _stop(peer)
     rows = await item_rows(pool, ids)
-    assert {(row["status"], row["attempts"]) for row in rows.values()} == {("completed", 1)}
+    assert {(row["status"], row["attempts"]) for row in rows.values()} == {("completed", 0)}
     assert await email_count(pool) == 8
 
 

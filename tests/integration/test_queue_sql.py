@@ -58,15 +58,19 @@ async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> 
     await enqueue(pool, user, ["x"])
     [item] = await queue_items.claim(pool, "old", 1, lease_seconds=60, first_step="a")
     stale = item.fence("old")
-    # The lease expired and another process claimed it (attempt 2).
+    # The lease expired and another process claimed it (claim 2; no attempt charged).
     await pool.execute("UPDATE queue_items SET lease_expires_at = now() - interval '1 s'")
     await reaper.reap_once(pool, _settings(retry_base=0))
     [again] = await queue_items.claim(pool, "new", 1, lease_seconds=60, first_step="a")
-    assert again.attempts == 2
+    assert (again.claims, again.attempts) == (2, 0)
 
-    assert await queue_items.save_checkpoint(pool, stale, {}, {}, "b") is None
-    assert await queue_items.retry_later(pool, stale, 0, "e", "a") is False
-    assert await queue_items.fail(pool, stale, "e", "a") is False
+    step = queue_items.StepDone("a", 1.0, 0.0)
+    assert await queue_items.save_checkpoint(pool, stale, {}, {}, "b", step) is None
+    retried = await queue_items.retry_later(
+        pool, stale, 0, "e", "a", charge=True, reason="r", max_age_seconds=86400
+    )
+    assert retried is None
+    assert await queue_items.fail(pool, stale, "e", "a", "permanent") is False
     assert await queue_items.release(pool, stale) is False
     assert await queue_items.mark_cancelled(pool, stale) is False
     email = queue_items.CompletedEmail(uuid.uuid4(), "hi", "general", {}, True)
@@ -74,7 +78,8 @@ async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> 
     assert await queue_items.renew_leases(pool, "old", [stale], 60) == {}
 
     row = (await item_rows(pool, [item.id]))[item.id]
-    assert (row["status"], row["locked_by"], row["attempts"]) == ("processing", "new", 2)
+    assert (row["status"], row["locked_by"], row["claims"]) == ("processing", "new", 2)
+    assert (row["attempts"], row["crashes"]) == (0, 1)
     assert await pool.fetchval("SELECT count(*) FROM emails") == 0
 
 
@@ -82,7 +87,9 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     user = await create_user(pool)
     retry, exhausted, cancelled, alive = await enqueue(pool, user, ["x"] * 4, max_attempts=2)
     await _claim(pool, 4)
-    await pool.execute("UPDATE queue_items SET attempts = 2 WHERE id = $1", exhausted)
+    # Lost workers are counted in `crashes`, never in `attempts`: the poison bound is crashes.
+    await pool.execute("UPDATE queue_items SET attempts = 1")
+    await pool.execute("UPDATE queue_items SET crashes = 9 WHERE id = $1", exhausted)
     await pool.execute(
         "UPDATE queue_items SET cancel_requested_at = now() WHERE id = $1", cancelled
     )
@@ -94,10 +101,12 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     assert counts == {"pending": 1, "failed": 1, "cancelled": 1}
     rows = await item_rows(pool)
     assert rows[retry]["status"] == "pending" and rows[retry]["locked_by"] is None
+    assert (rows[retry]["attempts"], rows[retry]["crashes"]) == (1, 1)
     assert (rows[retry]["run_after"] - rows[retry]["updated_at"]).total_seconds() >= 5
     assert rows[exhausted]["status"] == "failed"
     assert rows[exhausted]["failed_step"] == "template_parser"
-    assert "lease expired" in rows[exhausted]["error_message"]
+    assert "lease expired) 10 times" in rows[exhausted]["error_message"]
+    assert "crashes its worker" in rows[exhausted]["error_message"]
     assert rows[cancelled]["status"] == "cancelled"
     assert rows[alive]["status"] == "processing"
 
@@ -176,7 +185,7 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
 
     plans = {
         "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 8, 60.0, "template_parser"),
-        "reap": await _plan(pool, sql("reap_expired_leases"), 100, 5.0, 600.0),
+        "reap": await _plan(pool, sql("reap_expired_leases"), 100, 5.0, 600.0, 10, 86400.0),
         "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
     }
     for name, plan in plans.items():
@@ -222,7 +231,10 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
     [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
     fence = item.fence("me")
     checkpoint = {"data": {"scraped_content": "page\x00text", "k\x00": ["a\x00"]}}
-    assert await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b") is False
+    step = queue_items.StepDone("a", 1.0, 0.0)
+    assert (
+        await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b", step) is False
+    )
     email = queue_items.CompletedEmail(
         email_id=uuid.uuid4(),
         email_message="Dear\x00 Ada",
@@ -245,5 +257,5 @@ async def test_nul_characters_in_an_error_message_are_stored_without_them(pool: 
     user = await create_user(pool)
     [item_id] = await enqueue(pool, user, ["x"])
     [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
-    assert await queue_items.fail(pool, item.fence("me"), "bad\x00page", "web_scraper")
+    assert await queue_items.fail(pool, item.fence("me"), "bad\x00page", "web_scraper", "x")
     assert (await item_rows(pool, [item_id]))[item_id]["error_message"] == "badpage"
