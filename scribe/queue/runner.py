@@ -197,10 +197,7 @@ class JobRunner:
             job.in_step = False
         seconds = round(time.perf_counter() - started, 4)
         timings = {**result.step_timings, step.name: seconds}
-        wait = round(sum(waits), 4)
-        if wait:  # the part of the step's time spent waiting for a provider's rate limit
-            timings[f"{step.name}.pacing"] = wait
-        done = StepDone(step.name, seconds, wait)
+        done = StepDone(step.name, seconds, round(sum(waits), 4))
         return result.model_copy(update={"step_timings": timings}), done
 
     async def _step_failed(self, job: Job, step: str, exc: Exception) -> Outcome:
