@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import logfire
 from pydantic import ValidationError
 
+from scribe import tracing
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem, CompletedEmail
@@ -100,7 +100,7 @@ class JobRunner:
         """Run (or resume) the job to its end; never raises for step or database errors."""
         item = job.item
         try:
-            with logfire.span(
+            with tracing.span(
                 "queue job {item_id}", item_id=str(item.id), attempt=job.fence.attempt
             ) as span:
                 outcome = await self._run(job)
@@ -140,7 +140,7 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            with logfire.span("step {step}", step=step.name) as span:
+            with tracing.span("step {step}", step=step.name) as span:
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
                 ):
