@@ -62,8 +62,8 @@ def freeze_startup_heap() -> int:
     """Once start-up is done (``scribe serve``, ``scribe worker``; never in tests): collect the
     start-up garbage, then move every object left (modules, classes, settings, clients, which
     live as long as the process) to the permanent generation, so that a full collection no
-    longer walks them; on the start-up heap each one held the event loop for over 100 ms
-    (bench/lean_start.py measures it). Returns how many objects were frozen."""
+    longer walks them and holds the event loop that long (bench/lean_start.py measures it).
+    Returns how many objects were frozen."""
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()

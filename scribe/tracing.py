@@ -1,7 +1,7 @@
 """Logfire tracing: configured by the processes we run (serve, worker), only with a token.
 
-logfire, with opentelemetry and protobuf, is about 14 MiB and a large part of a Pi's start-up,
-so it is imported only when ``LOGFIRE_TOKEN`` is set. Code opens spans with ``span(...)``:
+logfire, with opentelemetry and protobuf, is about 14 MiB and many modules to import, so it is
+imported only when ``LOGFIRE_TOKEN`` is set. Code opens spans with ``span(...)``:
 logfire's span once tracing is configured, else a no-op that costs nothing.
 """
 

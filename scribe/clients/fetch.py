@@ -119,8 +119,8 @@ async def download(
 
 def extract_text(html: str, url: str | None = None) -> str:
     """The main text of an HTML page (trafilatura), or "" when there is none."""
-    # Imported on first use (this runs in a worker thread), not at start: trafilatura and lxml
-    # are about a second of a Pi's start-up and unused until the first page is read.
+    # Imported on first use (this runs in a worker thread), not at start-up: trafilatura, with
+    # lxml and its language data, is unused until the first page is read.
     import trafilatura
 
     text = trafilatura.extract(
