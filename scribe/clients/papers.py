@@ -16,15 +16,17 @@ import re
 import time
 import unicodedata
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import arxiv
 import httpx
-from arxiv import _feed  # the package's Atom parser (arxiv>=4)
 
 from scribe.clients.cache import TtlCache
 from scribe.clients.providers import record_pacing_wait
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
+
+if TYPE_CHECKING:
+    import arxiv
 
 # Linear: a \b-anchored alternation of literal words and one optional dot (no repetition), and a
 # single character-class run that stops at the first non-matching character.
@@ -118,8 +120,8 @@ class ArxivPapers:
         max_results: int = 50,
     ) -> None:
         self._http = http
-        self._client = arxiv.Client(page_size=max_results, delay_seconds=0, num_retries=0)
-        self._client.query_url_format = api_url + "?{}"
+        self._api_url = api_url
+        self._client: arxiv.Client | None = None  # built on first lookup (see _arxiv)
         self._limiter = RateLimiter(min_interval)
         self._timeout = timeout
         self._max_results = max_results
@@ -152,13 +154,27 @@ class ArxivPapers:
         self.cache.put(key, own_recent(author, papers))
         return papers
 
+    def _arxiv(self) -> arxiv.Client:
+        """The package's client, imported and built on first use (not at start-up; the first
+        call runs in a thread so the import does not hold the event loop)."""
+        if self._client is None:
+            import arxiv
+
+            self._client = arxiv.Client(page_size=self._max_results, delay_seconds=0, num_retries=0)
+            self._client.query_url_format = self._api_url + "?{}"
+        return self._client
+
     async def _query(self, author: str) -> list[Paper]:
+        client = self._client if self._client is not None else await asyncio.to_thread(self._arxiv)
+        import arxiv  # loaded by _arxiv
+        from arxiv import _feed  # the package's Atom parser (arxiv>=4)
+
         search = arxiv.Search(
             query=f'au:"{author}"',
             max_results=self._max_results,
             sort_by=arxiv.SortCriterion.SubmittedDate,
         )
-        url = self._client._format_url(search, 0, self._max_results)
+        url = client._format_url(search, 0, self._max_results)
         await self._limiter.wait()
         try:
             response = await self._http.get(url, timeout=self._timeout)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
-from exa_py import AsyncExa
-from exa_py.errors import ExaTimeoutError
 
 from scribe.errors import PermanentStepError, TransientStepError
+
+if TYPE_CHECKING:
+    from exa_py import AsyncExa
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class SearchHit:
 
 def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepError:
     """Map an exception from the Exa SDK to retry-later or fail-now."""
+    from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
+
     if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
         return TransientStepError("search timed out", provider="exa")
     if isinstance(exc, httpx.TransportError):
@@ -53,7 +57,10 @@ class ExaSearch:
     """Exa behind a small interface: ``search(query) -> hits``."""
 
     def __init__(self, api_key: str, base_url: str, *, timeout: float = 20.0) -> None:
-        self._exa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+        # The SDK is imported here, built only with EXA_API_KEY: without a key it never loads.
+        from exa_py import AsyncExa
+
+        self._exa: AsyncExa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
 
     async def search(
         self,
@@ -64,6 +71,8 @@ class ExaSearch:
         system_prompt: str | None = None,
     ) -> list[SearchHit]:
         """Run one query; TransientStepError / PermanentStepError on failure."""
+        from exa_py.errors import ExaTimeoutError  # already loaded by __init__
+
         try:
             response = await self._exa.search(
                 query,
