@@ -2,25 +2,35 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
+# Two installs: what serving needs (serve, worker, demo, install-serve) and, on top, the dev
+# extras (pytest, ruff, mypy, psutil) for test, lint, typecheck, check, bench and install.
 STAMP   := $(VENV)/.installed-stamp
+SERVE_STAMP := $(VENV)/.installed-serve-stamp
 
-.PHONY: install serve worker demo test lint typecheck check bench clean
+.PHONY: install install-serve serve worker demo test lint typecheck check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) tools/make_venv.py $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(SERVE_STAMP)
 
-install: $(STAMP)
+$(SERVE_STAMP): pyproject.toml
+	$(PYTHON) tools/make_venv.py $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $(SERVE_STAMP)
 
-serve: $(STAMP)          ## HTTP API + queue consumer on :8000 (embedded Postgres if DATABASE_URL unset)
+install: $(STAMP)        ## everything, dev extras included
+install-serve: $(SERVE_STAMP)  ## only what serving needs (a deployment)
+
+serve: $(SERVE_STAMP)    ## HTTP API + queue consumer on :8000 (embedded Postgres if DATABASE_URL unset)
 	$(BIN)/scribe serve
 
-worker: $(STAMP)         ## queue consumer only
+worker: $(SERVE_STAMP)   ## queue consumer only
 	$(BIN)/scribe worker
 
-demo: $(STAMP)           ## three sample emails through the real queue (embedded PostgreSQL; offline without keys)
+demo: $(SERVE_STAMP)     ## three sample emails through the real queue (embedded PostgreSQL; offline without keys)
 	$(BIN)/scribe demo
 
 test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABASE_URL is set)

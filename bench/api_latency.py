@@ -44,7 +44,11 @@ def _free_port() -> int:
 
 def _spawn(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("SUPABASE_")}
-    env.update(SCRIBE_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING")
+    # Every client comes from 127.0.0.1: the per-client rate limit (600/min) would answer 429
+    # within the first second of the load.
+    env.update(
+        SCRIBE_DATA_DIR=str(data_dir), LOG_LEVEL="WARNING", SCRIBE_RATE_LIMIT_PER_MINUTE="10000000"
+    )
     scribe = Path(sys.executable).with_name("scribe")
     return subprocess.Popen(
         [str(scribe), "serve", "--host", "127.0.0.1", "--port", str(port)],

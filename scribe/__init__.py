@@ -1,3 +1,12 @@
 """Scribe: personalized academic outreach emails from one asyncio process."""
 
+import os
+
 __version__ = "0.1.0"
+
+# pydantic loads every plugin registered under its entry-point group when the first model class
+# is built (scribe.settings does that early). logfire registers one, and loading it imports
+# logfire, opentelemetry and protobuf (about 14 MiB) even with no LOGFIRE_TOKEN. Scribe uses no
+# pydantic plugin, so none is loaded: pydantic's documented switch, set before any model exists
+# (an operator's own value wins).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

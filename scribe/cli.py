@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
@@ -67,6 +68,13 @@ class _Server(uvicorn.Server):
             and lifespan is not None
             and not lifespan.should_exit  # set when the lifespan's startup or shutdown failed
         )
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's (lifespan startup, then listen), then the start-up heap is frozen."""
+        from scribe.deps import freeze_startup_heap
+
+        await super().startup(sockets)
+        freeze_startup_heap()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         state = getattr(self.config.app, "state", None)

@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from scribe.clients.anthropic_llm import AnthropicLLM
 from scribe.clients.browser import BrowserPool, find_chromium
 from scribe.clients.fetch import PageFetcher, guarded_client
 from scribe.clients.llm import LLM
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.offline import OfflineLLM
-from scribe.clients.openai_llm import OpenAILLM
 from scribe.clients.pacing import Pacer, Pacers, model_family
 from scribe.clients.papers import ArxivPapers
 from scribe.clients.pdf import PdfLimits, PdfParser
@@ -63,10 +61,15 @@ def openai_caps(settings: Settings) -> dict[str, float]:
 
 def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -> LLM:
     """The provider for ``provider:model``; the offline provider when its key is missing.
-    Models of one account share a pacer: Anthropic's per model family, OpenAI's per base URL."""
+    Models of one account share a pacer: Anthropic's per model family, OpenAI's per base URL.
+
+    Each SDK is imported only here, when a model is configured to use it (``anthropic`` alone
+    is about 40 MiB): a process without keys never loads them."""
     provider, _, model = model_id.partition(":")
     pacers = pacers or Pacers(pacing_caps(settings))
     if provider == "anthropic" and settings.anthropic_api_key is not None:
+        from scribe.clients.anthropic_llm import AnthropicLLM
+
         return AnthropicLLM(
             model,
             api_key=settings.anthropic_api_key.get_secret_value(),
@@ -77,6 +80,8 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
             pacer=pacers.get(f"anthropic:{model_family(model)}"),
         )
     if provider == "openai" and settings.openai_api_key is not None and settings.openai_base_url:
+        from scribe.clients.openai_llm import OpenAILLM
+
         return OpenAILLM(
             model,
             api_key=settings.openai_api_key.get_secret_value(),

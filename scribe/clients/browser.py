@@ -14,15 +14,17 @@ import logging
 import os
 import shutil
 import time
-from typing import Any
-
-from playwright.async_api import Browser, Playwright, Route, async_playwright
-from playwright.async_api import Error as PlaywrightError
+from typing import TYPE_CHECKING, Any
 
 from scribe.clients.fetch import MAX_PAGE_BYTES, PageText, extract_text
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.proxy import REFUSED_HEADER, FilteringProxy
 from scribe.errors import FetchRefused
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Playwright, Route
+    from playwright.async_api import Error as PlaywrightError
+    from playwright.async_api._context_manager import PlaywrightContextManager
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,22 @@ def find_chromium(configured: str | None) -> str | None:
         if found:
             return found
     return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
+
+
+def _playwright_error() -> type[PlaywrightError]:
+    """Playwright's error class. The package is imported on the first page that needs a browser
+    (by ``_load_playwright``), never at start-up; ``except`` clauses ask for the class here."""
+    from playwright.async_api import Error
+
+    return Error
+
+
+def _load_playwright() -> PlaywrightContextManager:
+    """Import Playwright (run in a thread: the import would hold the event loop) and return its
+    starter."""
+    from playwright.async_api import async_playwright
+
+    return async_playwright()
 
 
 def launch_args(pages: int) -> list[str]:
@@ -125,7 +143,8 @@ class BrowserPool:
             proxy = FilteringProxy(self._policy)
             await proxy.start()
             self._proxy = proxy
-            self._playwright = await async_playwright().start()
+            starter = await asyncio.to_thread(_load_playwright)
+            self._playwright = await starter.start()
             self._browser = await self._playwright.chromium.launch(
                 executable_path=self.executable,
                 args=launch_args(self._pages),
@@ -151,7 +170,7 @@ class BrowserPool:
                 html, final_url = await asyncio.wait_for(
                     self._render(browser, url, deadline), timeout=deadline + 5
                 )
-            except PlaywrightError as exc:
+            except _playwright_error() as exc:
                 raise FetchRefused(f"browser failed: {exc.message[:200]}") from exc
             finally:
                 self._in_use -= 1
@@ -168,7 +187,7 @@ class BrowserPool:
             page = await context.new_page()
             try:
                 response = await page.goto(url, wait_until="networkidle", timeout=deadline * 1000)
-            except PlaywrightError as exc:
+            except _playwright_error() as exc:
                 raise FetchRefused(f"browser could not load the page: {exc.message[:200]}") from exc
             if response is not None and response.headers.get(REFUSED_HEADER):
                 raise FetchRefused("refused to connect to a non-public address")
@@ -191,7 +210,7 @@ class BrowserPool:
         playwright, self._playwright = self._playwright, None
         proxy, self._proxy = self._proxy, None
         if browser is not None:
-            with contextlib.suppress(PlaywrightError):
+            with contextlib.suppress(_playwright_error()):
                 await browser.close()
         if playwright is not None:
             await playwright.stop()

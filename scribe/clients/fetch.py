@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-import trafilatura
 
 from scribe.clients.netguard import AddressPolicy
 from scribe.errors import FetchRefused
@@ -120,6 +119,10 @@ async def download(
 
 def extract_text(html: str, url: str | None = None) -> str:
     """The main text of an HTML page (trafilatura), or "" when there is none."""
+    # Imported on first use (this runs in a worker thread), not at start-up: trafilatura, with
+    # lxml and its language data, is unused until the first page is read.
+    import trafilatura
+
     text = trafilatura.extract(
         html, url=url, include_comments=False, include_tables=False, favor_recall=True
     )

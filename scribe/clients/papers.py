@@ -15,15 +15,17 @@ import asyncio
 import re
 import unicodedata
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import arxiv
 import httpx
-from arxiv import _feed  # the package's Atom parser (arxiv>=4)
 
 from scribe.clients.cache import TtlCache
 from scribe.clients.pacing import Cost, Pacer
 from scribe.errors import ExternalServiceError
 from scribe.steps.data import Paper
+
+if TYPE_CHECKING:
+    import arxiv
 
 # Linear: a \b-anchored alternation of literal words and one optional dot (no repetition), and a
 # single character-class run that stops at the first non-matching character.
@@ -99,8 +101,8 @@ class ArxivPapers:
         pacer: Pacer | None = None,
     ) -> None:
         self._http = http
-        self._client = arxiv.Client(page_size=max_results, delay_seconds=0, num_retries=0)
-        self._client.query_url_format = api_url + "?{}"
+        self._api_url = api_url
+        self._client: arxiv.Client | None = None  # built on first lookup (see _arxiv)
         # arXiv asks for one request every 3 s: a pacer whose bucket holds one request.
         caps = {"requests": 60.0 / min_interval} if min_interval > 0 else {}
         self.pacer = pacer or Pacer("arxiv", caps=caps, burst=1.0)
@@ -135,13 +137,27 @@ class ArxivPapers:
         self.cache.put(key, own_recent(author, papers))
         return papers
 
+    def _arxiv(self) -> arxiv.Client:
+        """The package's client, imported and built on first use (not at start-up; the first
+        call runs in a thread so the import does not hold the event loop)."""
+        if self._client is None:
+            import arxiv
+
+            self._client = arxiv.Client(page_size=self._max_results, delay_seconds=0, num_retries=0)
+            self._client.query_url_format = self._api_url + "?{}"
+        return self._client
+
     async def _query(self, author: str) -> list[Paper]:
+        client = self._client if self._client is not None else await asyncio.to_thread(self._arxiv)
+        import arxiv  # loaded by _arxiv
+        from arxiv import _feed  # the package's Atom parser (arxiv>=4)
+
         search = arxiv.Search(
             query=f'au:"{author}"',
             max_results=self._max_results,
             sort_by=arxiv.SortCriterion.SubmittedDate,
         )
-        url = self._client._format_url(search, 0, self._max_results)
+        url = client._format_url(search, 0, self._max_results)
         reservation = await self.pacer.acquire(Cost())
         try:
             response = await self._http.get(url, timeout=self._timeout)

@@ -13,14 +13,16 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
-from exa_py import AsyncExa
-from exa_py.api import Result, SearchResponse
-from exa_py.errors import ExaTimeoutError
 
 from scribe.clients.pacing import Cost, Pacer, Refusal, send_paced
 from scribe.errors import PermanentStepError, TransientStepError
+
+if TYPE_CHECKING:
+    from exa_py import AsyncExa
+    from exa_py.api import Result, SearchResponse
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class SearchHit:
 
 def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepError:
     """Map an exception from the Exa SDK to retry-later or fail-now."""
+    from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
+
     if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
         return TransientStepError("search timed out", provider="exa")
     if isinstance(exc, httpx.TransportError):
@@ -59,6 +63,8 @@ EXA_429_WAIT_SECONDS = 1.0  # Exa sends no reset time; its limits are per second
 
 def judge_exa_error(exc: Exception) -> Refusal | None:
     """How the pacer treats a failed search (None: not the provider's answer)."""
+    from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
+
     if isinstance(exc, ExaTimeoutError | httpx.TransportError):
         return Refusal(retryable=True)
     match = _STATUS.search(str(exc)) if isinstance(exc, ValueError) else None
@@ -84,7 +90,10 @@ class ExaSearch:
         pacer: Pacer | None = None,
         max_retries: int = 0,
     ) -> None:
-        self._exa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+        # The SDK is imported here, built only with EXA_API_KEY: without a key it never loads.
+        from exa_py import AsyncExa
+
+        self._exa: AsyncExa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
         self._pacer = pacer or Pacer("exa")
         self._max_retries = max_retries
 
@@ -97,6 +106,7 @@ class ExaSearch:
         system_prompt: str | None = None,
     ) -> list[SearchHit]:
         """Run one query; TransientStepError / PermanentStepError on failure."""
+        from exa_py.errors import ExaTimeoutError  # already loaded by __init__
 
         async def send() -> tuple[SearchResponse[Result], None, None]:
             response = await self._exa.search(

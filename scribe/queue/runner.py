@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import logfire
 from pydantic import ValidationError
 
+from scribe import tracing
 from scribe.clients.providers import ProviderBreakers, Transition, pacing_meter
 from scribe.db import providers as providers_db
 from scribe.db import queue_items
@@ -131,7 +131,7 @@ class JobRunner:
         """Run (or resume) the job to its end; never raises for step or database errors."""
         item = job.item
         try:
-            with logfire.span(
+            with tracing.span(
                 "queue job {item_id}", item_id=str(item.id), claim=job.fence.claim
             ) as span:
                 outcome = await self._run(job)
@@ -176,7 +176,7 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            with logfire.span("step {step}", step=step.name) as span, pacing_meter() as waits:
+            with tracing.span("step {step}", step=step.name) as span, pacing_meter() as waits:
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
                 ):

@@ -9,7 +9,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 
-from scribe.deps import Deps, open_deps
+from scribe.deps import Deps, freeze_startup_heap, open_deps
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps import Pipeline
@@ -109,6 +109,7 @@ async def run_worker(
     async with open_deps(settings) as deps:
         consumer = open_consumer(deps, (pipeline_factory or production_pipeline)(deps))
         remove_handlers = install_signal_handlers(consumer)
+        freeze_startup_heap()
         try:
             log.info("worker %s started with %d slots", consumer.owner, settings.scribe_concurrency)
             await consumer.run(drain=drain)
