@@ -4,15 +4,18 @@ DATABASE_URL's server or a private embedded PostgreSQL, no-op steps, and worker 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from scribe.db import admin, migrations, queue_items, users
 from scribe.db.embedded import with_database
@@ -24,6 +27,7 @@ from scribe.steps.data import PipelineData
 
 REPO = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-secret-for-hs256-tokens-0123456789abcdef"
+STARTUP_DEADLINE_SECONDS = 180.0  # a cold start with initdb on a loaded 2-vCPU box
 
 
 def server_dsn() -> str:
@@ -138,3 +142,20 @@ def percentile(values: list[float], fraction: float) -> float:
     """The ``fraction`` percentile (nearest rank)."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+async def wait_healthy(
+    base_url: str, server: subprocess.Popen[bytes], started: float | None = None
+) -> float:
+    """Poll ``GET /health`` until it answers 200; the seconds since ``started`` (default: now).
+    Exits the bench if the server dies or stays unhealthy past the startup deadline."""
+    started = time.perf_counter() if started is None else started
+    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
+        while time.perf_counter() - started < STARTUP_DEADLINE_SECONDS:
+            if server.poll() is not None:
+                raise SystemExit(f"scribe serve exited with {server.returncode} during startup")
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/health")).status_code == 200:
+                    return time.perf_counter() - started
+            await asyncio.sleep(0.01)
+    raise SystemExit("scribe serve did not become healthy in time")

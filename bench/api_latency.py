@@ -29,10 +29,9 @@ from pathlib import Path
 
 import httpx
 import psutil
+from _support import wait_healthy
 
 from scribe.auth import DEV_ISSUER, dev_secret, mint_token
-
-STARTUP_DEADLINE_SECONDS = 180.0
 
 
 def _free_port() -> int:
@@ -55,19 +54,6 @@ def _spawn(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         env=env,
         stdin=subprocess.DEVNULL,
     )
-
-
-async def _wait_healthy(base_url: str, server: subprocess.Popen[bytes]) -> float:
-    started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        while time.perf_counter() - started < STARTUP_DEADLINE_SECONDS:
-            if server.poll() is not None:
-                raise SystemExit(f"scribe serve exited with {server.returncode} during startup")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/health")).status_code == 200:
-                    return time.perf_counter() - started
-            await asyncio.sleep(0.02)
-    raise SystemExit("scribe serve did not become healthy in time")
 
 
 def _postgres_rss_mib(data_dir: Path) -> float | None:
@@ -129,7 +115,7 @@ async def main() -> None:
     database = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded PostgreSQL"
     server = _spawn(data_dir, port)
     try:
-        startup = await _wait_healthy(base_url, server)
+        startup = await wait_healthy(base_url, server)
         process = psutil.Process(server.pid)
         await asyncio.sleep(2.0)  # let startup garbage settle before reading idle memory
         idle_rss = process.memory_info().rss / 2**20

@@ -50,9 +50,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _support import wait_healthy  # noqa: E402
+
 from scribe.auth import DEV_ISSUER, dev_secret, mint_token  # noqa: E402
 
-STARTUP_DEADLINE_SECONDS = 180.0
 TEMPLATE_LIMIT = 10_000
 TEMPLATE_ITEMS = 40
 TEMPLATE_REPEATS = 7
@@ -117,19 +118,6 @@ def _start_service(data_dir: Path, port: int, fakes_url: str, fakes_port: int) -
         env=env,
         stdin=subprocess.DEVNULL,
     )
-
-
-async def _wait_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        while time.perf_counter() - started < STARTUP_DEADLINE_SECONDS:
-            if server.poll() is not None:
-                raise SystemExit(f"scribe serve exited with {server.returncode} during startup")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/health")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)
-    raise SystemExit("scribe serve did not become healthy in time")
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -273,7 +261,7 @@ async def main() -> None:
     fakes, fakes_url, fakes_port = _start_fakes()
     server = _start_service(data_dir, port, fakes_url, fakes_port)
     try:
-        await _wait_healthy(base_url, server)
+        await wait_healthy(base_url, server)
         process = psutil.Process(server.pid)
         secret = dev_secret(data_dir)
         async with httpx.AsyncClient(base_url=base_url, timeout=300.0) as client:

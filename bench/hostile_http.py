@@ -37,14 +37,14 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fakes
 
+from _support import JWT_SECRET, wait_healthy
+
 from scribe.auth import mint_token
 from tests.fakes.jwks import FakeJwks, new_key, serve_jwks
 
-JWT_SECRET = "bench-secret-for-hs256-tokens-0123456789abcdef"
 HEADER_BYTES = 100 * 2**20
 CHUNK = b"a" * 2**20
 SLOWLORIS = 200
-STARTUP_DEADLINE_SECONDS = 180.0
 
 
 def _free_port() -> int:
@@ -71,19 +71,6 @@ def _spawn(data_dir: Path, port: int, jwks: FakeJwks) -> subprocess.Popen[bytes]
         env=env,
         stdin=subprocess.DEVNULL,
     )
-
-
-async def _wait_healthy(base_url: str, server: subprocess.Popen[bytes]) -> None:
-    started = time.perf_counter()
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        while time.perf_counter() - started < STARTUP_DEADLINE_SECONDS:
-            if server.poll() is not None:
-                raise SystemExit(f"scribe serve exited with {server.returncode} during startup")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/health")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)
-    raise SystemExit("scribe serve did not become healthy in time")
 
 
 class HealthProbe:
@@ -357,7 +344,7 @@ async def main() -> None:
     with serve_jwks() as jwks:
         server = _spawn(work / "data", port, jwks)
         try:
-            await _wait_healthy(base_url, server)
+            await wait_healthy(base_url, server)
             token = mint_token(JWT_SECRET, email="bench@uni.edu", issuer=jwks.issuer)
             async with httpx.AsyncClient(base_url=base_url) as client:
                 init = await client.post(

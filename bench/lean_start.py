@@ -43,11 +43,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _support import wait_healthy
+
 from scribe.auth import DEV_ISSUER, dev_secret, mint_token
 from tests.fakes.fixtures import GENERAL_TEMPLATE
 
 BENCH = Path(__file__).resolve().parent
-STARTUP_DEADLINE_SECONDS = 180.0
 MIB = 2**20
 PAUSE_TARGET = 0.050
 _DROPPED_PREFIXES = ("SUPABASE_", "LOGFIRE_", "ANTHROPIC_", "OPENAI_", "EXA_", "PYDANTIC_")
@@ -89,18 +90,6 @@ def _spawn(
     return subprocess.Popen(command, env=env, cwd=data_dir.parent, stdin=subprocess.DEVNULL)
 
 
-async def _wait_healthy(base_url: str, server: subprocess.Popen[bytes], started: float) -> float:
-    async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
-        while time.perf_counter() - started < STARTUP_DEADLINE_SECONDS:
-            if server.poll() is not None:
-                raise SystemExit(f"scribe serve exited with {server.returncode} during startup")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/health")).status_code == 200:
-                    return time.perf_counter() - started
-            await asyncio.sleep(0.01)
-    raise SystemExit("scribe serve did not become healthy in time")
-
-
 def _stop(server: subprocess.Popen[bytes]) -> None:
     server.send_signal(signal.SIGTERM)
     try:
@@ -137,7 +126,7 @@ async def _start_times(data_dir: Path, starts: int) -> None:
         started = time.perf_counter()
         server = _spawn(data_dir, port)
         try:
-            times.append(await _wait_healthy(base_url, server, started))
+            times.append(await wait_healthy(base_url, server, started))
             if index == starts:
                 await asyncio.sleep(3.0)  # startup garbage settles
                 rss, pss = _memory(psutil.Process(server.pid))
@@ -229,7 +218,7 @@ async def _loop_pauses(data_dir: Path, args: argparse.Namespace) -> None:
     server = _spawn(data_dir, port, probe_out=out, unfreeze=args.no_freeze)
     pollers: list[Poller] = []
     try:
-        await _wait_healthy(base_url, server, started)
+        await wait_healthy(base_url, server, started)
         process = psutil.Process(server.pid)
         idle_start = time.monotonic()
         await asyncio.sleep(args.idle)
