@@ -44,9 +44,10 @@ def server_dsn() -> str:
 
 
 @asynccontextmanager
-async def bench_database() -> AsyncIterator[str]:
-    """A fresh migrated database, dropped afterwards."""
-    server = server_dsn()
+async def bench_database(server: str | None = None) -> AsyncIterator[str]:
+    """A fresh migrated database on ``server`` (default: the bench server), dropped afterwards
+    (quietly: a bench may have stopped or restarted the server meanwhile)."""
+    server = server or server_dsn()
     name = f"scribe_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     await admin.ensure_database(server, name)
     dsn = with_database(server, name)
@@ -58,7 +59,8 @@ async def bench_database() -> AsyncIterator[str]:
     try:
         yield dsn
     finally:
-        await admin.drop_database(server, name)
+        with contextlib.suppress(Exception):
+            await admin.drop_database(server, name)
 
 
 async def _no_op(data: PipelineData) -> PipelineData:

@@ -34,16 +34,15 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
+from _support import bench_database
 
-from scribe.db import admin, migrations, queue_items, users
-from scribe.db.embedded import with_database
+from scribe.db import queue_items, users
 from scribe.db.pool import Pool, create_pool
 from scribe.db.queue_items import NewItem
 from scribe.errors import DatabaseUnavailable
@@ -111,25 +110,6 @@ def _server_options() -> str:
     ``pg_ctl -o`` takes them: a plain ``start`` would listen on the default port instead."""
     recorded = (PGDATA / "postmaster.opts").read_text().strip()
     return recorded.split(" ", 1)[1].replace(f'"-D" "{PGDATA}"', "").strip()
-
-
-@contextlib.asynccontextmanager
-async def chaos_database() -> AsyncIterator[str]:
-    """A fresh migrated database on the private server, dropped afterwards."""
-    server = _server_dsn()
-    name = f"scribe_chaos_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    await admin.ensure_database(server, name)
-    dsn = with_database(server, name)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await migrations.migrate(conn)
-    finally:
-        await conn.close()
-    try:
-        yield dsn
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.drop_database(server, name)
 
 
 class Fleet:
@@ -337,7 +317,7 @@ async def main(quick: bool, only: str | None) -> None:
     fakes = FakeServices()
     fakes.latency.update(LATENCY)
     log_dir = Path(tempfile.mkdtemp(prefix="scribe-chaos-"))
-    async with serve_asgi(fakes.app()) as (url, port), chaos_database() as dsn:
+    async with serve_asgi(fakes.app()) as (url, port), bench_database(_server_dsn()) as dsn:
         fakes.base_url, fakes.port = url, port
         pool = await create_pool(dsn, size=2, transaction_pooler=False)
         fleet = Fleet(dsn, url, log_dir)
