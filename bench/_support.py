@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from scribe.db import admin, migrations, queue_items, users
+from scribe.db import databases, migrations, queue_items, users
 from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
 from scribe.db.queue_items import NewItem
@@ -49,7 +49,7 @@ async def bench_database(server: str | None = None) -> AsyncIterator[str]:
     (quietly: a bench may have stopped or restarted the server meanwhile)."""
     server = server or server_dsn()
     name = f"scribe_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    await admin.ensure_database(server, name)
+    await databases.ensure_database(server, name)
     dsn = with_database(server, name)
     conn = await asyncpg.connect(dsn)
     try:
@@ -60,7 +60,7 @@ async def bench_database(server: str | None = None) -> AsyncIterator[str]:
         yield dsn
     finally:
         with contextlib.suppress(Exception):
-            await admin.drop_database(server, name)
+            await databases.drop_database(server, name)
 
 
 async def _no_op(data: PipelineData) -> PipelineData:

@@ -214,10 +214,10 @@ def _statuses_of(items: list[dict[str, Any]]) -> str:
 
 def worst_template_seconds() -> tuple[float, str]:
     """The slowest adversarial 10,000-char template through the service's text functions."""
-    from scribe.generator import word_count
     from scribe.steps.email_composer import fill_placeholders, unfilled
     from scribe.steps.template_parser import _merge, offline_analysis, validate_template
     from scribe.steps.text import remove_machine_tells
+    from scribe.template_generation import word_count
     from tests.fakes.fixtures import item
 
     n = TEMPLATE_LIMIT

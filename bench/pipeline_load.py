@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _memory import MB, PeakMemory
 
 from scribe.clients import Clients, open_clients
-from scribe.db import admin, emails, health, queue_items, resolve_dsn, users
+from scribe.db import databases, emails, health, queue_items, resolve_dsn, users
 from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
 from scribe.db.queue_items import NewItem
@@ -118,7 +118,7 @@ async def bench_pool() -> AsyncIterator[Pool]:
     settings = Settings(_env_file=None, database_url=server or None, scribe_data_dir=data_dir)
     scratch = f"scribe_bench_{os.getpid()}"
     if server:  # never write benchmark rows into the configured database itself
-        await admin.ensure_database(server, scratch)
+        await databases.ensure_database(server, scratch)
         dsn = with_database(server, scratch)
     else:
         dsn = await resolve_dsn(settings)
@@ -133,7 +133,7 @@ async def bench_pool() -> AsyncIterator[Pool]:
             await pool.close()
     finally:
         if server:
-            await admin.drop_database(server, scratch)
+            await databases.drop_database(server, scratch)
 
 
 def bench_settings(url: str, scenario: Scenario) -> Settings:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import asyncpg
 
-from scribe.db import admin, migrations
+from scribe.db import databases, migrations
 from scribe.db.embedded import with_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,8 +36,8 @@ def admin_dsn() -> str:
 async def create_template(dsn: str) -> str:
     """Create and migrate a fresh template database; return its name."""
     name = f"scribe_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    await admin.drop_database(dsn, name)
-    await admin.ensure_database(dsn, name)
+    await databases.drop_database(dsn, name)
+    await databases.ensure_database(dsn, name)
     conn = await asyncpg.connect(with_database(dsn, name))
     try:
         await migrations.migrate(conn)
@@ -53,4 +53,4 @@ def template_database(dsn: str) -> str:
 
 def drop(dsn: str, name: str) -> None:
     """Drop a database (synchronously, for session teardown)."""
-    asyncio.run(admin.drop_database(dsn, name))
+    asyncio.run(databases.drop_database(dsn, name))

@@ -24,7 +24,7 @@ from scribe.db.pool import Pool
 from scribe.db.templates import Template
 from scribe.deps import get_deps
 from scribe.errors import DatabaseUnavailable, NotFound, QuotaExceeded
-from scribe.generator import generate_template
+from scribe.template_generation import generate_template
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ async def start_embedded(data_dir: Path) -> str:
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
         ) from exc
     log.info("embedded PostgreSQL running in %s", pgdata)
-    from scribe.db.admin import ensure_database
+    from scribe.db.databases import ensure_database
 
     await ensure_database(admin_uri, DATABASE_NAME)
     return with_database(admin_uri, DATABASE_NAME)

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from scribe.db import admin, migrations
+from scribe.db import databases, migrations
 from scribe.db.embedded import with_database
 
 _LOCK_KEY = 7263918401  # the key of `lock_migrations` in queries.sql
@@ -23,11 +23,11 @@ _TABLES = {"users", "emails", "templates", "queue_items", "schema_migrations"}
 async def empty_database(pg_admin_dsn: str) -> AsyncIterator[str]:
     """A database with nothing in it, dropped afterwards."""
     name = f"scribe_m_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    await admin.ensure_database(pg_admin_dsn, name)
+    await databases.ensure_database(pg_admin_dsn, name)
     try:
         yield with_database(pg_admin_dsn, name)
     finally:
-        await admin.drop_database(pg_admin_dsn, name)
+        await databases.drop_database(pg_admin_dsn, name)
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:

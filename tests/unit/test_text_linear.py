@@ -13,7 +13,6 @@ import pytest
 
 from scribe.clients.output import strip_wrappers
 from scribe.clients.papers import strip_honorifics
-from scribe.generator import word_count
 from scribe.steps.email_composer import unfilled
 from scribe.steps.template_parser import classify
 from scribe.steps.text import (
@@ -23,6 +22,7 @@ from scribe.steps.text import (
     plain_title,
     remove_machine_tells,
 )
+from scribe.template_generation import word_count
 from tests.fakes.fixtures import item
 
 GUARD_SECONDS = 1.0

@@ -1,4 +1,4 @@
-"""Server-level operations (create or drop a database), used at startup and by the tests."""
+"""Server-level operations on databases (create one at startup), apart from the admin API."""
 
 from __future__ import annotations
 
