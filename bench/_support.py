@@ -17,6 +17,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+# The repository root, for tests.database (the benches run as `python bench/<name>.py`).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from scribe.db import databases, migrations, queue_items, users
 from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
@@ -24,6 +27,7 @@ from scribe.db.queue_items import NewItem
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES, Pipeline, Step
 from scribe.steps.data import PipelineData
+from tests.database import drop_database
 
 REPO = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-secret-for-hs256-tokens-0123456789abcdef"
@@ -60,7 +64,7 @@ async def bench_database(server: str | None = None) -> AsyncIterator[str]:
         yield dsn
     finally:
         with contextlib.suppress(Exception):
-            await databases.drop_database(server, name)
+            await drop_database(server, name)
 
 
 async def _no_op(data: PipelineData) -> PipelineData:

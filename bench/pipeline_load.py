@@ -53,6 +53,7 @@ from scribe.queue.job import Outcome
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
 from scribe.steps.pipeline import build_pipeline
+from tests.database import drop_database
 from tests.fakes.fixtures import GENERAL_TEMPLATE, RESEARCH_TEMPLATE, fake_policy
 
 LATENCY = {"template_parser": 1.2, "exa": 5.3, "arxiv": 0.8, "email_composer": 3.1}
@@ -133,7 +134,7 @@ async def bench_pool() -> AsyncIterator[Pool]:
             await pool.close()
     finally:
         if server:
-            await databases.drop_database(server, scratch)
+            await drop_database(server, scratch)
 
 
 def bench_settings(url: str, scenario: Scenario) -> Settings:

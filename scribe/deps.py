@@ -30,8 +30,6 @@ class Deps:
 
     settings: Settings
     pool: Pool
-    dsn: str
-    http: httpx.AsyncClient
     verifier: TokenVerifier
     clients: Clients
     listener: Listener | None = None  # None in poll-only mode (SCRIBE_LISTEN=false, poolers)
@@ -106,8 +104,6 @@ async def open_deps(
             yield Deps(
                 settings=settings,
                 pool=pool,
-                dsn=dsn,
-                http=http,
                 verifier=verifier,
                 clients=clients,
                 listener=listener,

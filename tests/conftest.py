@@ -14,7 +14,6 @@ import pytest
 
 from scribe.app import create_app
 from scribe.auth import mint_token
-from scribe.db import databases
 from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
 from scribe.settings import Settings
@@ -54,11 +53,11 @@ def template_db(pg_admin_dsn: str) -> Iterator[str]:
 async def database_url(pg_admin_dsn: str, template_db: str) -> AsyncIterator[str]:
     """A fresh migrated database for this test, dropped afterwards."""
     name = f"scribe_t_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    await databases.clone_database(pg_admin_dsn, name, template_db)
+    await database.clone_database(pg_admin_dsn, name, template_db)
     try:
         yield with_database(pg_admin_dsn, name)
     finally:
-        await databases.drop_database(pg_admin_dsn, name)
+        await database.drop_database(pg_admin_dsn, name)
 
 
 @pytest.fixture

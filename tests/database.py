@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from scribe.db import databases, migrations
+from scribe.db.databases import quote_ident
 from scribe.db.embedded import with_database
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,7 +37,7 @@ def admin_dsn() -> str:
 async def create_template(dsn: str) -> str:
     """Create and migrate a fresh template database; return its name."""
     name = f"scribe_tpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    await databases.drop_database(dsn, name)
+    await drop_database(dsn, name)
     await databases.ensure_database(dsn, name)
     conn = await asyncpg.connect(with_database(dsn, name))
     try:
@@ -53,4 +54,22 @@ def template_database(dsn: str) -> str:
 
 def drop(dsn: str, name: str) -> None:
     """Drop a database (synchronously, for session teardown)."""
-    asyncio.run(databases.drop_database(dsn, name))
+    asyncio.run(drop_database(dsn, name))
+
+
+async def clone_database(admin_dsn: str, name: str, template: str) -> None:
+    """Create database ``name`` as a copy of ``template`` (fast: a file-level copy)."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"CREATE DATABASE {quote_ident(name)} TEMPLATE {quote_ident(template)}")
+    finally:
+        await conn.close()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop database ``name`` if it exists, disconnecting its sessions."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+    finally:
+        await conn.close()

@@ -1,4 +1,5 @@
-"""Seeding rows through the repositories, and the response shapes of DESIGN §6."""
+"""Seeding rows (emails and templates straight into their tables: the service writes them only
+through the queue's completion and template generation), and the response shapes of DESIGN §6."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 
 import httpx
 
-from scribe.db import emails, templates
 from scribe.db.emails import Email
 from scribe.db.pool import Pool
 from scribe.db.templates import Template
@@ -40,6 +40,20 @@ EMAIL_KEYS = {
 }
 TEMPLATE_KEYS = {"id", "user_id", "pdf_url", "template_text", "user_instructions", "created_at"}
 
+_INSERT_EMAIL = """
+INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
+                    email_message, template_type, metadata, is_confident, displayed, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, now()))
+RETURNING id, user_id, recipient_name, recipient_interest, email_message, template_type,
+          metadata, is_confident, displayed, created_at
+"""
+# Does not touch users.template_count: quota accounting belongs to template generation.
+_INSERT_TEMPLATE = """
+INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions, created_at)
+VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
+RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at
+"""
+
 
 async def init_user(client: httpx.AsyncClient, email: str) -> tuple[uuid.UUID, dict[str, str]]:
     """Create a profile through the API; return the user id and its auth headers."""
@@ -62,7 +76,22 @@ async def add_email(
         "is_confident": True,
     }
     values.update(overrides)
-    return await emails.insert(pool, user_id=user_id, created_at=created_at, **values)
+    record = await pool.fetchrow(
+        _INSERT_EMAIL,
+        uuid.uuid4(),
+        user_id,
+        values.get("queue_item_id"),
+        values["recipient_name"],
+        values["recipient_interest"],
+        values["email_message"],
+        values["template_type"],
+        values["metadata"],
+        values["is_confident"],
+        values.get("displayed", True),
+        created_at,
+    )
+    assert record is not None
+    return Email(**dict(record))
 
 
 async def add_template(
@@ -75,7 +104,17 @@ async def add_template(
         "user_instructions": "Keep it short and formal.",
     }
     values.update(overrides)
-    return await templates.insert(pool, user_id=user_id, created_at=created_at, **values)
+    record = await pool.fetchrow(
+        _INSERT_TEMPLATE,
+        uuid.uuid4(),
+        user_id,
+        values["pdf_url"],
+        values["template_text"],
+        values["user_instructions"],
+        created_at,
+    )
+    assert record is not None
+    return Template(**dict(record))
 
 
 def assert_email_shape(body: dict[str, Any]) -> None:

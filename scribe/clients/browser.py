@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from scribe.clients.fetch import MAX_PAGE_BYTES, PageText, extract_text
 from scribe.clients.netguard import AddressPolicy
@@ -229,10 +229,6 @@ class BrowserPool:
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def metadata(self) -> dict[str, Any]:
-        """What to record about the browser path."""
-        return {"browser_available": self.available}
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

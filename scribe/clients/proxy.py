@@ -33,7 +33,6 @@ class FilteringProxy:
         self._max_response_bytes = max_response_bytes
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.refused: list[str] = []  # hosts refused (for metadata and tests)
         self.oversized: list[str] = []  # hosts whose answer was cut at the size cap
 
     @property
@@ -102,7 +101,6 @@ class FilteringProxy:
         try:
             address = await self._policy.resolve(host, port)
         except FetchRefused as exc:
-            self.refused.append(host)
             log.info("proxy refused %s:%s: %s", host, port, exc)
             await _refuse(writer, str(exc))
             return

@@ -1,4 +1,6 @@
-"""Server-level operations on databases (create one at startup), apart from the admin API."""
+"""Server-level operations on databases (create one at startup), apart from the admin API.
+
+Cloning and dropping databases is for tests and benches only: ``tests/database.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import asyncpg
 from scribe.db.queries import sql
 
 
-def _quote_ident(name: str) -> str:
+def quote_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (database names cannot be parameters)."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -21,26 +24,6 @@ async def ensure_database(admin_dsn: str, name: str) -> None:
             return
         # Another process may create it between our check and our CREATE.
         with contextlib.suppress(asyncpg.DuplicateDatabaseError):
-            await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
-    finally:
-        await conn.close()
-
-
-async def clone_database(admin_dsn: str, name: str, template: str) -> None:
-    """Create database ``name`` as a copy of ``template`` (fast: a file-level copy)."""
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(
-            f"CREATE DATABASE {_quote_ident(name)} TEMPLATE {_quote_ident(template)}"
-        )
-    finally:
-        await conn.close()
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    """Drop database ``name`` if it exists, disconnecting its sessions."""
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+            await conn.execute(f"CREATE DATABASE {quote_ident(name)}")
     finally:
         await conn.close()

@@ -54,37 +54,3 @@ async def set_displayed(
 ) -> Email | None:
     """Show or hide one of the user's emails; None if it is not theirs."""
     return _email(await pool.fetchrow(sql("set_email_displayed"), email_id, user_id, displayed))
-
-
-@translated
-async def insert(
-    pool: Pool,
-    *,
-    user_id: uuid.UUID,
-    recipient_name: str,
-    recipient_interest: str,
-    email_message: str,
-    template_type: str,
-    metadata: dict[str, Any],
-    is_confident: bool,
-    displayed: bool = True,
-    queue_item_id: uuid.UUID | None = None,
-    created_at: datetime | None = None,
-) -> Email:
-    """Store one email for the user and return it (``created_at`` defaults to now)."""
-    record = await pool.fetchrow(
-        sql("insert_email"),
-        uuid.uuid4(),
-        user_id,
-        queue_item_id,
-        recipient_name,
-        recipient_interest,
-        email_message,
-        template_type,
-        metadata,
-        is_confident,
-        displayed,
-        created_at,
-    )
-    assert record is not None
-    return Email(**dict(record))

@@ -21,9 +21,8 @@ NotificationHandler = Callable[[str, str], None]
 class ListenConnection:
     """One connection LISTENing on some channels."""
 
-    def __init__(self, conn: asyncpg.Connection, on_lost: Callable[[], None]) -> None:
+    def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._on_lost = on_lost
 
     @classmethod
     async def open(
@@ -46,7 +45,7 @@ class ListenConnection:
             await conn.close()
             raise DatabaseUnavailable(f"LISTEN failed: {type(exc).__name__}") from exc
         conn.add_termination_listener(lambda _conn: on_lost())
-        return cls(conn, on_lost)
+        return cls(conn)
 
     async def ping(self, channel: str, payload: str) -> None:
         """Send a notification through this very connection (a liveness self-ping)."""

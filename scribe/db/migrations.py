@@ -52,14 +52,6 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def applied_versions(conn: asyncpg.Connection) -> dict[str, str]:
-    """Version → checksum of every applied migration ({} on an empty database)."""
-    if not await conn.fetchval(sql("schema_migrations_exists")):
-        return {}
-    rows = await conn.fetch(sql("list_schema_migrations"))
-    return {row["version"]: row["checksum"] for row in rows}
-
-
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply every pending migration; return the versions this call applied."""
     applied: list[str] = []
@@ -82,9 +74,3 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             applied.append(migration.version)
             log.info("applied migration %s_%s", migration.version, migration.name)
     return applied
-
-
-async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
-    """Versions shipped but not yet applied."""
-    done = await applied_versions(conn)
-    return [m.version for m in load_migrations() if m.version not in done]

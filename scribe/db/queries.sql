@@ -14,17 +14,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 
--- schema_migrations_exists --
--- Whether the migration ledger exists yet.
-SELECT to_regclass('schema_migrations') IS NOT NULL
-
 -- lock_migrations --
 -- Serialise migrators across processes until the end of the transaction.
 SELECT pg_advisory_xact_lock(7263918401)
-
--- list_schema_migrations --
--- Applied migrations in order.
-SELECT version, checksum FROM schema_migrations ORDER BY version
 
 -- get_schema_migration --
 -- Checksum of one applied migration (NULL if not applied).
@@ -33,10 +25,6 @@ SELECT checksum FROM schema_migrations WHERE version = $1
 -- insert_schema_migration --
 -- Record a migration as applied.
 INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)
-
--- ping --
--- Liveness probe.
-SELECT 1
 
 -- get_user --
 -- One user profile by id.
@@ -103,18 +91,10 @@ FROM templates WHERE id = $1 AND user_id = $2
 
 -- ===== foundation =====
 
--- insert_email --
--- Store one email ($11 = created_at, NULL for now()); the queue's completion has its own.
-INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
-                    email_message, template_type, metadata, is_confident, displayed, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11::timestamptz, now()))
-RETURNING id, user_id, recipient_name, recipient_interest, email_message, template_type,
-          metadata, is_confident, displayed, created_at
-
 -- insert_template --
--- Store one generated template ($6 = created_at, NULL for now()).
-INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions, created_at)
-VALUES ($1, $2, $3, $4, $5, COALESCE($6::timestamptz, now()))
+-- Store one generated template.
+INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions)
+VALUES ($1, $2, $3, $4, $5)
 RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at
 
 -- ===== queue =====

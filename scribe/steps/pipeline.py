@@ -65,10 +65,3 @@ def build_pipeline(clients: Clients) -> Pipeline:
         Step(name, _bind(name, STEP_FUNCTIONS[name], clients), providers[name])
         for name in STEP_NAMES
     )
-
-
-async def run_pipeline(pipeline: Pipeline, data: PipelineData) -> PipelineData:
-    """Run every step in order (tests and benchmarks; the queue runs steps with checkpoints)."""
-    for step in pipeline:
-        data = await step.run(data)
-    return data

@@ -14,6 +14,7 @@ import pytest
 
 from scribe.db import databases, migrations
 from scribe.db.embedded import with_database
+from tests.database import drop_database
 
 _LOCK_KEY = 7263918401  # the key of `lock_migrations` in queries.sql
 _TABLES = {"users", "emails", "templates", "queue_items", "schema_migrations"}
@@ -27,7 +28,15 @@ async def empty_database(pg_admin_dsn: str) -> AsyncIterator[str]:
     try:
         yield with_database(pg_admin_dsn, name)
     finally:
-        await databases.drop_database(pg_admin_dsn, name)
+        await drop_database(pg_admin_dsn, name)
+
+
+async def _pending(conn: asyncpg.Connection) -> list[str]:
+    """Versions shipped but not yet applied."""
+    done: set[str] = set()
+    if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [m.version for m in migrations.load_migrations() if m.version not in done]
 
 
 async def _tables(conn: asyncpg.Connection) -> set[str]:
@@ -39,12 +48,12 @@ async def test_applying_twice_is_a_no_op(empty_database: str) -> None:
     conn = await asyncpg.connect(empty_database)
     try:
         shipped = [m.version for m in migrations.load_migrations()]
-        assert await migrations.pending_migrations(conn) == shipped
+        assert await _pending(conn) == shipped
         assert await migrations.migrate(conn) == shipped
         ledger = await conn.fetch("SELECT version, checksum FROM schema_migrations")
         assert await migrations.migrate(conn) == []
         assert await conn.fetch("SELECT version, checksum FROM schema_migrations") == ledger
-        assert await migrations.pending_migrations(conn) == []
+        assert await _pending(conn) == []
         assert await _tables(conn) >= _TABLES
     finally:
         await conn.close()
@@ -53,7 +62,7 @@ async def test_applying_twice_is_a_no_op(empty_database: str) -> None:
 async def test_template_database_is_fully_migrated(database_url: str) -> None:
     conn = await asyncpg.connect(database_url)
     try:
-        assert await migrations.pending_migrations(conn) == []
+        assert await _pending(conn) == []
         assert await migrations.migrate(conn) == []
     finally:
         await conn.close()

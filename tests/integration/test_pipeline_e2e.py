@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from scribe.steps import STEP_NAMES
-from scribe.steps.pipeline import build_pipeline, run_pipeline
+from scribe.steps.pipeline import build_pipeline
 from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_clients, fake_settings, item
 from tests.fakes.services import ARXIV_TITLE, EXA_FACT, FakeServices
+from tests.pipeline_support import run_pipeline
 
 
 async def test_research_email_uses_search_and_arxiv_facts(fakes: FakeServices) -> None:

@@ -7,9 +7,10 @@ import pytest
 from scribe.clients.pacing import ProviderPaused
 from scribe.errors import PermanentStepError, TransientStepError
 from scribe.steps import email_composer, template_parser, web_scraper
-from scribe.steps.pipeline import build_pipeline, run_pipeline
+from scribe.steps.pipeline import build_pipeline
 from tests.fakes.fixtures import fake_clients, fake_settings, item
 from tests.fakes.services import FakeServices, Scripted
+from tests.pipeline_support import run_pipeline
 
 
 async def test_llm_429_with_retry_after_is_retried_by_the_client(fakes: FakeServices) -> None:

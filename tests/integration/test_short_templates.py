@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from scribe.steps.pipeline import build_pipeline, run_pipeline
+from scribe.steps.pipeline import build_pipeline
 from tests.fakes.fixtures import fake_clients, fake_settings, item
 from tests.fakes.services import FakeServices
+from tests.pipeline_support import run_pipeline
 
 SHORT_TEMPLATES = [
     "Hi {{name}}",
