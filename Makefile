@@ -3,7 +3,8 @@ VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
 # Two installs: what serving needs (serve, worker, demo, install-serve) and, on top, the dev
-# extras (pytest, ruff, mypy, psutil) for test, lint, typecheck, check, bench and install.
+# extras (pytest, ruff, mypy, import-linter, psutil) for test, lint, typecheck, check, bench
+# and install.
 STAMP   := $(VENV)/.installed-stamp
 SERVE_STAMP := $(VENV)/.installed-serve-stamp
 
@@ -36,9 +37,10 @@ demo: $(SERVE_STAMP)     ## three sample emails through the real queue (embedded
 test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(STAMP)           ## ruff, and the layering contracts of pyproject.toml [tool.importlinter]
 	$(BIN)/ruff check scribe tests bench tools
 	$(BIN)/ruff format --check scribe tests bench tools
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -49,4 +51,4 @@ bench: $(STAMP)          ## benchmarks; each prints its figures
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from scribe.clients.providers import ProviderState
 from scribe.db.pool import Pool, connection_errors
 from scribe.db.queries import sql
+
+
+class BreakerState(Protocol):
+    """What is recorded of a circuit breaker (``scribe.clients.providers.ProviderState`` is one;
+    described here so that the database layer does not import the clients)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def up(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def since(self) -> datetime: ...
+    @property
+    def failures(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +36,7 @@ class ProviderDown:
 
 
 async def save_state(
-    pool: Pool, state: ProviderState, seconds_to_probe: float, reported_by: str
+    pool: Pool, state: BreakerState, seconds_to_probe: float, reported_by: str
 ) -> None:
     """Record a breaker transition (upsert by provider)."""
     next_probe = None if state.up else datetime.now(UTC) + timedelta(seconds=seconds_to_probe)
