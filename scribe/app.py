@@ -18,13 +18,13 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
 from scribe.api import admin, admin_queue, emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
-from scribe.api.openapi import Operation, docs_routes
+from scribe.api.openapi import Operation, docs_operations
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.providers import PROVIDERS
 from scribe.db import health as health_db
@@ -237,16 +237,15 @@ API_MODULES = (health, users, emails, queue, templates, admin, admin_queue)
 
 
 def build_routes(metrics: Metrics) -> list[BaseRoute]:
-    """Every route of the API (one module per resource), the metrics and the docs."""
-    operations: list[Operation] = [op for module in API_MODULES for op in module.operations]
-    operations.append(
-        Operation("GET", "/metrics", "Prometheus metrics.", auth=False, content_type="text/plain")
-    )
-    routes: list[BaseRoute] = [route for module in API_MODULES for route in module.routes]
-    return [*routes, *metrics_routes(metrics), *docs_routes(operations)]
+    """Every route, from its one declaration (an ``Operation``): the API (one module per
+    resource), the metrics, and the docs describing them all."""
+    operations = [op for module in API_MODULES for op in module.operations]
+    operations.append(metrics_operation(metrics))
+    operations += docs_operations(operations)
+    return [op.route() for op in operations]
 
 
-def metrics_routes(metrics: Metrics) -> list[BaseRoute]:
+def metrics_operation(metrics: Metrics) -> Operation:
     """GET /metrics: Prometheus text, with live queue counts read at scrape time."""
 
     async def render(request: Request) -> Response:
@@ -263,7 +262,14 @@ def metrics_routes(metrics: Metrics) -> list[BaseRoute]:
         metrics.observe_pacers(get_deps(request).clients.pacers)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    return [Route("/metrics", render, methods=["GET"])]
+    return Operation(
+        "GET",
+        "/metrics",
+        "Prometheus metrics.",
+        auth=False,
+        content_type="text/plain",
+        endpoint=render,
+    )
 
 
 @asynccontextmanager

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PlainSerializer
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe.api.common import (
     ApiModel,
@@ -273,21 +272,15 @@ async def list_errors(request: Request) -> Response:
     return json_response([FailedItem.model_validate(row, from_attributes=True) for row in rows])
 
 
-routes = [
-    Route("/api/admin/overview", get_overview, methods=["GET"]),
-    Route("/api/admin/users", list_users, methods=["GET"]),
-    Route("/api/admin/users/{user_id}/emails", user_emails, methods=["GET"]),
-    Route("/api/admin/users/{user_id}/templates", user_templates, methods=["GET"]),
-    Route("/api/admin/users/{user_id}/queue", user_queue, methods=["GET"]),
-    Route("/api/admin/activity", get_activity, methods=["GET"]),
-    Route("/api/admin/errors", list_errors, methods=["GET"]),
-]
-
 _ADMIN = " Admins only (ADMIN_EMAILS); 403 otherwise."
 
 operations = [
     Operation(
-        "GET", "/api/admin/overview", "Service-wide KPI figures." + _ADMIN, response=Overview
+        "GET",
+        "/api/admin/overview",
+        "Service-wide KPI figures." + _ADMIN,
+        response=Overview,
+        endpoint=get_overview,
     ),
     Operation(
         "GET",
@@ -296,6 +289,7 @@ operations = [
         response=AdminUser,
         response_list=True,
         query=UsersQuery,
+        endpoint=list_users,
     ),
     Operation(
         "GET",
@@ -304,6 +298,7 @@ operations = [
         "user, 400 for a malformed id." + _ADMIN,
         response=EmailPage,
         query=PageQuery,
+        endpoint=user_emails,
     ),
     Operation(
         "GET",
@@ -311,6 +306,7 @@ operations = [
         "One user's generated templates, newest first." + _ADMIN,
         response=AdminTemplate,
         response_list=True,
+        endpoint=user_templates,
     ),
     Operation(
         "GET",
@@ -319,6 +315,7 @@ operations = [
         response=AdminQueueItem,
         response_list=True,
         query=QueueQuery,
+        endpoint=user_queue,
     ),
     Operation(
         "GET",
@@ -326,6 +323,7 @@ operations = [
         "Emails generated and active users per UTC week, the last 12 weeks, newest first." + _ADMIN,
         response=WeekActivity,
         response_list=True,
+        endpoint=get_activity,
     ),
     Operation(
         "GET",
@@ -334,5 +332,6 @@ operations = [
         response=FailedItem,
         response_list=True,
         query=ErrorsQuery,
+        endpoint=list_errors,
     ),
 ]

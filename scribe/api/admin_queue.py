@@ -9,7 +9,6 @@ from typing import Literal
 from pydantic import Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe.api.common import ApiModel, UtcDatetime, current_admin, json_response, parse_body
 from scribe.api.openapi import Operation
@@ -54,8 +53,6 @@ async def retry(request: Request) -> Response:
     return json_response(RetryOut(requeued=len(ids), ids=ids))
 
 
-routes = [Route("/api/admin/queue/retry", retry, methods=["POST"])]
-
 operations = [
     Operation(
         "POST",
@@ -63,5 +60,6 @@ operations = [
         "Re-queue failed items by ids, user, failure time and/or failed step (admins only).",
         response=RetryOut,
         body=RetryBody,
+        endpoint=retry,
     ),
 ]

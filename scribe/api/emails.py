@@ -8,7 +8,6 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe.api.common import (
     ApiModel,
@@ -174,14 +173,6 @@ async def task_status(request: Request) -> Response:
 
 
 # generate and status come before /api/email/{email_id}, which would otherwise shadow them.
-routes = [
-    Route("/api/email/generate", generate_email, methods=["POST"]),
-    Route("/api/email/status/{task_id}", task_status, methods=["GET"]),
-    Route("/api/email/", list_emails, methods=["GET"]),
-    Route("/api/email/{email_id}", get_email, methods=["GET"]),
-    Route("/api/email/{email_id}", update_email, methods=["PATCH"]),
-]
-
 operations = [
     Operation(
         "POST",
@@ -190,12 +181,14 @@ operations = [
         response=TaskCreated,
         status=202,
         body=GenerateBody,
+        endpoint=generate_email,
     ),
     Operation(
         "GET",
         "/api/email/status/{task_id}",
         "Progress of one generation task.",
         response=TaskStatus,
+        endpoint=task_status,
     ),
     Operation(
         "GET",
@@ -204,13 +197,21 @@ operations = [
         response=EmailOut,
         response_list=True,
         query=ListQuery,
+        endpoint=list_emails,
     ),
-    Operation("GET", "/api/email/{email_id}", "One of the caller's emails.", response=EmailOut),
+    Operation(
+        "GET",
+        "/api/email/{email_id}",
+        "One of the caller's emails.",
+        response=EmailOut,
+        endpoint=get_email,
+    ),
     Operation(
         "PATCH",
         "/api/email/{email_id}",
         "Show or hide one of the caller's emails.",
         response=EmailOut,
         body=DisplayedBody,
+        endpoint=update_email,
     ),
 ]

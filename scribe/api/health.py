@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe import __version__
 from scribe.api.common import ApiModel, format_utc, json_response
@@ -88,18 +87,14 @@ def _problem(reason: str | None) -> str:
     return "unavailable"
 
 
-routes = [
-    Route("/", root, methods=["GET"]),
-    Route("/health", health, methods=["GET"]),
-]
-
 operations = [
-    Operation("GET", "/", "Service index.", response=RootOut, auth=False),
+    Operation("GET", "/", "Service index.", response=RootOut, auth=False, endpoint=root),
     Operation(
         "GET",
         "/health",
         "Health; 503 when the database is unreachable.",
         response=HealthOut,
         auth=False,
+        endpoint=health,
     ),
 ]

@@ -1,12 +1,13 @@
-"""OpenAPI 3.1 of every route, built from the API modules' ``operations`` and pydantic models,
-and a self-contained docs page (no CDN: the Pi may sit behind a tunnel with no outside assets)."""
+"""Each route declared once, as an ``Operation`` (method, path, handler and what the docs say);
+the app's routes, the OpenAPI 3.1 document and a self-contained docs page (no CDN: the Pi may sit
+behind a tunnel with no outside assets) are all derived from the operations."""
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,6 +17,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from scribe import __version__
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 _REF = "#/components/schemas/{model}"
 _ERROR = {
@@ -46,7 +49,7 @@ _VALIDATION_ERROR = {
 
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """What the docs say about one method on one path."""
+    """One method on one path: the endpoint that answers it and what the docs say about it."""
 
     method: str
     path: str
@@ -60,6 +63,11 @@ class Operation:
     content_type: str = "application/json"
     also: tuple[int, ...] = ()  # other success statuses with the same body (e.g. 200 beside 201)
     headers: tuple[str, ...] = ()  # optional request headers it reads (string values)
+    endpoint: Endpoint = field(kw_only=True)
+
+    def route(self) -> Route:
+        """The Starlette route serving this operation."""
+        return Route(self.path, self.endpoint, methods=[self.method])
 
 
 def _response_schema(op: Operation) -> dict[str, Any]:
@@ -174,15 +182,8 @@ def render_docs(document: dict[str, Any]) -> str:
     )
 
 
-def docs_routes(operations: Iterable[Operation]) -> list[Route]:
-    """``/openapi.json`` and ``/docs`` for these operations (documented themselves)."""
-    ops = list(operations)
-    ops += [
-        Operation("GET", "/openapi.json", "This OpenAPI document.", auth=False),
-        Operation("GET", "/docs", "Human-readable API docs.", auth=False, content_type="text/html"),
-    ]
-    document = build_openapi(ops)
-    page = render_docs(document)
+def docs_operations(operations: Iterable[Operation]) -> list[Operation]:
+    """``/openapi.json`` and ``/docs``, describing ``operations`` and themselves."""
 
     async def openapi_json(request: Request) -> Response:
         return JSONResponse(document)
@@ -190,7 +191,19 @@ def docs_routes(operations: Iterable[Operation]) -> list[Route]:
     async def docs(request: Request) -> Response:
         return HTMLResponse(page)
 
-    return [
-        Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
+    own = [
+        Operation(
+            "GET", "/openapi.json", "This OpenAPI document.", auth=False, endpoint=openapi_json
+        ),
+        Operation(
+            "GET",
+            "/docs",
+            "Human-readable API docs.",
+            auth=False,
+            content_type="text/html",
+            endpoint=docs,
+        ),
     ]
+    document = build_openapi([*operations, *own])
+    page = render_docs(document)
+    return own

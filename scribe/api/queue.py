@@ -13,7 +13,6 @@ from pydantic import Field, StringConstraints, field_validator
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe.api.common import (
     ApiModel,
@@ -237,13 +236,6 @@ async def _first_of(*events: asyncio.Event | anyio.Event, timeout: float) -> Non
                 group.start_soon(wait_for, event)
 
 
-routes = [
-    Route("/api/queue/batch", enqueue_batch, methods=["POST"]),
-    Route("/api/queue/", list_queue, methods=["GET"]),
-    Route("/api/queue/stream", stream_queue, methods=["GET"]),
-    Route("/api/queue/{item_id}", cancel_item, methods=["DELETE"]),
-]
-
 operations = [
     Operation(
         "POST",
@@ -253,6 +245,7 @@ operations = [
         status=201,
         body=BatchBody,
         headers=("Idempotency-Key",),
+        endpoint=enqueue_batch,
     ),
     Operation(
         "GET",
@@ -260,14 +253,20 @@ operations = [
         "The caller's items of the last 24 h, oldest first.",
         response=QueueItemOut,
         response_list=True,
+        endpoint=list_queue,
     ),
     Operation(
         "GET",
         "/api/queue/stream",
         "Server-Sent Events of the caller's item changes.",
         content_type="text/event-stream",
+        endpoint=stream_queue,
     ),
     Operation(
-        "DELETE", "/api/queue/{item_id}", "Cancel one of the caller's items.", response=MessageOut
+        "DELETE",
+        "/api/queue/{item_id}",
+        "Cancel one of the caller's items.",
+        response=MessageOut,
+        endpoint=cancel_item,
     ),
 ]

@@ -8,7 +8,6 @@ import uuid
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe.api.common import (
     ApiModel,
@@ -122,12 +121,6 @@ async def get_template(request: Request) -> Response:
     return json_response(TemplateOut.of(template))
 
 
-routes = [
-    Route("/api/templates/", list_templates, methods=["GET"]),
-    Route("/api/templates/", create_template, methods=["POST"]),
-    Route("/api/templates/{template_id}", get_template, methods=["GET"]),
-]
-
 operations = [
     Operation(
         "POST",
@@ -136,6 +129,7 @@ operations = [
         response=TemplateOut,
         status=201,
         body=TemplateIn,
+        endpoint=create_template,
     ),
     Operation(
         "GET",
@@ -143,11 +137,13 @@ operations = [
         "The caller's generated templates, newest first.",
         response=TemplateOut,
         response_list=True,
+        endpoint=list_templates,
     ),
     Operation(
         "GET",
         "/api/templates/{template_id}",
         "One of the caller's templates.",
         response=TemplateOut,
+        endpoint=get_template,
     ),
 ]

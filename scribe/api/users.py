@@ -8,7 +8,6 @@ from typing import Annotated
 from pydantic import Field, StringConstraints, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from scribe.api.common import (
     ApiModel,
@@ -101,13 +100,6 @@ async def update_template(request: Request) -> Response:
     return json_response(Profile.of(updated))
 
 
-routes = [
-    Route("/api/user/init", init_user, methods=["POST"]),
-    Route("/api/user/profile", get_profile, methods=["GET"]),
-    Route("/api/user/onboarding", complete_onboarding, methods=["PATCH"]),
-    Route("/api/user/template", update_template, methods=["PATCH"]),
-]
-
 operations = [
     Operation(
         "POST",
@@ -117,16 +109,28 @@ operations = [
         status=201,
         also=(200,),
         body=InitBody,
+        endpoint=init_user,
     ),
     Operation(
-        "GET", "/api/user/profile", "The caller's profile (403 before init).", response=Profile
+        "GET",
+        "/api/user/profile",
+        "The caller's profile (403 before init).",
+        response=Profile,
+        endpoint=get_profile,
     ),
-    Operation("PATCH", "/api/user/onboarding", "Mark the caller onboarded.", response=Profile),
+    Operation(
+        "PATCH",
+        "/api/user/onboarding",
+        "Mark the caller onboarded.",
+        response=Profile,
+        endpoint=complete_onboarding,
+    ),
     Operation(
         "PATCH",
         "/api/user/template",
         "Store the caller's default template.",
         response=Profile,
         body=TemplateBody,
+        endpoint=update_template,
     ),
 ]
