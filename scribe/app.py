@@ -26,7 +26,6 @@ from scribe.api import admin, admin_queue, emails, health, queue, templates, use
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_operations
 from scribe.clients.netguard import AddressPolicy
-from scribe.clients.providers import PROVIDERS
 from scribe.db import health as health_db
 from scribe.db import providers as providers_db
 from scribe.db.outage import OutageLog, note_refused
@@ -253,12 +252,9 @@ def metrics_operation(metrics: Metrics) -> Operation:
             counts = await health_db.queue_counts(get_deps(request).pool)
             down = {p.provider for p in await providers_db.providers_down(get_deps(request).pool)}
         except errors.DatabaseUnavailable:
-            counts, down = {}, None
-        for status, count in counts.items():
-            metrics.queue_items.labels(status).set(count)
-        if down is not None:
-            for provider in PROVIDERS:
-                metrics.provider_down.labels(provider).set(int(provider in down))
+            metrics.observe_database_unreachable()
+        else:
+            metrics.observe_database(counts, down)
         metrics.observe_pacers(get_deps(request).clients.pacers)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

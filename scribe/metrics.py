@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -10,6 +11,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe.clients.pacing import Pacers
+from scribe.clients.providers import PROVIDERS
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Label values are kept for the process's life: a client-chosen method ("FOO1", "FOO2", …)
@@ -35,6 +37,12 @@ class Metrics:
             "HTTP request latency by route template.",
             ["route"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.database_up = Gauge(
+            "scribe_database_up",
+            "1 when the database answered at scrape time, 0 when it did not (the queue and "
+            "provider gauges read from it are then absent, not stale).",
             registry=self.registry,
         )
         self.queue_items = Gauge(
@@ -69,6 +77,21 @@ class Metrics:
             ["account"],
             registry=self.registry,
         )
+
+    def observe_database(self, queue_counts: Mapping[str, int], providers_down: set[str]) -> None:
+        """The figures the database gave at scrape time."""
+        self.database_up.set(1)
+        for status, count in queue_counts.items():
+            self.queue_items.labels(status).set(count)
+        for provider in PROVIDERS:
+            self.provider_down.labels(provider).set(int(provider in providers_down))
+
+    def observe_database_unreachable(self) -> None:
+        """The database did not answer: say so, and drop what it said last time (served again,
+        the last known counts would read as current)."""
+        self.database_up.set(0)
+        self.queue_items.clear()
+        self.provider_down.clear()
 
     def observe_pacers(self, pacers: Pacers) -> None:
         """Copy every pacer's counters into the gauges (at scrape time)."""

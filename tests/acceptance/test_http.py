@@ -277,6 +277,25 @@ async def test_health_is_503_while_the_database_is_unreachable(
     assert (await client.get("/health")).status_code == 200
 
 
+async def test_metrics_say_the_database_is_down_instead_of_serving_the_last_queue_counts(
+    client: httpx.AsyncClient, pg_admin_dsn: str, database_url: str
+) -> None:
+    up = (await client.get("/metrics")).text
+    assert "scribe_database_up 1.0" in up
+    assert 'scribe_queue_items{status="pending"} 0.0' in up
+    assert 'scribe_provider_down{provider="anthropic"} 0.0' in up
+    async with refusing_connections(pg_admin_dsn, database_url):
+        for _ in range(2):  # the dead pooled connection, then a refused reconnect
+            down = await client.get("/metrics")
+            assert down.status_code == 200
+            assert "scribe_database_up 0.0" in down.text
+            assert "scribe_queue_items{" not in down.text
+            assert "scribe_provider_down{" not in down.text
+    back = (await client.get("/metrics")).text
+    assert "scribe_database_up 1.0" in back
+    assert 'scribe_queue_items{status="pending"} 0.0' in back
+
+
 async def test_api_is_503_not_500_while_the_database_is_unreachable(
     client: httpx.AsyncClient, pg_admin_dsn: str, database_url: str
 ) -> None:
