@@ -85,6 +85,10 @@ class ProviderBreakers:
         """The state of ``provider`` (up when never seen)."""
         return self._states.setdefault(provider, ProviderState(provider))
 
+    def states(self) -> list[ProviderState]:
+        """Every provider seen so far."""
+        return sorted(self._states.values(), key=lambda state: state.provider)
+
     def wait_for(self, provider: str | None) -> float | None:
         """Seconds until ``provider`` may be called again, or None when it may be called now
         (up, or this caller is the probe)."""

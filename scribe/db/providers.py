@@ -10,9 +10,8 @@ from scribe.db.pool import Pool, connection_errors
 from scribe.db.queries import sql
 
 
-class BreakerState(Protocol):
-    """What is recorded of a circuit breaker (``scribe.clients.providers.ProviderState`` is one;
-    described here so that the database layer does not import the clients)."""
+class ProviderState(Protocol):
+    """What a breaker transition records (scribe.clients.pacing.ProviderState has it)."""
 
     @property
     def provider(self) -> str: ...
@@ -36,7 +35,7 @@ class ProviderDown:
 
 
 async def save_state(
-    pool: Pool, state: BreakerState, seconds_to_probe: float, reported_by: str
+    pool: Pool, state: ProviderState, seconds_to_probe: float, reported_by: str
 ) -> None:
     """Record a breaker transition (upsert by provider)."""
     next_probe = None if state.up else datetime.now(UTC) + timedelta(seconds=seconds_to_probe)
