@@ -1,14 +1,16 @@
-"""Rules of the steps that need no I/O."""
+"""Domain rules and step rules that need no I/O."""
 
 from __future__ import annotations
 
 import pytest
 
 from scribe.clients.output import strip_wrappers
-from scribe.clients.papers import same_author, select_papers, strip_honorifics
-from scribe.steps.data import Paper
-from scribe.steps.template_parser import classify, validate_template
-from scribe.steps.text import placeholders_in, remove_machine_tells
+from scribe.domain.names import plain_name, same_author
+from scribe.domain.papers import Paper, select_papers
+from scribe.domain.placeholders import placeholders_in
+from scribe.domain.templates import validate_template
+from scribe.domain.text import remove_machine_tells
+from scribe.steps.template_parser import classify
 
 
 def test_validate_template_keeps_the_earlier_ten_character_minimum() -> None:
@@ -39,7 +41,7 @@ def test_machine_tells_and_wrappers_are_removed() -> None:
 
 
 def test_honorifics_and_author_matching() -> None:
-    assert strip_honorifics("Prof. Dr. Jane Q. Roe, PhD") == "Jane Q. Roe"
+    assert plain_name("Prof. Dr. Jane Q. Roe, PhD") == "Jane Q. Roe"
     assert same_author("Jane Roe", "J. Roe")
     assert same_author("José Núñez", "Jose Nunez")
     assert not same_author("Jane Roe", "John Roe")
