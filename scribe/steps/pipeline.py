@@ -212,7 +212,7 @@ def load_checkpoint(
     A version-1 document is upgraded; a newer one is read as far as it validates. Steps resume
     after the last one, in pipeline order, whose saved output still validates."""
     state = start_state(inputs)
-    if not doc:
+    if not doc or not isinstance(doc, Mapping):
         return state, []
     version = doc.get("version")
     if version is None:

@@ -103,3 +103,13 @@ async def test_anthropic_tool_mode(fakes: FakeServices) -> None:
         data = await run_pipeline(build_pipeline(clients), item())
     assert "{{" not in result(data).message
     assert fakes.of("anthropic")[0].body["tool_choice"]["type"] == "tool"
+
+
+async def test_titles_are_dropped_alike_for_web_search_and_arxiv(fakes: FakeServices) -> None:
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        data = await run_pipeline(build_pipeline(clients), item(name="Assoc. Prof. Jane Roe"))
+        assert clients.papers.cache.get("jane roe") is not None  # arXiv asked for "Jane Roe"
+    publications = next(r.body for r in fakes.of("exa") if "ublications" in r.body["query"])
+    assert "authored by Jane Roe on" in publications["query"]
+    assert "Assoc" not in publications["systemPrompt"]
+    assert result(data).metadata["arxiv_papers"]
