@@ -8,38 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Literal
-
-from pydantic import Field
 
 from scribe.clients.papers import ArxivPapers
 from scribe.domain.names import plain_name
-from scribe.domain.papers import Paper, select_papers
+from scribe.domain.papers import select_papers
 from scribe.errors import ExternalServiceError
-from scribe.steps.models import EmailInputs, Record
-from scribe.steps.template_parser import ParsedTemplate
+from scribe.steps.models import ArxivMetadata, EmailInputs, PaperSearch, ParsedTemplate
 
 log = logging.getLogger(__name__)
 
 # Includes waiting for the process-wide arXiv pacing (one request per 3 s).
 ARXIV_DEADLINE_SECONDS = 60.0
-
-
-class ArxivMetadata(Record):
-    """``emails.metadata.arxiv_metadata``: ``ok`` (with ``found``), ``skipped`` (with
-    ``reason``) or ``failed`` (with ``error``); absent keys are left out of the document."""
-
-    status: Literal["ok", "skipped", "failed"]
-    found: int | None = None
-    reason: str | None = None
-    error: str | None = None
-
-
-class PaperSearch(Record):
-    """The step's output: the papers chosen for the email and how the search went."""
-
-    arxiv_papers: list[Paper] = Field(default_factory=list)
-    arxiv_metadata: ArxivMetadata
 
 
 async def run(inputs: EmailInputs, template: ParsedTemplate, papers: ArxivPapers) -> PaperSearch:

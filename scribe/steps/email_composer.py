@@ -10,7 +10,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from scribe.clients.llm import LLM, LLMRequest
 from scribe.clients.offline import OFFLINE
@@ -18,10 +18,15 @@ from scribe.clients.output import strip_wrappers
 from scribe.domain import placeholders
 from scribe.domain.names import plain_name
 from scribe.domain.text import remove_machine_tells
-from scribe.steps.arxiv_helper import PaperSearch
-from scribe.steps.models import EmailInputs, Record, Usage
-from scribe.steps.template_parser import ParsedTemplate
-from scribe.steps.web_scraper import WebResearch
+from scribe.steps.models import (
+    EmailInputs,
+    GenerationMetadata,
+    PaperSearch,
+    ParsedTemplate,
+    Usage,
+    WebResearch,
+    WrittenEmail,
+)
 
 # A model answer is cut to this before any cleanup, so a runaway (or hostile) provider costs
 # bounded CPU here; the stored email is capped again, at SCRIBE_MAX_EMAIL_CHARS, at completion.
@@ -34,25 +39,6 @@ class ComposedEmail(BaseModel):
 
     email: str
     is_confident: bool
-
-
-class GenerationMetadata(Record):
-    """``emails.metadata.generation_metadata``: why the email is or is not confident."""
-
-    composer_model: str
-    placeholders: list[str]
-    unfilled_placeholders: list[str]
-    not_confident_reasons: list[str]
-
-
-class WrittenEmail(Record):
-    """The step's output: the email, whether it is confident, and what wrote it."""
-
-    email_message: str
-    is_confident: bool
-    model: str
-    generation_metadata: GenerationMetadata
-    usage: list[Usage] = Field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

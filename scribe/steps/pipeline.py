@@ -26,12 +26,17 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from scribe.steps import arxiv_helper, email_composer, template_parser, web_scraper
-from scribe.steps.arxiv_helper import PaperSearch
-from scribe.steps.email_composer import WrittenEmail
-from scribe.steps.models import EmailInputs, Record, TemplateType
+from scribe.steps.models import (
+    EmailInputs,
+    PaperSearch,
+    ParsedTemplate,
+    Record,
+    TemplateType,
+    WebResearch,
+    WrittenEmail,
+)
 from scribe.steps.state import EmailState
-from scribe.steps.template_parser import ParsedTemplate
-from scribe.steps.web_scraper import WebClients, WebResearch
+from scribe.steps.web_scraper import WebClients
 
 if TYPE_CHECKING:
     from scribe.clients import Clients

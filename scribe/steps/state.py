@@ -12,11 +12,8 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from scribe.errors import PermanentStepError
-from scribe.steps.arxiv_helper import PaperSearch
-from scribe.steps.email_composer import Brief, WrittenEmail
-from scribe.steps.models import EmailInputs
-from scribe.steps.template_parser import ParsedTemplate
-from scribe.steps.web_scraper import WebResearch
+from scribe.steps.email_composer import Brief
+from scribe.steps.models import EmailInputs, PaperSearch, ParsedTemplate, WebResearch, WrittenEmail
 
 T = TypeVar("T")
 

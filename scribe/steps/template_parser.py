@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from scribe.clients.llm import LLM, LLMRequest
 from scribe.domain.names import plain_name
 from scribe.domain.placeholders import placeholders_in
-from scribe.steps.models import EmailInputs, Record, TemplateType, Usage
+from scribe.steps.models import EmailInputs, ParsedTemplate, TemplateType, Usage
 
 MAX_MODEL_TERMS = 10  # of the model's search terms, only the first few are read (3 are kept)
 MAX_SEARCH_TERMS = 3
@@ -26,16 +26,6 @@ class TemplateAnalysis(BaseModel):
     template_type: TemplateType
     search_terms: list[str] = Field(description="1 to 3 web search queries naming the recipient")
     placeholders: list[str] = Field(description="every placeholder, verbatim as in the template")
-
-
-class ParsedTemplate(Record):
-    """The step's output: the template's type, up to 3 search terms naming the recipient, every
-    placeholder verbatim, and the LLM call it took."""
-
-    template_type: TemplateType
-    search_terms: list[str]
-    placeholders: list[str]
-    usage: list[Usage] = Field(default_factory=list)
 
 
 SYSTEM = """You analyse cold-email templates that students send to professors and researchers.

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from pydantic import Field
 
 from scribe.clients.browser import BrowserPool
 from scribe.clients.fetch import PageFetcher, PageText
@@ -21,8 +19,14 @@ from scribe.clients.search import ExaSearch, SearchHit
 from scribe.domain.names import plain_name
 from scribe.domain.text import is_web_url, plain_title
 from scribe.errors import FetchRefused, PermanentStepError, StepError, TransientStepError
-from scribe.steps.models import EmailInputs, Record
-from scribe.steps.template_parser import ParsedTemplate
+from scribe.steps.models import (
+    Citation,
+    EmailInputs,
+    PageRecord,
+    ParsedTemplate,
+    ScrapingMetadata,
+    WebResearch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,46 +47,6 @@ class WebClients:
     search: ExaSearch | None  # None: no EXA_API_KEY, search is skipped
     pages: PageFetcher
     browser: BrowserPool
-
-
-class Citation(Record):
-    """A source the research text came from, and which query found it."""
-
-    url: str
-    title: str
-    query: str
-
-
-class PageRecord(Record):
-    """How a thin hit's page was read (``method``, ``chars``) or why it was not (``error``,
-    ``browser_error``); absent keys are left out of the stored document."""
-
-    url: str
-    method: Literal["httpx", "browser"] | None = None
-    chars: int | None = None
-    error: str | None = None
-    browser_error: str | None = None
-
-
-class ScrapingMetadata(Record):
-    """``emails.metadata.scraping_metadata``: ``search`` is ``"skipped"`` (with ``reason``) or
-    ``"exa"`` (with the queries, citations, page reads and browser availability)."""
-
-    search: Literal["exa", "skipped"]
-    reason: str | None = None
-    queries: dict[str, str] | None = None
-    citations: list[Citation] | None = None
-    pages: list[PageRecord] | None = None
-    browser: str | None = None
-
-
-class WebResearch(Record):
-    """The step's output: the research text handed to the composer, its sources, and how it
-    was found."""
-
-    scraped_content: str = ""
-    scraped_urls: list[str] = Field(default_factory=list)
-    scraping_metadata: ScrapingMetadata
 
 
 _PUBLICATIONS = {

@@ -15,11 +15,15 @@ import pytest
 from scribe.clients import Clients, open_clients
 from scribe.clients.netguard import AddressPolicy, IPAddress, system_resolver
 from scribe.settings import Settings
-from scribe.steps.arxiv_helper import ArxivMetadata, PaperSearch
 from scribe.steps.email_composer import Brief
+from scribe.steps.models import (
+    ArxivMetadata,
+    PaperSearch,
+    ParsedTemplate,
+    ScrapingMetadata,
+    WebResearch,
+)
 from scribe.steps.pipeline import EmailInputs, EmailState, Pipeline, start_state
-from scribe.steps.template_parser import ParsedTemplate
-from scribe.steps.web_scraper import ScrapingMetadata, WebResearch
 from tests.fakes.server import serve_asgi
 from tests.fakes.services import FakeServices
 

@@ -19,12 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scribe.errors import PermanentStepError, TransientStepError
 from scribe.steps import STEP_NAMES, Pipeline, Step
-from scribe.steps.arxiv_helper import ArxivMetadata, PaperSearch
-from scribe.steps.email_composer import GenerationMetadata, WrittenEmail
-from scribe.steps.models import Record
+from scribe.steps.models import (
+    ArxivMetadata,
+    GenerationMetadata,
+    PaperSearch,
+    ParsedTemplate,
+    Record,
+    ScrapingMetadata,
+    WebResearch,
+    WrittenEmail,
+)
 from scribe.steps.pipeline import EmailState
-from scribe.steps.template_parser import ParsedTemplate
-from scribe.steps.web_scraper import ScrapingMetadata, WebResearch
 
 CRASH_EXIT_CODE = 17
 HANG_SECONDS = 3600.0

@@ -8,10 +8,9 @@ from scribe.clients import Clients
 from scribe.clients.pacing import ProviderPaused
 from scribe.errors import PermanentStepError, TransientStepError
 from scribe.steps import Step, email_composer
-from scribe.steps.arxiv_helper import ArxivMetadata, PaperSearch
 from scribe.steps.email_composer import Brief
+from scribe.steps.models import ArxivMetadata, PaperSearch, ScrapingMetadata, WebResearch
 from scribe.steps.pipeline import build_pipeline, email_metadata
-from scribe.steps.web_scraper import ScrapingMetadata, WebResearch
 from tests.fakes.fixtures import fake_clients, fake_settings, item, run_pipeline
 from tests.fakes.services import FakeServices, Scripted
 

@@ -16,8 +16,16 @@ from typing import Any
 
 import pytest
 
-from scribe.steps.arxiv_helper import ArxivMetadata, PaperSearch
-from scribe.steps.email_composer import GenerationMetadata, WrittenEmail
+from scribe.steps.models import (
+    ArxivMetadata,
+    Citation,
+    GenerationMetadata,
+    PaperSearch,
+    ParsedTemplate,
+    ScrapingMetadata,
+    WebResearch,
+    WrittenEmail,
+)
 from scribe.steps.pipeline import (
     CHECKPOINT_VERSION,
     EmailInputs,
@@ -28,8 +36,6 @@ from scribe.steps.pipeline import (
     load_checkpoint,
     start_state,
 )
-from scribe.steps.template_parser import ParsedTemplate
-from scribe.steps.web_scraper import Citation, ScrapingMetadata, WebResearch
 
 V1_PATH = Path(__file__).resolve().parent.parent / "fakes" / "checkpoint_v1.json"
 TWO_STEPS = ["template_parser", "web_scraper"]

@@ -10,7 +10,8 @@ from scribe.domain.papers import Paper, select_papers
 from scribe.domain.placeholders import placeholders_in
 from scribe.domain.templates import validate_template
 from scribe.domain.text import remove_machine_tells
-from scribe.steps.template_parser import ParsedTemplate, classify
+from scribe.steps.models import ParsedTemplate
+from scribe.steps.template_parser import classify
 from scribe.steps.web_scraper import build_queries
 from tests.fakes.fixtures import item
 

@@ -12,8 +12,8 @@ from scribe.db.queue_items import ClaimedItem
 from scribe.queue.backoff import retry_delay, truncate_error
 from scribe.queue.job import Job, StopReason
 from scribe.queue.runner import resume_point
+from scribe.steps.models import ParsedTemplate
 from scribe.steps.pipeline import dump_checkpoint
-from scribe.steps.template_parser import ParsedTemplate
 
 
 @pytest.mark.parametrize(("attempt", "low", "high"), [(1, 5, 10), (2, 10, 20), (3, 20, 40)])
