@@ -113,3 +113,21 @@ async def test_titles_are_dropped_alike_for_web_search_and_arxiv(fakes: FakeServ
     assert "authored by Jane Roe on" in publications["query"]
     assert "Assoc" not in publications["systemPrompt"]
     assert result(data).metadata["arxiv_papers"]
+
+
+async def test_the_pipeline_is_the_four_contract_steps_with_their_providers(
+    fakes: FakeServices,
+) -> None:
+    assert STEP_NAMES == ("template_parser", "web_scraper", "arxiv_helper", "email_composer")
+    settings = fake_settings(fakes, email_composer_model="openai:accounts/fireworks/models/x")
+    async with fake_clients(settings, fakes) as clients:
+        providers = {step.name: step.provider for step in build_pipeline(clients)}
+    assert providers == {
+        "template_parser": "anthropic",
+        "web_scraper": "exa",
+        "arxiv_helper": None,  # optional: its failure never fails the email
+        "email_composer": "openai",
+    }
+    offline = fake_settings(fakes, anthropic_api_key=None, openai_api_key=None, exa_api_key=None)
+    async with fake_clients(offline, fakes) as clients:
+        assert {step.provider for step in build_pipeline(clients)} == {None}
