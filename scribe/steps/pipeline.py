@@ -10,8 +10,8 @@ Checkpoint format (``CHECKPOINT_VERSION`` 2)::
     {"version": 2, "completed": [step, ...], "outputs": {step: output, ...},
      "step_timings": {step: seconds, ...}}
 
-The inputs (template text included) are not in it: the queue row holds them. Version 1 (no
-``version``: ``{"completed": [...], "data": <the old 17-field PipelineData>}``) is upgraded.
+The inputs (template text included) are not in it: the queue row holds them. Version 1
+(``{"completed": [...], "data": <the old 17-field PipelineData>}``, no ``version``) is upgraded.
 Unknown fields are kept (outputs) or ignored (top level), never a reason to start over; a step
 whose saved output no longer validates is run again, with every step after it.
 """
@@ -220,7 +220,7 @@ def load_checkpoint(
     if not doc or not isinstance(doc, Mapping):
         return state, []
     version = doc.get("version")
-    if version is None:
+    if version in (None, 1):
         doc = upgrade_v1(doc)
     elif version != CHECKPOINT_VERSION:
         log.info(

@@ -119,6 +119,11 @@ def test_version_1_after_two_steps_is_upgraded() -> None:
     assert state.inputs.email_template == TEMPLATE
 
 
+def test_version_1_named_as_such_is_upgraded_too() -> None:
+    _, done = load_checkpoint({"version": 1, **v1()}, inputs())
+    assert done == TWO_STEPS
+
+
 def test_version_1_with_a_field_from_a_newer_release_is_resumed() -> None:
     doc = v1()
     doc["data"]["tone"] = "warm"  # a field this release does not know
