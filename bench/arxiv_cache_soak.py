@@ -30,6 +30,7 @@ import httpx
 import psutil
 
 from scribe.clients.papers import ArxivPapers
+from scribe.domain.papers import select_papers
 from scribe.settings import Settings
 
 MIB = 2**20
@@ -75,7 +76,7 @@ async def ask(papers: ArxivPapers, names: list[str], concurrency: int) -> int:
     async def lane() -> None:
         nonlocal found
         for name in pending:
-            chosen = await papers.papers_by(name, "quantum widgets")
+            chosen = select_papers(name, "quantum widgets", await papers.papers_by(name))
             found += bool(chosen)
 
     await asyncio.gather(*(lane() for _ in range(concurrency)))

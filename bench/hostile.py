@@ -214,11 +214,13 @@ def _statuses_of(items: list[dict[str, Any]]) -> str:
 
 def worst_template_seconds() -> tuple[float, str]:
     """The slowest adversarial 10,000-char template through the service's text functions."""
-    from scribe.steps.email_composer import fill_placeholders, unfilled
-    from scribe.steps.template_parser import _merge, offline_analysis, validate_template
-    from scribe.steps.text import remove_machine_tells
+    from scribe.domain.placeholders import unfilled
+    from scribe.domain.templates import validate_template
+    from scribe.domain.text import remove_machine_tells
     from scribe.template_generation import word_count
-    from tests.fakes.fixtures import item
+    from scribe.steps.email_composer import fill_placeholders
+    from scribe.steps.template_parser import merge, offline_analysis
+    from tests.fakes.fixtures import brief, item
 
     n = TEMPLATE_LIMIT
     templates = {
@@ -240,9 +242,9 @@ def worst_template_seconds() -> tuple[float, str]:
             started = time.perf_counter()
             with contextlib.suppress(ValueError):
                 validate_template(template)
-            analysed = _merge(data, offline_analysis(data))
-            email = fill_placeholders(template, analysed)
-            unfilled(email, analysed)
+            analysed = merge(data.inputs, offline_analysis(data.inputs))
+            email = fill_placeholders(template, brief(data, analysed))
+            unfilled(email, analysed.placeholders)
             remove_machine_tells(email)
             word_count(template)
             times.append(time.perf_counter() - started)

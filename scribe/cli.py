@@ -194,7 +194,7 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
     from scribe.commands import generate
-    from scribe.steps.template_parser import validate_template
+    from scribe.domain.templates import validate_template
 
     try:
         template = args.template.read_text(encoding="utf-8")

@@ -20,9 +20,13 @@ from scribe.db import emails, queue_items, users
 from scribe.db.queue_items import NewItem, QueueItemView
 from scribe.errors import StepError
 from scribe.settings import Settings
-from scribe.steps import STEP_NAMES
-from scribe.steps.data import PipelineData
-from scribe.steps.pipeline import STEP_FUNCTIONS
+from scribe.steps.pipeline import (
+    EmailInputs,
+    EmailState,
+    build_pipeline,
+    email_metadata,
+    start_state,
+)
 
 DEMO_EMAIL = "demo@scribe.local"
 DEMO_USER_ID = uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{DEMO_EMAIL}")
@@ -71,53 +75,66 @@ async def generate(
 ) -> int:
     """Run the four steps in this process and print the email (or, with ``as_json``, the full
     result); progress goes to ``err``. 0 on success, 1 when a step failed."""
-    data = PipelineData(
-        queue_item_id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        recipient_name=name,
-        recipient_interest=interest,
-        email_template=template,
+    state = start_state(
+        EmailInputs(
+            queue_item_id=uuid.uuid4(),
+            user_id=uuid.uuid4(),
+            recipient_name=name,
+            recipient_interest=interest,
+            email_template=template,
+        )
     )
     async with (
         httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http,
         open_clients(settings, http) as clients,
     ):
         print(providers_line(settings, clients), file=err)
-        for number, step in enumerate(STEP_NAMES, 1):
-            label = f"[{number}/{len(STEP_NAMES)}] {step}"
+        pipeline = build_pipeline(clients)
+        for number, step in enumerate(pipeline, 1):
+            label = f"[{number}/{len(pipeline)}] {step.name}"
             print(f"{label} ...", file=err, flush=True)
             started = time.monotonic()
             try:
-                data = await STEP_FUNCTIONS[step](data, clients)
+                state = await step.run(state)
             except StepError as exc:
                 print(f"{label} failed after {time.monotonic() - started:.1f} s: {exc}", file=err)
                 return 1
             seconds = round(time.monotonic() - started, 3)
-            data = data.model_copy(update={"step_timings": {**data.step_timings, step: seconds}})
+            timings = {**state.step_timings, step.name: seconds}
+            state = state.model_copy(update={"step_timings": timings})
             print(f"{label} done in {seconds:.2f} s", file=err, flush=True)
+    email = state.email_composer
     if as_json:
         result = {
             "recipient_name": name,
             "recipient_interest": interest,
-            "email_message": data.email_message,
-            "is_confident": data.is_confident,
-            "template_type": data.template_type,
-            "metadata": data.email_metadata(),
+            "email_message": email.email_message if email else None,
+            "is_confident": email.is_confident if email else False,
+            "template_type": state.template_parser.template_type if state.template_parser else None,
+            "metadata": email_metadata(state),
         }
         print(json.dumps(result, indent=2, default=str), file=out)
     else:
-        print(render_email(data), file=out)
+        print(render_email(state), file=out)
     return 0
 
 
-def render_email(data: PipelineData) -> str:
+def render_email(state: EmailState) -> str:
     """The email, its confidence with the reasons, and the sources it used."""
-    reasons = data.generation_metadata.get("not_confident_reasons") or []
-    confidence = "confident" if data.is_confident else "not confident: " + "; ".join(reasons)
-    lines = ["", data.email_message or "", "", "-" * 72, f"Confidence: {confidence}"]
-    lines.append(f"Template type: {data.template_type}; model: {data.model}")
-    sources = [f"  {url}" for url in data.scraped_urls]
-    sources += [f"  arXiv {p.arxiv_url} {p.title} ({p.year})" for p in data.arxiv_papers]
+    email, parsed = state.email_composer, state.template_parser
+    reasons = email.generation_metadata.not_confident_reasons if email else []
+    confident = email is not None and email.is_confident
+    confidence = "confident" if confident else "not confident: " + "; ".join(reasons)
+    message = email.email_message if email else ""
+    lines = ["", message, "", "-" * 72, f"Confidence: {confidence}"]
+    template_type = parsed.template_type if parsed else None
+    lines.append(f"Template type: {template_type}; model: {email.model if email else None}")
+    research, papers = state.web_scraper, state.arxiv_helper
+    sources = [f"  {url}" for url in (research.scraped_urls if research else [])]
+    sources += [
+        f"  arXiv {p.arxiv_url} {p.title} ({p.year})"
+        for p in (papers.arxiv_papers if papers else [])
+    ]
     lines.append("Sources:" if sources else "Sources: none")
     lines += sources
     return "\n".join(lines)

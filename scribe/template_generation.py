@@ -11,8 +11,9 @@ from pydantic import BaseModel, field_validator
 from scribe.clients import Clients
 from scribe.clients.llm import LLM, LLMRequest, LLMResponse
 from scribe.clients.pdf import MAX_PDF_BYTES, resume_text
+from scribe.domain.placeholders import PLACEHOLDER
+from scribe.domain.text import remove_machine_tells
 from scribe.errors import InvalidRequest, PdfTooExpensive, PermanentStepError, TransientStepError
-from scribe.steps.text import PLACEHOLDER, remove_machine_tells
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from scribe.db import emails, queue_items
 from scribe.db.emails import Email
 from scribe.db.queue_items import NewItem, TaskView
 from scribe.deps import get_deps
+from scribe.domain.templates import validate_template
 from scribe.errors import NotFound
-from scribe.steps.template_parser import validate_template
 
 
 class EmailOut(ApiModel):

@@ -28,10 +28,10 @@ from scribe.db import queue_items
 from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
 from scribe.db.users import User
 from scribe.deps import get_deps
+from scribe.domain.templates import validate_template
 from scribe.errors import Conflict, DatabaseUnavailable, InvalidRequest, NotFound
 from scribe.queue.listener import ITEMS_CHANNEL
 from scribe.settings import Settings
-from scribe.steps.template_parser import validate_template
 
 RecipientName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=2, max_length=255)

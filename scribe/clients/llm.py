@@ -2,7 +2,7 @@
 
 A request carries its prompt, the pydantic model of the answer, and the rule-based answer the
 offline provider returns instead of calling a model. Providers answer with the parsed value and
-a usage record (tokens and an estimated cost), which the steps append to ``PipelineData.usage``.
+a usage record (tokens and an estimated cost), which the steps keep in their outputs (``usage``).
 """
 
 from __future__ import annotations

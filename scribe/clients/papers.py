@@ -1,4 +1,4 @@
-"""Papers by a recipient from the arXiv API, through the ``arxiv`` package.
+"""Papers by an author from the arXiv API, through the ``arxiv`` package.
 
 The package is synchronous and has no request timeout, so it only builds the query URL (its
 ``Client`` with ``query_url_format`` pointed at ``ARXIV_API_URL``) and parses the Atom feed (its
@@ -12,77 +12,18 @@ the author's own papers of the last ``PAPER_YEARS`` years.
 from __future__ import annotations
 
 import asyncio
-import re
-import unicodedata
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import httpx
 
 from scribe.clients.cache import TtlCache
 from scribe.clients.pacing import Cost, Pacer
+from scribe.domain.names import fold
+from scribe.domain.papers import PAPER_YEARS, Paper, own_recent
 from scribe.errors import ExternalServiceError
-from scribe.steps.data import Paper
 
 if TYPE_CHECKING:
     import arxiv
-
-# Linear: a \b-anchored alternation of literal words and one optional dot (no repetition), and a
-# single character-class run that stops at the first non-matching character.
-_HONORIFICS = re.compile(
-    r"\b(dr|prof|professor|mr|mrs|ms|mx|miss|sir|dame|assoc|assistant|associate|phd|md)\b\.?",
-    re.IGNORECASE,
-)
-_WORD = re.compile(r"[a-z0-9]+")
-PAPER_YEARS = 10  # papers older than this are never chosen
-_STOPWORDS = {"and", "of", "the", "in", "for", "on", "to", "a", "an", "with", "at", "by"}
-
-
-def strip_honorifics(name: str) -> str:
-    """``"Prof. Dr. Jane Q. Roe, PhD"`` → ``"Jane Q. Roe"``."""
-    cleaned = _HONORIFICS.sub(" ", name.replace(",", " "))
-    return " ".join(cleaned.split())
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
-
-
-def same_author(wanted: str, candidate: str) -> bool:
-    """Same surname and compatible first name (full or initial), accents and case ignored."""
-    want, have = _WORD.findall(_fold(wanted)), _WORD.findall(_fold(candidate))
-    if not want or not have or want[-1] != have[-1]:
-        return False
-    if len(want) == 1 or len(have) == 1:
-        return True
-    return want[0][0] == have[0][0] and (
-        len(want[0]) == 1 or len(have[0]) == 1 or want[0] == have[0]
-    )
-
-
-def relevance(interest: str, paper: Paper) -> int:
-    """How many words of the interest occur in the title and abstract."""
-    words = {w for w in _WORD.findall(interest.lower()) if w not in _STOPWORDS and len(w) > 2}
-    haystack = set(_WORD.findall(f"{paper.title} {paper.abstract}".lower()))
-    return len(words & haystack)
-
-
-def own_recent(name: str, papers: list[Paper], *, years: int = PAPER_YEARS) -> list[Paper]:
-    """The papers of the last ``years`` years that ``name`` is an author of."""
-    oldest = datetime.now(UTC).year - years
-    return [p for p in papers if p.year >= oldest and any(same_author(name, a) for a in p.authors)]
-
-
-def select_papers(
-    name: str, interest: str, papers: list[Paper], *, limit: int = 5, years: int = PAPER_YEARS
-) -> list[Paper]:
-    """The recipient's own papers of the last ``years`` years, relevant ones first, newest first
-    within each group, at most ``limit``."""
-    own = own_recent(name, papers, years=years)
-    own.sort(
-        key=lambda p: (relevance(interest, p) > 0, p.year, relevance(interest, p)), reverse=True
-    )
-    return own[:limit]
 
 
 class ArxivPapers:
@@ -111,13 +52,10 @@ class ArxivPapers:
         self.cache: TtlCache[str, list[Paper]] = TtlCache(cache_entries, cache_seconds)
         self._inflight: dict[str, asyncio.Future[list[Paper]]] = {}
 
-    async def papers_by(self, name: str, interest: str) -> list[Paper]:
-        """Up to 5 of the recipient's papers; ExternalServiceError when arXiv fails."""
-        author = strip_honorifics(name)
-        return select_papers(author, interest, await self._by_author(author))
-
-    async def _by_author(self, author: str) -> list[Paper]:
-        key = _fold(author)
+    async def papers_by(self, author: str) -> list[Paper]:
+        """``author``'s own papers of the last ``PAPER_YEARS`` years (the only ones an email may
+        cite); ExternalServiceError when arXiv fails. ``author`` is a plain name, no titles."""
+        key = fold(author)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
@@ -133,9 +71,10 @@ class ArxivPapers:
             raise
         finally:
             self._inflight.pop(key, None)
-        future.set_result(papers)
-        self.cache.put(key, own_recent(author, papers))
-        return papers
+        own = own_recent(author, papers, years=PAPER_YEARS)
+        future.set_result(own)
+        self.cache.put(key, own)
+        return own
 
     def _arxiv(self) -> arxiv.Client:
         """The package's client, imported and built on first use (not at start-up; the first

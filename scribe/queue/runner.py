@@ -1,6 +1,6 @@
 """The job runner: drives the pipeline's steps one by one for a claimed item.
 
-Each step is timed and bounded by the step and job timeouts; after each step the PipelineData is
+Each step is timed and bounded by the step and job timeouts; after each step the EmailState is
 checkpointed (fenced), so a retry resumes after the last completed step. Steps say "retry later"
 or "failed" through exception types; only this module turns that into attempts and backoff.
 
@@ -23,21 +23,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pydantic import ValidationError
-
 from scribe import tracing
 from scribe.clients.providers import ProviderBreakers, Transition, pacing_meter
 from scribe.db import providers as providers_db
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem, CompletedEmail, StepDone
+from scribe.domain.text import bounded_text
 from scribe.errors import DatabaseUnavailable, PermanentStepError, TransientStepError
 from scribe.queue.backoff import retry_delay, truncate_error
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.settings import Settings
 from scribe.steps import Pipeline, Step
-from scribe.steps.data import PipelineData
-from scribe.steps.text import bounded_text
+from scribe.steps.pipeline import (
+    EmailInputs,
+    EmailState,
+    dump_checkpoint,
+    email_result,
+    llm_usage,
+    load_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,22 +92,17 @@ class _Lost(Exception):
     """A fenced write touched nothing, or the database stayed away past the lease."""
 
 
-def resume_point(item: ClaimedItem) -> tuple[PipelineData, list[str]]:
-    """The data to continue from and the steps already done (nothing done without a checkpoint)."""
-    checkpoint = item.checkpoint
-    if checkpoint:
-        try:
-            return PipelineData.model_validate(checkpoint["data"]), list(checkpoint["completed"])
-        except (KeyError, TypeError, ValidationError):
-            log.warning("item %s: unreadable checkpoint, starting over", item.id)
-    data = PipelineData(
+def resume_point(item: ClaimedItem) -> tuple[EmailState, list[str]]:
+    """The state to continue from and the steps already done (nothing done without a
+    checkpoint)."""
+    inputs = EmailInputs(
         queue_item_id=item.id,
         user_id=item.user_id,
         recipient_name=item.recipient_name,
         recipient_interest=item.recipient_interest,
         email_template=item.email_template,
     )
-    return data, []
+    return load_checkpoint(item.checkpoint, inputs)
 
 
 class JobRunner:
@@ -170,8 +170,8 @@ class JobRunner:
         return await self._complete(job, data, last)
 
     async def _run_step(
-        self, job: Job, step: Step, data: PipelineData, deadline: float
-    ) -> tuple[PipelineData, StepDone]:
+        self, job: Job, step: Step, data: EmailState, deadline: float
+    ) -> tuple[EmailState, StepDone]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         job.in_step = True
@@ -182,7 +182,7 @@ class JobRunner:
                 ):
                     result = await step.run(data)
                 # LLM calls this step made: tokens and estimated cost, for the trace.
-                span.set_attribute("llm_usage", result.usage[len(data.usage) :])
+                span.set_attribute("llm_usage", llm_usage(result, step.name))
         except asyncio.CancelledError:
             if job.stop_reason is None:
                 raise  # not ours: let the cancellation through
@@ -304,12 +304,12 @@ class JobRunner:
     async def _checkpoint(
         self,
         job: Job,
-        data: PipelineData,
+        data: EmailState,
         completed: list[str],
         next_step: str,
         done: StepDone | None,
     ) -> None:
-        checkpoint = {"completed": completed, "data": data.model_dump(mode="json")}
+        checkpoint = dump_checkpoint(data, completed)
         assert done is not None
         cancel_requested = await self._write(
             lambda: queue_items.save_checkpoint(
@@ -321,17 +321,18 @@ class JobRunner:
         if cancel_requested:
             job.request_stop(StopReason.CANCELLED)
 
-    async def _complete(self, job: Job, data: PipelineData, last: StepDone | None) -> Outcome:
-        if not data.email_message:
+    async def _complete(self, job: Job, data: EmailState, last: StepDone | None) -> Outcome:
+        result = email_result(data)
+        if result is None:
             return await self._fail(
                 job, self._pipeline[-1].name, "The pipeline wrote no email.", "no email"
             )
         email = CompletedEmail(
             email_id=uuid.uuid4(),
-            email_message=bounded_text(data.email_message, self._config.max_email_chars),
-            template_type=data.template_type or "general",
-            metadata=data.email_metadata(),
-            is_confident=data.is_confident,
+            email_message=bounded_text(result.message, self._config.max_email_chars),
+            template_type=result.template_type,
+            metadata=result.metadata,
+            is_confident=result.is_confident,
         )
         if await self._write(
             lambda: queue_items.complete(self._pool, job.fence, email, data.step_timings, last)

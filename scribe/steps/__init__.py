@@ -1,32 +1,13 @@
-"""The pipeline's step contract.
+"""The email pipeline's steps: one module per step, each declaring what it reads, the clients it
+needs and the output it adds; ``pipeline.STEPS`` is their one ordered list.
 
-A step is a name plus ``async (PipelineData) -> PipelineData``; it raises
-``TransientStepError`` (retry later) or ``PermanentStepError`` (fail now) and never touches the
-database or HTTP requests. The queue's job runner drives the steps in order and checkpoints the
-data after each one.
+A step raises ``TransientStepError`` (retry later) or ``PermanentStepError`` (fail now) and never
+touches the database or HTTP requests. The queue drives the steps in order and checkpoints the
+state after each one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from scribe.steps.pipeline import STEP_NAMES, Pipeline, Step, StepFunction
 
-from scribe.steps.data import PipelineData
-
-STEP_NAMES = ("template_parser", "web_scraper", "arxiv_helper", "email_composer")
-
-StepFunction = Callable[[PipelineData], Awaitable[PipelineData]]
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One named pipeline step, its dependencies already bound."""
-
-    name: str
-    run: StepFunction
-    # The external provider the step cannot work without (anthropic, openai, exa), if any: while
-    # its circuit breaker is open, items waiting for this step wait instead of running it.
-    provider: str | None = None
-
-
-Pipeline = tuple[Step, ...]
+__all__ = ["STEP_NAMES", "Pipeline", "Step", "StepFunction"]

@@ -1,5 +1,6 @@
 """Step 3, arxiv_helper: the recipient's arXiv papers, for research templates only.
 
+Reads the inputs and the ``ParsedTemplate``; needs the arXiv client; adds a ``PaperSearch``.
 A failure here never fails the email: it is recorded and the email goes on without papers.
 """
 
@@ -7,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
+from scribe.clients.papers import ArxivPapers
+from scribe.domain.names import plain_name
+from scribe.domain.papers import select_papers
 from scribe.errors import ExternalServiceError
-from scribe.steps.data import PipelineData
-
-if TYPE_CHECKING:
-    from scribe.clients import Clients
+from scribe.steps.models import ArxivMetadata, EmailInputs, PaperSearch, ParsedTemplate
 
 log = logging.getLogger(__name__)
 
@@ -21,19 +21,20 @@ log = logging.getLogger(__name__)
 ARXIV_DEADLINE_SECONDS = 60.0
 
 
-async def run(data: PipelineData, clients: Clients) -> PipelineData:
+async def run(inputs: EmailInputs, template: ParsedTemplate, papers: ArxivPapers) -> PaperSearch:
     """Find up to 5 recent papers by the recipient (research templates only)."""
-    if data.template_type != "research":
-        return data.model_copy(
-            update={"arxiv_metadata": {"status": "skipped", "reason": "not a research template"}}
-        )
+    if template.template_type != "research":
+        skipped = ArxivMetadata(status="skipped", reason="not a research template")
+        return PaperSearch(arxiv_metadata=skipped)
+    author = plain_name(inputs.recipient_name)
     try:
         async with asyncio.timeout(ARXIV_DEADLINE_SECONDS):
-            papers = await clients.papers.papers_by(data.recipient_name, data.recipient_interest)
+            found = await papers.papers_by(author)
     except (ExternalServiceError, TimeoutError) as exc:
-        log.warning("arXiv lookup failed for item %s: %s", data.queue_item_id, exc)
+        log.warning("arXiv lookup failed for item %s: %s", inputs.queue_item_id, exc)
         error = str(exc) or "arXiv lookup timed out"
-        return data.model_copy(update={"arxiv_metadata": {"status": "failed", "error": error}})
-    return data.model_copy(
-        update={"arxiv_papers": papers, "arxiv_metadata": {"status": "ok", "found": len(papers)}}
+        return PaperSearch(arxiv_metadata=ArxivMetadata(status="failed", error=error))
+    chosen = select_papers(author, inputs.recipient_interest, found)
+    return PaperSearch(
+        arxiv_papers=chosen, arxiv_metadata=ArxivMetadata(status="ok", found=len(chosen))
     )

@@ -1,37 +1,23 @@
-"""Step 1, template_parser: classify the template, pick search terms, list its placeholders."""
+"""Step 1, template_parser: classify the template, pick search terms, list its placeholders.
+
+Reads the item's inputs; needs the parser LLM; adds a ``ParsedTemplate``.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from scribe.clients.llm import LLMRequest
-from scribe.steps.data import PipelineData, TemplateType
-from scribe.steps.text import placeholders_in, plain_name
+from scribe.clients.llm import LLM, LLMRequest
+from scribe.domain.names import plain_name
+from scribe.domain.placeholders import placeholders_in
+from scribe.steps.models import EmailInputs, ParsedTemplate, TemplateType, Usage
 
-if TYPE_CHECKING:
-    from scribe.clients import Clients
-
-# The earlier backend's contract, which the frontend relies on (it only checks "not blank"):
-# a short template is analysed like any other (the offline rules and the merge cope with it).
-MIN_TEMPLATE_CHARS = 10
 MAX_MODEL_TERMS = 10  # of the model's search terms, only the first few are read (3 are kept)
+MAX_SEARCH_TERMS = 3
 MAX_PLACEHOLDERS = 100  # placeholders kept per template (a 10,000-char template fits ~1,600)
 MAX_PLACEHOLDER_CHARS = 200
-
-
-def validate_template(text: str) -> str:
-    """Return the template when it is not blank and at least 10 characters; ValueError otherwise.
-
-    Usable as a pydantic validator, so a short template is a 422 at the API, before queueing.
-    """
-    if not text.strip():
-        raise ValueError("Template must not be blank.")
-    if len(text) < MIN_TEMPLATE_CHARS:
-        raise ValueError(f"Template is too short: write at least {MIN_TEMPLATE_CHARS} characters.")
-    return text
 
 
 class TemplateAnalysis(BaseModel):
@@ -71,18 +57,20 @@ def classify(template: str) -> TemplateType:
     return "general"
 
 
-def offline_analysis(data: PipelineData) -> TemplateAnalysis:
+def offline_analysis(inputs: EmailInputs) -> TemplateAnalysis:
     """The parser's answer without a model."""
-    name = plain_name(data.recipient_name)
+    name = plain_name(inputs.recipient_name)
     return TemplateAnalysis(
-        template_type=classify(data.email_template),
-        search_terms=[f"{name} {data.recipient_interest}", f"{name} university profile"],
-        placeholders=placeholders_in(data.email_template),
+        template_type=classify(inputs.email_template),
+        search_terms=[f"{name} {inputs.recipient_interest}", f"{name} university profile"],
+        placeholders=placeholders_in(inputs.email_template),
     )
 
 
-def _merge(data: PipelineData, analysis: TemplateAnalysis) -> PipelineData:
-    name = plain_name(data.recipient_name)
+def merge(inputs: EmailInputs, analysis: TemplateAnalysis) -> ParsedTemplate:
+    """The model's analysis made safe: every search term names the recipient, and only the
+    placeholders that really occur are kept, none of the regex's lost."""
+    name = plain_name(inputs.recipient_name)
     terms: list[str] = []
     for term in analysis.search_terms[:MAX_MODEL_TERMS]:
         term = " ".join(term[:500].split())
@@ -91,41 +79,41 @@ def _merge(data: PipelineData, analysis: TemplateAnalysis) -> PipelineData:
         if term and term not in terms:
             terms.append(term)
     if not terms:
-        terms = [f"{name} {data.recipient_interest}"]
-    found = placeholders_in(data.email_template)
+        terms = [f"{name} {inputs.recipient_interest}"]
+    template = inputs.email_template
+    found = placeholders_in(template)
     # The model's list is kept only for placeholders that really occur (nothing invented), and
     # the regex's list guarantees none is lost.
     placeholders = [
         p
         for p in dict.fromkeys(analysis.placeholders[:MAX_PLACEHOLDERS])
-        if p and len(p) <= MAX_PLACEHOLDER_CHARS and p in data.email_template
+        if p and len(p) <= MAX_PLACEHOLDER_CHARS and p in template
     ]
     known = set(placeholders)
     placeholders += [p for p in found if p not in known]
-    return data.model_copy(
-        update={
-            "template_type": analysis.template_type,
-            "search_terms": terms[:3],
-            "placeholders": placeholders[:MAX_PLACEHOLDERS],
-        }
+    return ParsedTemplate(
+        template_type=analysis.template_type,
+        search_terms=terms[:MAX_SEARCH_TERMS],
+        placeholders=placeholders[:MAX_PLACEHOLDERS],
     )
 
 
-async def run(data: PipelineData, clients: Clients) -> PipelineData:
+async def run(inputs: EmailInputs, llm: LLM) -> ParsedTemplate:
     """Analyse the template with the parser model (or rules when offline)."""
     prompt = (
-        f"Recipient: {data.recipient_name}\nTheir research interest: {data.recipient_interest}\n\n"
-        f"Template:\n<template>\n{data.email_template}\n</template>"
+        f"Recipient: {inputs.recipient_name}\nTheir research interest: "
+        f"{inputs.recipient_interest}\n\n"
+        f"Template:\n<template>\n{inputs.email_template}\n</template>"
     )
-    response = await clients.parser_llm.generate(
+    response = await llm.generate(
         LLMRequest(
             purpose="template_parser",
             system=SYSTEM,
             prompt=prompt,
             output=TemplateAnalysis,
-            offline=lambda: offline_analysis(data),
+            offline=lambda: offline_analysis(inputs),
             max_tokens=1024,
         )
     )
-    merged = _merge(data, response.value)
-    return merged.model_copy(update={"usage": [*data.usage, response.usage]})
+    parsed = merge(inputs, response.value)
+    return parsed.model_copy(update={"usage": [Usage.model_validate(response.usage)]})

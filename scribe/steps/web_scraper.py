@@ -1,22 +1,32 @@
-"""Step 2, web_scraper: two concurrent Exa searches, thin pages read in full, citations kept."""
+"""Step 2, web_scraper: two concurrent Exa searches, thin pages read in full, citations kept.
+
+Reads the inputs and the ``ParsedTemplate``; needs search, the page fetcher and the browser
+(``WebClients``); adds a ``WebResearch``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from scribe.clients.fetch import PageText
-from scribe.clients.search import SearchHit
+from scribe.clients.browser import BrowserPool
+from scribe.clients.fetch import PageFetcher, PageText
+from scribe.clients.search import ExaSearch, SearchHit
+from scribe.domain.names import plain_name
+from scribe.domain.text import is_web_url, plain_title
 from scribe.errors import FetchRefused, PermanentStepError, StepError, TransientStepError
-from scribe.steps.data import PipelineData
-from scribe.steps.text import is_web_url, plain_name, plain_title
-
-if TYPE_CHECKING:
-    from scribe.clients import Clients
+from scribe.steps.models import (
+    Citation,
+    EmailInputs,
+    PageRecord,
+    ParsedTemplate,
+    ScrapingMetadata,
+    WebResearch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +39,16 @@ MAX_HITS_PER_QUERY = 10  # a search answer longer than this is cut (Exa is asked
 MAX_TITLE_CHARS = 300
 MAX_URL_CHARS = 2_048
 
+
+@dataclass(frozen=True, slots=True)
+class WebClients:
+    """The clients this step needs."""
+
+    search: ExaSearch | None  # None: no EXA_API_KEY, search is skipped
+    pages: PageFetcher
+    browser: BrowserPool
+
+
 _PUBLICATIONS = {
     "research": "Research papers and publications authored by {name} on {interest}",
     "book": "Books written by {name}",
@@ -36,16 +56,18 @@ _PUBLICATIONS = {
 }
 
 
-def build_queries(data: PipelineData) -> dict[str, tuple[str, str | None]]:
+def build_queries(
+    inputs: EmailInputs, template: ParsedTemplate
+) -> dict[str, tuple[str, str | None]]:
     """The two queries: background (position, institution, work) and publications (by type),
     each with an optional system prompt for the search engine."""
-    name = plain_name(data.recipient_name)
+    name = plain_name(inputs.recipient_name)
+    terms = template.search_terms
     background = (
-        f"{data.search_terms[0] if data.search_terms else name}: current position, "
-        "institution, biography and research"
+        f"{terms[0] if terms else name}: current position, institution, biography and research"
     )
-    publications = _PUBLICATIONS[data.template_type or "general"].format(
-        name=name, interest=data.recipient_interest
+    publications = _PUBLICATIONS[template.template_type].format(
+        name=name, interest=inputs.recipient_interest
     )
     only_authored = (
         f"Return only works where {name} is one of the authors. Do not return works that merely "
@@ -62,10 +84,8 @@ def canonical_url(url: str) -> str:
 
 
 async def _search_all(
-    clients: Clients, queries: dict[str, tuple[str, str | None]]
+    search: ExaSearch, queries: dict[str, tuple[str, str | None]]
 ) -> dict[str, list[SearchHit]]:
-    assert clients.search is not None
-    search = clients.search
     names = list(queries)
     results = await asyncio.gather(
         *(search.search(q, system_prompt=sp) for q, sp in queries.values()),
@@ -80,25 +100,28 @@ async def _search_all(
     return {name: r for name, r in zip(names, results, strict=True) if isinstance(r, list)}
 
 
-async def _read_page(clients: Clients, url: str) -> tuple[PageText | None, dict[str, Any]]:
-    record: dict[str, Any] = {"url": url}
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+async def _read_page(clients: WebClients, url: str) -> tuple[PageText | None, PageRecord]:
+    record = PageRecord(url=url)
     page: PageText | None = None
     try:
         page = await clients.pages.read(url, deadline=PAGE_DEADLINE_SECONDS)
-        record.update(method="httpx", chars=len(page.text))
+        record.method, record.chars = "httpx", len(page.text)
     except (FetchRefused, httpx.HTTPError) as exc:
-        record["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        record.error = _error(exc)
         if isinstance(exc, FetchRefused) and "non-public" in str(exc):
             return None, record
     if (page is None or len(page.text) < THIN_TEXT_CHARS) and clients.browser.available:
         try:
             rendered = await clients.browser.read(url, deadline=PAGE_DEADLINE_SECONDS)
-            record.update(method="browser", chars=len(rendered.text))
-            record.pop("error", None)
+            record.method, record.chars, record.error = "browser", len(rendered.text), None
             if page is None or len(rendered.text) > len(page.text):
                 page = rendered
         except (FetchRefused, TimeoutError) as exc:
-            record["browser_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            record.browser_error = _error(exc)
     return page, record
 
 
@@ -129,13 +152,13 @@ def _stored_hits(hits: list[SearchHit]) -> list[SearchHit]:
     return kept
 
 
-async def run(data: PipelineData, clients: Clients) -> PipelineData:
+async def run(inputs: EmailInputs, template: ParsedTemplate, clients: WebClients) -> WebResearch:
     """Search the web for the recipient; skipped (and recorded) without an Exa key."""
     if clients.search is None:
-        skipped = {"search": "skipped", "reason": "web search is not configured"}
-        return data.model_copy(update={"scraping_metadata": skipped})
-    queries = build_queries(data)
-    found = await _search_all(clients, queries)
+        skipped = ScrapingMetadata(search="skipped", reason="web search is not configured")
+        return WebResearch(scraping_metadata=skipped)
+    queries = build_queries(inputs, template)
+    found = await _search_all(clients.search, queries)
     seen: dict[str, tuple[str, SearchHit]] = {}
     for query_name, hits in found.items():
         for hit in _stored_hits(hits):
@@ -150,19 +173,17 @@ async def run(data: PipelineData, clients: Clients) -> PipelineData:
         query_name, hit = sources[index]
         if page is not None and len(page.text) > len(hit.text):
             sources[index] = (query_name, SearchHit(hit.url, hit.title, page.text, hit.published))
-    metadata: dict[str, Any] = {
-        "search": "exa",
-        "queries": {name: query for name, (query, _) in queries.items()},
-        "citations": [
-            {"url": hit.url, "title": hit.title, "query": query_name} for query_name, hit in sources
+    metadata = ScrapingMetadata(
+        search="exa",
+        queries={name: query for name, (query, _) in queries.items()},
+        citations=[
+            Citation(url=hit.url, title=hit.title, query=query_name) for query_name, hit in sources
         ],
-        "pages": page_records,
-        "browser": "available" if clients.browser.available else "unavailable (httpx only)",
-    }
-    return data.model_copy(
-        update={
-            "scraped_content": _assemble([s for s in sources if s[1].text]),
-            "scraped_urls": [hit.url for _, hit in sources],
-            "scraping_metadata": metadata,
-        }
+        pages=page_records,
+        browser="available" if clients.browser.available else "unavailable (httpx only)",
+    )
+    return WebResearch(
+        scraped_content=_assemble([s for s in sources if s[1].text]),
+        scraped_urls=[hit.url for _, hit in sources],
+        scraping_metadata=metadata,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,15 @@ import pytest
 from scribe.clients import Clients, open_clients
 from scribe.clients.netguard import AddressPolicy, IPAddress, system_resolver
 from scribe.settings import Settings
-from scribe.steps.data import PipelineData
+from scribe.steps.email_composer import Brief
+from scribe.steps.models import (
+    ArxivMetadata,
+    PaperSearch,
+    ParsedTemplate,
+    ScrapingMetadata,
+    WebResearch,
+)
+from scribe.steps.pipeline import EmailInputs, EmailState, Pipeline, start_state
 from tests.fakes.server import serve_asgi
 from tests.fakes.services import FakeServices
 
@@ -87,12 +96,36 @@ async def fake_clients(settings: Settings, fakes: FakeServices) -> AsyncIterator
         yield clients
 
 
-def item(template: str = RESEARCH_TEMPLATE, name: str = "Prof. Jane Roe") -> PipelineData:
-    """A fresh PipelineData as the queue would build it."""
-    return PipelineData(
+def item(template: str = RESEARCH_TEMPLATE, name: str = "Prof. Jane Roe") -> EmailState:
+    """A fresh EmailState as the queue would build it."""
+    inputs = EmailInputs(
         queue_item_id=uuid.uuid4(),
         user_id=uuid.uuid4(),
         recipient_name=name,
         recipient_interest="quantum widgets",
         email_template=template,
+    )
+    return start_state(inputs)
+
+
+async def run_pipeline(pipeline: Pipeline, state: EmailState) -> EmailState:
+    """Run every step in order, recording each one's seconds as the queue does (the queue
+    itself runs them with checkpoints)."""
+    for step in pipeline:
+        started = time.perf_counter()
+        state = await step.run(state)
+        seconds = round(time.perf_counter() - started, 4)
+        state = state.model_copy(
+            update={"step_timings": {**state.step_timings, step.name: seconds}}
+        )
+    return state
+
+
+def brief(state: EmailState, parsed: ParsedTemplate) -> Brief:
+    """What the composer reads for ``state`` when search and arXiv found nothing."""
+    return Brief(
+        state.inputs,
+        parsed,
+        WebResearch(scraping_metadata=ScrapingMetadata(search="skipped", reason="test")),
+        PaperSearch(arxiv_metadata=ArxivMetadata(status="skipped", reason="test")),
     )

@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from scribe.errors import PermanentStepError, TransientStepError
 from scribe.steps import STEP_NAMES, Pipeline, Step
-from scribe.steps.data import PipelineData
+from scribe.steps.models import (
+    ArxivMetadata,
+    GenerationMetadata,
+    PaperSearch,
+    ParsedTemplate,
+    Record,
+    ScrapingMetadata,
+    WebResearch,
+    WrittenEmail,
+)
+from scribe.steps.pipeline import EmailState
 
 CRASH_EXIT_CODE = 17
 HANG_SECONDS = 3600.0
@@ -44,9 +54,9 @@ class Behaviour(BaseModel):
     provider_steps: dict[str, str] = Field(default_factory=dict)  # step -> provider
 
     @classmethod
-    def of(cls, data: PipelineData) -> Behaviour:
+    def of(cls, data: EmailState) -> Behaviour:
         """The behaviour an item's interest describes (plain text: default behaviour)."""
-        text = data.recipient_interest
+        text = data.inputs.recipient_interest
         return cls.model_validate_json(text) if text.startswith("{") else cls()
 
 
@@ -92,27 +102,38 @@ class StepLog:
         return [p for i, s, e, p in self.entries() if (i, s, e) == (str(item_id), step, event)]
 
 
-def _outputs(name: str, data: PipelineData) -> dict[str, object]:
+def output(name: str, recipient: str) -> Record:
+    """What the test step ``name`` adds for ``recipient`` (a valid output of the real step)."""
     if name == "template_parser":
-        return {"template_type": "general", "search_terms": [data.recipient_name]}
+        return ParsedTemplate(template_type="general", search_terms=[recipient], placeholders=[])
     if name == "web_scraper":
-        return {"scraped_content": f"About {data.recipient_name}.", "scraped_urls": []}
-    if name == "email_composer":
-        return {
-            "email_message": f"Dear {data.recipient_name}, hello.",
-            "is_confident": True,
-            "model": "test",
-        }
-    return {}
+        skipped = ScrapingMetadata(search="skipped", reason="test step")
+        return WebResearch(scraped_content=f"About {recipient}.", scraping_metadata=skipped)
+    if name == "arxiv_helper":
+        return PaperSearch(arxiv_metadata=ArxivMetadata(status="skipped", reason="test step"))
+    reasons: list[str] = []
+    metadata = GenerationMetadata(
+        composer_model="test",
+        placeholders=[],
+        unfilled_placeholders=[],
+        not_confident_reasons=reasons,
+    )
+    return WrittenEmail(
+        email_message=f"Dear {recipient}, hello.",
+        is_confident=True,
+        model="test",
+        generation_metadata=metadata,
+    )
 
 
-async def _run(name: str, log: StepLog | None, data: PipelineData) -> PipelineData:
+async def _run(name: str, log: StepLog | None, data: EmailState) -> EmailState:
+    item_id = data.inputs.queue_item_id
     rules = Behaviour.of(data)
     first_run = True
     if log is not None and (rules.fail_once or rules.hang_once or rules.crash_once):
-        first_run = log.starts(data.queue_item_id)[(str(data.queue_item_id), name)] == 0
+        first_run = log.starts(item_id)[(str(item_id), name)] == 0
     if log is not None:
-        log.record(data.queue_item_id, name, "start")
+        log.record(item_id, name, "start")
     if name in rules.crash or (first_run and name in rules.crash_once):
         os._exit(CRASH_EXIT_CODE)
     if name in rules.hang or (first_run and name in rules.hang_once):
@@ -129,8 +150,8 @@ async def _run(name: str, log: StepLog | None, data: PipelineData) -> PipelineDa
             raise PermanentStepError(message)
         raise TransientStepError(message, retry_after=rules.retry_after)
     if log is not None:
-        log.record(data.queue_item_id, name, "end")
-    return data.model_copy(update=_outputs(name, data))
+        log.record(item_id, name, "end")
+    return data.model_copy(update={name: output(name, data.inputs.recipient_name)})
 
 
 def deterministic_pipeline(

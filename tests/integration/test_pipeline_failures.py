@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import pytest
 
+from scribe.clients import Clients
 from scribe.clients.pacing import ProviderPaused
 from scribe.errors import PermanentStepError, TransientStepError
-from scribe.steps import email_composer, template_parser, web_scraper
-from scribe.steps.pipeline import build_pipeline
-from tests.fakes.fixtures import fake_clients, fake_settings, item
+from scribe.steps import Step, email_composer
+from scribe.steps.email_composer import Brief
+from scribe.steps.models import ArxivMetadata, PaperSearch, ScrapingMetadata, WebResearch
+from scribe.steps.pipeline import build_pipeline, email_metadata
+from tests.fakes.fixtures import fake_clients, fake_settings, item, run_pipeline
 from tests.fakes.services import FakeServices, Scripted
-from tests.pipeline_support import run_pipeline
+
+
+def step(clients: Clients, name: str) -> Step:
+    """The pipeline's step ``name`` with ``clients`` bound."""
+    return next(s for s in build_pipeline(clients) if s.name == name)
 
 
 async def test_llm_429_with_retry_after_is_retried_by_the_client(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(status=429, headers={"retry-after-ms": "50"}))
     async with fake_clients(fake_settings(fakes, llm_max_retries=1), fakes) as clients:
-        data = await template_parser.run(item(), clients)
-    assert data.template_type == "research"
+        data = await step(clients, "template_parser").run(item())
+    assert data.parsed().template_type == "research"
     assert len(fakes.of("anthropic")) == 2
 
 
@@ -30,8 +37,8 @@ async def test_llm_429_is_waited_out_by_the_pacer_without_sdk_retries(
         Scripted(status=429, headers={"retry-after-ms": "50"}),
     )
     async with fake_clients(fake_settings(fakes, llm_max_retries=0), fakes) as clients:
-        data = await template_parser.run(item(), clients)
-    assert data.template_type == "research"
+        data = await step(clients, "template_parser").run(item())
+    assert data.parsed().template_type == "research"
     assert len(fakes.of("anthropic")) == 3
 
 
@@ -42,7 +49,7 @@ async def test_llm_overload_and_server_errors_are_transient(
     fakes.script("anthropic", Scripted(status=status, headers={"retry-after-ms": "2500"}))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         with pytest.raises(TransientStepError) as caught:
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
     assert caught.value.retry_after == 2.5
     assert caught.value.provider == "anthropic"  # not the item's fault: no attempt charged
 
@@ -52,14 +59,14 @@ async def test_llm_timeout_is_transient(fakes: FakeServices) -> None:
     settings = fake_settings(fakes, llm_timeout_seconds=0.3)
     async with fake_clients(settings, fakes) as clients:
         with pytest.raises(TransientStepError):
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
 
 
 async def test_llm_bad_request_is_permanent(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(status=400))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         with pytest.raises(PermanentStepError):
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
 
 
 async def test_llm_rejected_key_pauses_the_provider_and_names_the_setting_in_the_log_only(
@@ -68,9 +75,9 @@ async def test_llm_rejected_key_pauses_the_provider_and_names_the_setting_in_the
     fakes.script("anthropic", Scripted(status=401))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         with pytest.raises(ProviderPaused) as failure:
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
         with pytest.raises(ProviderPaused):  # the next item waits without calling
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
         paused = clients.pacers.paused()
         assert list(paused) == ["anthropic:claude-haiku"]
         assert paused["anthropic:claude-haiku"].endswith(": HTTP 401")
@@ -88,23 +95,23 @@ async def test_llm_credit_exhausted_pauses_the_provider(fakes: FakeServices) -> 
     )
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         with pytest.raises(ProviderPaused, match="credit balance"):
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
 
 
 async def test_malformed_output_is_asked_again_once(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(body="Sure! Here is the analysis: not json"))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        data = await template_parser.run(item(), clients)
-    assert data.template_type == "research"
+        data = await step(clients, "template_parser").run(item())
+    assert data.parsed().template_type == "research"
     assert len(fakes.of("anthropic")) == 2
-    assert data.usage[0]["input_tokens"] > 0
+    assert data.parsed().usage[0].input_tokens > 0
 
 
 async def test_malformed_output_twice_is_permanent(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(body="{bad"), Scripted(body='{"template_type": "x"}'))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         with pytest.raises(PermanentStepError):
-            await template_parser.run(item(), clients)
+            await step(clients, "template_parser").run(item())
 
 
 async def test_fenced_and_reasoning_wrapped_output_is_accepted(fakes: FakeServices) -> None:
@@ -113,11 +120,17 @@ async def test_fenced_and_reasoning_wrapped_output_is_accepted(fakes: FakeServic
         '"is_confident": true}\n```'
     )
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        data = await template_parser.run(item(), clients)
+        data = await step(clients, "template_parser").run(item())
         fakes.script("anthropic", Scripted(body=body))
-        data = await email_composer.run(data, clients)
-    assert data.email_message == "Dear Jane Roe, hello."
-    assert data.is_confident is False  # no research data in this test
+        brief = Brief(
+            data.inputs,
+            data.parsed(),
+            WebResearch(scraping_metadata=ScrapingMetadata(search="skipped")),
+            PaperSearch(arxiv_metadata=ArxivMetadata(status="skipped")),
+        )
+        email = await email_composer.run(brief, clients.composer_llm)
+    assert email.email_message == "Dear Jane Roe, hello."
+    assert email.is_confident is False  # no research data in this test
 
 
 async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServices) -> None:
@@ -125,10 +138,10 @@ async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServi
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await run_pipeline(build_pipeline(clients)[:3], item())
         fakes.script("anthropic", Scripted(body=body))
-        data = await email_composer.run(data, clients)
-    assert data.email_message == "Dear Jane Roe, I liked it, truly."
-    assert data.is_confident is False
-    assert data.generation_metadata["unfilled_placeholders"] == ["{{professor_name}}"]
+        email = await email_composer.run(data.brief(), clients.composer_llm)
+    assert email.email_message == "Dear Jane Roe, I liked it, truly."
+    assert email.is_confident is False
+    assert email.generation_metadata.unfilled_placeholders == ["{{professor_name}}"]
 
 
 async def test_exa_401_pauses_search_instead_of_failing_items(
@@ -136,9 +149,9 @@ async def test_exa_401_pauses_search_instead_of_failing_items(
 ) -> None:
     fakes.script("exa", Scripted(status=401), Scripted(status=401))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        data = await template_parser.run(item(), clients)
+        data = await step(clients, "template_parser").run(item())
         with pytest.raises(ProviderPaused, match="401") as failure:
-            await web_scraper.run(data, clients)
+            await step(clients, "web_scraper").run(data)
     # The hint is for the operator: it goes to the log, never into the item's error_message.
     assert "EXA_API_KEY" not in failure.value.message
     assert any("check EXA_API_KEY" in record.getMessage() for record in caplog.records)
@@ -148,32 +161,32 @@ async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
     fakes.script("exa", Scripted(delay=3.0), Scripted(delay=3.0))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         clients.search._exa.timeout = 0.3  # type: ignore[union-attr]
-        data = await template_parser.run(item(), clients)
+        data = await step(clients, "template_parser").run(item())
         with pytest.raises(TransientStepError):
-            await web_scraper.run(data, clients)
+            await step(clients, "web_scraper").run(data)
 
 
 async def test_exa_503_is_transient(fakes: FakeServices) -> None:
     fakes.script("exa", Scripted(status=503))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        data = await template_parser.run(item(), clients)
+        data = await step(clients, "template_parser").run(item())
         with pytest.raises(TransientStepError):
-            await web_scraper.run(data, clients)
+            await step(clients, "web_scraper").run(data)
 
 
 async def test_arxiv_down_still_produces_an_email_without_papers(fakes: FakeServices) -> None:
     fakes.script("arxiv", Scripted(status=503))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await run_pipeline(build_pipeline(clients), item())
-    assert data.arxiv_papers == []
-    assert data.email_metadata()["arxiv_metadata"]["status"] == "failed"
-    assert data.email_message and "{{" not in data.email_message
+    metadata = email_metadata(data)
+    assert metadata["arxiv_papers"] == [] and metadata["arxiv_metadata"]["status"] == "failed"
+    assert data.email_composer and "{{" not in data.email_composer.email_message
 
 
 async def test_arxiv_results_are_cached_by_author(fakes: FakeServices) -> None:
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        first = await clients.papers.papers_by("Dr. Jane Roe", "quantum widgets")
-        second = await clients.papers.papers_by("Jane Roe", "widgets")
+        first = await clients.papers.papers_by("Jane Roe")
+        second = await clients.papers.papers_by("jane roe")
     assert first and second and len(fakes.of("arxiv")) == 1
 
 
@@ -186,12 +199,12 @@ async def test_arxiv_cache_stays_within_its_bound_and_drops_expired_authors(
     async with fake_clients(settings, fakes) as clients:
         papers = clients.papers
         for n in range(12):
-            assert await papers.papers_by(f"Jane Roe{n}", "widgets")
+            assert await papers.papers_by(f"Jane Roe{n}")
             assert len(papers.cache) <= 5
         assert len(fakes.of("arxiv")) == 12
-        await papers.papers_by("Jane Roe11", "widgets")  # still cached: no request
+        await papers.papers_by("Jane Roe11")  # still cached: no request
         assert len(fakes.of("arxiv")) == 12
         papers.cache.ttl_seconds = 1e-9  # every entry stored so far is now past its time
-        await papers.papers_by("Jane Roe11", "widgets")
+        await papers.papers_by("Jane Roe11")
         assert len(fakes.of("arxiv")) == 13
         assert len(papers.cache) == 1  # the others were dropped, not kept

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from scribe.steps.pipeline import build_pipeline
-from tests.fakes.fixtures import fake_clients, fake_settings, item
+from scribe.steps.pipeline import build_pipeline, email_result
+from tests.fakes.fixtures import fake_clients, fake_settings, item, run_pipeline
 from tests.fakes.services import FakeServices
-from tests.pipeline_support import run_pipeline
 
 SHORT_TEMPLATES = [
     "Hi {{name}}",
@@ -26,8 +25,10 @@ async def test_short_template_produces_an_email(
     keys = {"anthropic_api_key": None, "exa_api_key": None} if offline else {}
     async with fake_clients(fake_settings(fakes, **keys), fakes) as clients:
         data = await run_pipeline(build_pipeline(clients), item(template))
-    assert data.email_message and "{{" not in data.email_message
-    assert data.template_type in ("research", "book", "general")
-    assert data.search_terms and all("Jane Roe" in term for term in data.search_terms)
+    email = email_result(data)
+    assert email is not None and "{{" not in email.message
+    assert email.template_type in ("research", "book", "general")
+    terms = data.parsed().search_terms
+    assert terms and all("Jane Roe" in term for term in terms)
     if offline:
-        assert data.model == "offline" and data.is_confident is False
+        assert email.metadata["model"] == "offline" and email.is_confident is False

@@ -31,7 +31,7 @@ def _lint_copy_with(tmp_path: Path, module: str, line: str) -> subprocess.Comple
     [
         (
             "scribe/clients/search.py",
-            "from scribe.steps.data import PipelineData",
+            "from scribe.steps.state import EmailState",
             "scribe.clients (external services) know nothing of the pipeline steps BROKEN",
         ),
         (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scribe.clients.search import SearchHit
-from scribe.steps.text import bounded_text, is_web_url, plain_title
+from scribe.domain.text import bounded_text, is_web_url, plain_title
 from scribe.steps.web_scraper import MAX_HITS_PER_QUERY, MAX_TITLE_CHARS, _stored_hits
 
 

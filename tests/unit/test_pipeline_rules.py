@@ -1,14 +1,19 @@
-"""Rules of the steps that need no I/O."""
+"""Domain rules and step rules that need no I/O."""
 
 from __future__ import annotations
 
 import pytest
 
 from scribe.clients.output import strip_wrappers
-from scribe.clients.papers import same_author, select_papers, strip_honorifics
-from scribe.steps.data import Paper
-from scribe.steps.template_parser import classify, validate_template
-from scribe.steps.text import placeholders_in, remove_machine_tells
+from scribe.domain.names import plain_name, same_author
+from scribe.domain.papers import Paper, select_papers
+from scribe.domain.placeholders import placeholders_in
+from scribe.domain.templates import validate_template
+from scribe.domain.text import remove_machine_tells
+from scribe.steps.models import ParsedTemplate
+from scribe.steps.template_parser import classify
+from scribe.steps.web_scraper import build_queries
+from tests.fakes.fixtures import item
 
 
 def test_validate_template_keeps_the_earlier_ten_character_minimum() -> None:
@@ -38,8 +43,32 @@ def test_machine_tells_and_wrappers_are_removed() -> None:
     assert strip_wrappers("<think>x</think>```json\n{}\n```") == "{}"
 
 
+@pytest.mark.parametrize(
+    ("given", "plain"),
+    [
+        ("Assoc. Prof. Jane Roe", "Jane Roe"),
+        ("Prof. Dr. Jane Q. Roe, PhD", "Jane Q. Roe"),
+        ("Assistant Professor Jane Roe", "Jane Roe"),
+        ("Dr Jane Roe, Ph.D.", "Jane Roe"),
+        ("  Ms.   Jane   Roe  ", "Jane Roe"),
+        ("Jane Roe", "Jane Roe"),
+        ("Dr.", "Dr."),  # nothing but a title: kept as given
+    ],
+)
+def test_plain_name_drops_titles_and_degrees(given: str, plain: str) -> None:
+    assert plain_name(given) == plain
+
+
+def test_web_search_and_arxiv_look_for_the_same_name() -> None:
+    inputs = item(name="Assoc. Prof. Jane Roe").inputs
+    parsed = ParsedTemplate(template_type="research", search_terms=[], placeholders=[])
+    queries = build_queries(inputs, parsed)
+    assert queries["background"][0].startswith("Jane Roe:")
+    assert "authored by Jane Roe on" in queries["publications"][0]
+    assert "Assoc" not in str(queries)
+
+
 def test_honorifics_and_author_matching() -> None:
-    assert strip_honorifics("Prof. Dr. Jane Q. Roe, PhD") == "Jane Q. Roe"
     assert same_author("Jane Roe", "J. Roe")
     assert same_author("José Núñez", "Jose Nunez")
     assert not same_author("Jane Roe", "John Roe")

@@ -12,7 +12,8 @@ from scribe.db.queue_items import ClaimedItem
 from scribe.queue.backoff import retry_delay, truncate_error
 from scribe.queue.job import Job, StopReason
 from scribe.queue.runner import resume_point
-from scribe.steps.data import PipelineData
+from scribe.steps.models import ParsedTemplate
+from scribe.steps.pipeline import dump_checkpoint
 
 
 @pytest.mark.parametrize(("attempt", "low", "high"), [(1, 5, 10), (2, 10, 20), (3, 20, 40)])
@@ -48,17 +49,18 @@ def test_stronger_stop_reason_wins_and_weaker_does_not_replace_it() -> None:
 
 
 def test_resume_point_continues_after_the_checkpointed_steps() -> None:
-    fresh_data, done = resume_point(_item(None))
-    assert done == [] and fresh_data.recipient_name == "Ada"
-    saved = fresh_data.model_copy(update={"search_terms": ["Ada"]})
-    checkpoint = {"completed": ["template_parser"], "data": saved.model_dump(mode="json")}
-    data, done = resume_point(_item(checkpoint))
-    assert done == ["template_parser"] and data.search_terms == ["Ada"]
+    fresh, done = resume_point(_item(None))
+    assert done == [] and fresh.inputs.recipient_name == "Ada"
+    parsed = ParsedTemplate(template_type="general", search_terms=["Ada"], placeholders=[])
+    saved = fresh.model_copy(update={"template_parser": parsed})
+    data, done = resume_point(_item(dump_checkpoint(saved, ["template_parser"])))
+    assert done == ["template_parser"] and data.parsed().search_terms == ["Ada"]
+    assert data.inputs.recipient_name == "Ada"  # from the row: the checkpoint has no inputs
 
 
 def test_unreadable_checkpoint_starts_over() -> None:
     data, done = resume_point(_item({"completed": ["x"], "data": {"bogus": 1}}))
-    assert done == [] and isinstance(data, PipelineData)
+    assert done == [] and data.template_parser is None
 
 
 def _item(checkpoint: dict[str, Any] | None) -> ClaimedItem:

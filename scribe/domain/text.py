@@ -1,4 +1,5 @@
-"""Text helpers the steps share: placeholders, name cleanup, machine tells.
+"""Output hygiene for model- and web-supplied text: machine tells, control characters, page
+titles, URLs.
 
 Every function here runs on user- or model-supplied text (templates up to 10,000 characters,
 model answers of any size), on the event loop, so each is linear in its input. The regexes that
@@ -9,18 +10,6 @@ backtrack. ``tests/unit/test_text_linear.py`` runs the worst cases at each size 
 from __future__ import annotations
 
 import re
-
-# A placeholder is ``{{`` + at least one non-brace character + ``}}``. This is the same language
-# as the earlier ``\{\{\s*[^{}]+?\s*\}\}`` (``\s`` is a non-brace character), whose three
-# overlapping quantifiers made ``"{{" + " " * 5000`` take 80 s. Here one possessive class run
-# cannot backtrack at all, and it stops at the first brace, so each ``{{`` costs at most the
-# distance to the next brace: linear overall.
-PLACEHOLDER = re.compile(r"\{\{[^{}]++\}\}")
-
-# Anchored at the start, so only one start position can get past ``^``. Inside, each round is a
-# literal word, an optional dot and a possessive whitespace run; the next round must begin with
-# a letter, which that run cannot match, so no character can be claimed two ways.
-_HONORIFIC = re.compile(r"^(?:(?:dr|prof|professor|mr|mrs|ms|mx|sir|dame)\.?\s++)+", re.IGNORECASE)
 
 # Each pattern is a fixed word sequence (single spaces, optional fixed letters), so a match
 # attempt costs a bounded number of steps per start position. The em dash and the whitespace
@@ -34,16 +23,6 @@ _TELLS = [
     # The trailing \s*+ is possessive and last: it never gives characters back.
     (re.compile(r"I hope this (e-?mail|message) finds you well\.?\s*+", re.IGNORECASE), ""),
 ]
-
-
-def placeholders_in(template: str) -> list[str]:
-    """Every ``{{placeholder}}`` of a template, verbatim, in order, without duplicates."""
-    return list(dict.fromkeys(match.group(0) for match in PLACEHOLDER.finditer(template)))
-
-
-def plain_name(name: str) -> str:
-    """A recipient name without leading honorifics (``Prof. Jane Roe`` → ``Jane Roe``)."""
-    return _HONORIFIC.sub("", name.strip()).strip() or name.strip()
 
 
 def _replace_em_dashes(text: str) -> str:
