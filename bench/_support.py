@@ -27,8 +27,8 @@ from scribe.db.queue_items import NewItem
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES, Pipeline, Step, StepFunction
 from scribe.steps.pipeline import EmailState
-from tests.fakes.steps import output
 from tests.database import drop_database
+from tests.fakes.steps import output
 
 REPO = Path(__file__).resolve().parent.parent
 JWT_SECRET = "bench-secret-for-hs256-tokens-0123456789abcdef"

@@ -217,9 +217,9 @@ def worst_template_seconds() -> tuple[float, str]:
     from scribe.domain.placeholders import unfilled
     from scribe.domain.templates import validate_template
     from scribe.domain.text import remove_machine_tells
-    from scribe.template_generation import word_count
     from scribe.steps.email_composer import fill_placeholders
     from scribe.steps.template_parser import merge, offline_analysis
+    from scribe.template_generation import word_count
     from tests.fakes.fixtures import brief, item
 
     n = TEMPLATE_LIMIT
