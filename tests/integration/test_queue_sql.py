@@ -169,9 +169,9 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
     users = [await create_user(pool) for _ in range(20)]
     await pool.execute(
         """
-        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, email_template,
+        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, batch_id,
                                  status, attempts, completed_at, created_at)
-        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 20], 'n', 'i', 't',
+        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 20], 'n', 'i', gen_random_uuid(),
                (ARRAY['completed', 'failed', 'cancelled'])[1 + n % 3], 1,
                now() - n * interval '1 second', now() - n * interval '1 second'
         FROM generate_series(1, 100000) AS n
@@ -184,7 +184,7 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
     await pool.execute("ANALYZE queue_items")
 
     plans = {
-        "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 8, 60.0, "template_parser"),
+        "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 60.0, "template_parser"),
         "reap": await _plan(pool, sql("reap_expired_leases"), 100, 5.0, 600.0, 10, 86400.0),
         "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
     }

@@ -1,0 +1,135 @@
+-- Cost per queue item (issue 11, item 9): fewer bytes written and fewer statements per item.
+-- The template is stored once per batch; the fair order is decided at enqueue (a claim is one
+-- index read, however long the backlog); the happy path writes no event rows (the item row
+-- records its last claim's steps); change notifications fire only where someone can use them.
+
+-- The template is the same for every item of a request: one row per request instead of a copy
+-- in every item (and in every row version a checkpoint or a claim writes). No foreign key from
+-- queue_items: it would need an index on batch_id that every insert and claim would pay for;
+-- the items of a batch share its user_id and created_at (one transaction), which is how
+-- retention finds batches left without items (queue_items_user_created_idx).
+CREATE TABLE queue_batches (
+    id             uuid PRIMARY KEY,
+    user_id        uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    email_template text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX queue_batches_created_idx ON queue_batches (created_at);
+
+UPDATE queue_items SET batch_id = id WHERE batch_id IS NULL;
+INSERT INTO queue_batches (id, user_id, email_template, created_at)
+SELECT DISTINCT ON (batch_id) batch_id, user_id, email_template, created_at
+FROM queue_items
+ORDER BY batch_id, seq;
+ALTER TABLE queue_items ALTER COLUMN batch_id SET NOT NULL;
+ALTER TABLE queue_items DROP COLUMN email_template;
+
+-- Fair order as a number given at enqueue (start-time fair queueing): a user's n-th waiting
+-- item gets round (the lowest waiting round - 1) + n, or continues after their own last waiting
+-- item. Items of different users interleave, each user's stay FIFO, and the claim reads the
+-- (fair_round, seq) index from its head: no walk over every waiting user per claim (that walk
+-- grew with the users waiting and with the dead index entries a draining backlog leaves).
+ALTER TABLE queue_items ADD COLUMN fair_round bigint NOT NULL DEFAULT 0;
+UPDATE queue_items q SET fair_round = ranked.n
+FROM (SELECT id, row_number() OVER (PARTITION BY user_id ORDER BY seq) AS n
+      FROM queue_items WHERE status = 'pending') AS ranked
+WHERE q.id = ranked.id;
+CREATE INDEX queue_items_fair_idx ON queue_items (fair_round, seq) WHERE status = 'pending';
+-- Only the old fair claim counted running items per user; every claim paid for this index.
+DROP INDEX queue_items_processing_user_idx;
+
+-- The steps the current claim finished (after completion: the last claim's), each
+-- {step, seconds, wait_seconds, at}. A claim that ends otherwise (retry, release, reap, cancel,
+-- failure) copies them into its event row with the claim's start; a completed item keeps them
+-- in its row. So the happy path writes no queue_item_events rows at all.
+ALTER TABLE queue_items ADD COLUMN step_log jsonb;
+ALTER TABLE queue_item_events
+    ADD COLUMN claimed_at timestamptz,  -- when the claim this event ended began
+    ADD COLUMN steps      jsonb;        -- the steps that claim finished (as step_log)
+
+-- Room on each page for the row versions of the checkpoints, so they stay on the page and are
+-- HOT updates (no index entries): no column they change is indexed.
+ALTER TABLE queue_items SET (fillfactor = 50);
+
+-- The whole history of an item, oldest first: the stored events, the claims and steps they
+-- carry, and a completed item's last claim from its row (the happy path stores no events).
+CREATE VIEW queue_item_history AS
+SELECT e.item_id, e.at, e.kind, e.claim, e.step, e.seconds, e.wait_seconds, e.reason, e.error,
+       e.owner
+FROM queue_item_events e
+UNION ALL
+SELECT e.item_id, e.claimed_at, 'claim', e.claim, coalesce(e.steps -> 0 ->> 'step', e.step), NULL,
+       NULL, NULL, NULL, e.owner
+FROM queue_item_events e
+WHERE e.claimed_at IS NOT NULL
+UNION ALL
+SELECT e.item_id, (s ->> 'at')::timestamptz, 'step', e.claim, s ->> 'step',
+       (s ->> 'seconds')::float8, (s ->> 'wait_seconds')::float8, NULL, NULL, e.owner
+FROM queue_item_events e, jsonb_array_elements(e.steps) AS s
+WHERE e.steps IS NOT NULL
+UNION ALL
+SELECT q.id, q.attempt_started_at, 'claim', q.claims, coalesce(q.step_log -> 0 ->> 'step',
+       q.current_step), NULL, NULL, NULL, NULL, q.locked_by
+FROM queue_items q
+WHERE q.status = 'completed' AND q.attempt_started_at IS NOT NULL
+UNION ALL
+SELECT q.id, (s ->> 'at')::timestamptz, 'step', q.claims, s ->> 'step',
+       (s ->> 'seconds')::float8, (s ->> 'wait_seconds')::float8, NULL, NULL, q.locked_by
+FROM queue_items q, jsonb_array_elements(q.step_log) AS s
+WHERE q.status = 'completed' AND q.step_log IS NOT NULL
+UNION ALL
+SELECT q.id, q.completed_at, 'complete', q.claims, NULL, NULL, NULL, NULL, NULL, q.locked_by
+FROM queue_items q
+WHERE q.status = 'completed' AND q.attempt_started_at IS NOT NULL;
+
+-- Step durations over the last hour and day, as before, from the steps in the events and in
+-- the items completed in that window (their steps are no longer separate event rows).
+DROP VIEW queue_step_durations;
+CREATE VIEW queue_step_durations AS
+WITH steps AS (
+    SELECT e.step, e.at, e.seconds, e.wait_seconds
+    FROM queue_item_events e
+    WHERE e.kind = 'step' AND e.at > now() - interval '1 day'
+    UNION ALL
+    SELECT s ->> 'step', (s ->> 'at')::timestamptz, (s ->> 'seconds')::float8,
+           (s ->> 'wait_seconds')::float8
+    FROM queue_item_events e, jsonb_array_elements(e.steps) AS s
+    WHERE e.steps IS NOT NULL AND e.at > now() - interval '1 day'
+    UNION ALL
+    SELECT s ->> 'step', (s ->> 'at')::timestamptz, (s ->> 'seconds')::float8,
+           (s ->> 'wait_seconds')::float8
+    FROM queue_items q, jsonb_array_elements(q.step_log) AS s
+    WHERE q.status = 'completed' AND q.completed_at > now() - interval '1 day'
+)
+SELECT w.label AS time_window, e.step, count(*) AS runs,
+       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY e.seconds)::numeric, 3) AS p50_seconds,
+       round(percentile_cont(0.95) WITHIN GROUP (ORDER BY e.seconds)::numeric, 3) AS p95_seconds,
+       round(percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY e.seconds - coalesce(e.wait_seconds, 0))::numeric, 3) AS p50_work_seconds,
+       round(percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY e.seconds - coalesce(e.wait_seconds, 0))::numeric, 3) AS p95_work_seconds,
+       round(percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY coalesce(e.wait_seconds, 0))::numeric, 3) AS p50_pacing_wait_seconds,
+       round(percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY coalesce(e.wait_seconds, 0))::numeric, 3) AS p95_pacing_wait_seconds
+FROM (VALUES ('1 hour', interval '1 hour'), ('1 day', interval '1 day')) AS w(label, span)
+JOIN steps e ON e.at > now() - w.span
+GROUP BY w.label, w.span, e.step
+ORDER BY w.span, e.step;
+
+-- Change notifications (the SSE stream re-reads the user's items on one). An insert announces
+-- its whole batch once per statement (it used to run the trigger once per row). The worker's
+-- writes announce what the stream shows (status, step, error) as before.
+DROP TRIGGER queue_items_notify_insert ON queue_items;
+CREATE FUNCTION queue_items_notify_inserted() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('scribe_queue_items', user_id::text)
+    FROM (SELECT DISTINCT user_id FROM inserted) AS users_changed;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER queue_items_notify_insert
+    AFTER INSERT ON queue_items
+    REFERENCING NEW TABLE AS inserted
+    FOR EACH STATEMENT EXECUTE FUNCTION queue_items_notify_inserted();
