@@ -256,8 +256,8 @@ RETURNING q.id, q.claims, q.cancel_requested_at IS NOT NULL AS cancel_requested
 -- while flushing 3 of every 4 commits per item would dominate throughput and SD wear.
 UPDATE queue_items
 SET checkpoint = $4, step_timings = $5, current_step = $6, step_started_at = now(),
-    step_log = coalesce(step_log, '[]'::jsonb) || jsonb_build_object(
-        'step', $7::text, 'seconds', $8::float8, 'wait_seconds', $9::float8, 'at', now()),
+    step_log = coalesce(step_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(
+        $7::text, $8::float8, $9::float8, extract(epoch FROM now()))),
     updated_at = now()
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
@@ -273,9 +273,10 @@ WITH done AS (
     SET status = 'completed', lease_expires_at = NULL, email_id = $4,
         step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
         step_log = CASE WHEN $10::text IS NULL THEN step_log
-                        ELSE coalesce(step_log, '[]'::jsonb) || jsonb_build_object(
-                            'step', $10::text, 'seconds', $11::float8,
-                            'wait_seconds', $12::float8, 'at', now()) END,
+                        ELSE coalesce(step_log, '[]'::jsonb) || jsonb_build_array(
+                            jsonb_build_array($10::text, $11::float8, $12::float8,
+                                              extract(epoch FROM now()))) END,
+        checkpoint = NULL,  -- a completed item is never resumed: its email holds the result
         updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
       AND cancel_requested_at IS NULL

@@ -39,7 +39,8 @@ CREATE INDEX queue_items_fair_idx ON queue_items (fair_round, seq) WHERE status 
 DROP INDEX queue_items_processing_user_idx;
 
 -- The steps the current claim finished (after completion: the last claim's), each
--- {step, seconds, wait_seconds, at}. A claim that ends otherwise (retry, release, reap, cancel,
+-- [step, seconds, wait_seconds, at (epoch seconds)]: arrays, not objects, as the row version
+-- each checkpoint writes carries them. A claim that ends otherwise (retry, release, reap, cancel,
 -- failure) copies them into its event row with the claim's start; a completed item keeps them
 -- in its row. So the happy path writes no queue_item_events rows at all.
 ALTER TABLE queue_items ADD COLUMN step_log jsonb;
@@ -47,9 +48,20 @@ ALTER TABLE queue_item_events
     ADD COLUMN claimed_at timestamptz,  -- when the claim this event ended began
     ADD COLUMN steps      jsonb;        -- the steps that claim finished (as step_log)
 
+-- One element of a step log as a row.
+CREATE FUNCTION queue_step_entry(entry jsonb, OUT step text, OUT seconds float8,
+                                 OUT wait_seconds float8, OUT at timestamptz)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT entry ->> 0, (entry ->> 1)::float8, (entry ->> 2)::float8,
+           to_timestamp((entry ->> 3)::float8)
+$$;
+
 -- Room on each page for the row versions of the checkpoints, so they stay on the page and are
 -- HOT updates (no index entries): no column they change is indexed.
-ALTER TABLE queue_items SET (fillfactor = 50);
+-- Vacuum and analyze sooner than the defaults (20 % / 10 % of the table): a queue table
+-- churns, and a fresh backlog without statistics makes the claim sort every due row.
+ALTER TABLE queue_items SET (fillfactor = 50, autovacuum_vacuum_scale_factor = 0.05,
+                             autovacuum_analyze_scale_factor = 0.02);
 
 -- The whole history of an item, oldest first: the stored events, the claims and steps they
 -- carry, and a completed item's last claim from its row (the happy path stores no events).
@@ -58,24 +70,22 @@ SELECT e.item_id, e.at, e.kind, e.claim, e.step, e.seconds, e.wait_seconds, e.re
        e.owner
 FROM queue_item_events e
 UNION ALL
-SELECT e.item_id, e.claimed_at, 'claim', e.claim, coalesce(e.steps -> 0 ->> 'step', e.step), NULL,
+SELECT e.item_id, e.claimed_at, 'claim', e.claim, coalesce(e.steps -> 0 ->> 0, e.step), NULL,
        NULL, NULL, NULL, e.owner
 FROM queue_item_events e
 WHERE e.claimed_at IS NOT NULL
 UNION ALL
-SELECT e.item_id, (s ->> 'at')::timestamptz, 'step', e.claim, s ->> 'step',
-       (s ->> 'seconds')::float8, (s ->> 'wait_seconds')::float8, NULL, NULL, e.owner
-FROM queue_item_events e, jsonb_array_elements(e.steps) AS s
+SELECT e.item_id, s.at, 'step', e.claim, s.step, s.seconds, s.wait_seconds, NULL, NULL, e.owner
+FROM queue_item_events e, jsonb_array_elements(e.steps) AS entry, queue_step_entry(entry) AS s
 WHERE e.steps IS NOT NULL
 UNION ALL
-SELECT q.id, q.attempt_started_at, 'claim', q.claims, coalesce(q.step_log -> 0 ->> 'step',
+SELECT q.id, q.attempt_started_at, 'claim', q.claims, coalesce(q.step_log -> 0 ->> 0,
        q.current_step), NULL, NULL, NULL, NULL, q.locked_by
 FROM queue_items q
 WHERE q.status = 'completed' AND q.attempt_started_at IS NOT NULL
 UNION ALL
-SELECT q.id, (s ->> 'at')::timestamptz, 'step', q.claims, s ->> 'step',
-       (s ->> 'seconds')::float8, (s ->> 'wait_seconds')::float8, NULL, NULL, q.locked_by
-FROM queue_items q, jsonb_array_elements(q.step_log) AS s
+SELECT q.id, s.at, 'step', q.claims, s.step, s.seconds, s.wait_seconds, NULL, NULL, q.locked_by
+FROM queue_items q, jsonb_array_elements(q.step_log) AS entry, queue_step_entry(entry) AS s
 WHERE q.status = 'completed' AND q.step_log IS NOT NULL
 UNION ALL
 SELECT q.id, q.completed_at, 'complete', q.claims, NULL, NULL, NULL, NULL, NULL, q.locked_by
@@ -91,14 +101,12 @@ WITH steps AS (
     FROM queue_item_events e
     WHERE e.kind = 'step' AND e.at > now() - interval '1 day'
     UNION ALL
-    SELECT s ->> 'step', (s ->> 'at')::timestamptz, (s ->> 'seconds')::float8,
-           (s ->> 'wait_seconds')::float8
-    FROM queue_item_events e, jsonb_array_elements(e.steps) AS s
+    SELECT s.step, s.at, s.seconds, s.wait_seconds
+    FROM queue_item_events e, jsonb_array_elements(e.steps) AS entry, queue_step_entry(entry) AS s
     WHERE e.steps IS NOT NULL AND e.at > now() - interval '1 day'
     UNION ALL
-    SELECT s ->> 'step', (s ->> 'at')::timestamptz, (s ->> 'seconds')::float8,
-           (s ->> 'wait_seconds')::float8
-    FROM queue_items q, jsonb_array_elements(q.step_log) AS s
+    SELECT s.step, s.at, s.seconds, s.wait_seconds
+    FROM queue_items q, jsonb_array_elements(q.step_log) AS entry, queue_step_entry(entry) AS s
     WHERE q.status = 'completed' AND q.completed_at > now() - interval '1 day'
 )
 SELECT w.label AS time_window, e.step, count(*) AS runs,

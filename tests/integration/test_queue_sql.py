@@ -235,6 +235,8 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
     assert (
         await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b", step) is False
     )
+    saved = await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
+    assert saved == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
     email = queue_items.CompletedEmail(
         email_id=uuid.uuid4(),
         email_message="Dear\x00 Ada",
@@ -243,9 +245,8 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
         is_confident=False,
     )
     assert await queue_items.complete(pool, fence, email, {"a": 1.0})
-    row = await pool.fetchrow("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
-    assert row is not None
-    assert row["checkpoint"] == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
+    # A completed item is never resumed: its checkpoint is not kept (the email holds the result).
+    assert await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id) is None
     stored = await pool.fetchrow(
         "SELECT email_message, metadata FROM emails WHERE id = $1", email.email_id
     )
