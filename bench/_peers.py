@@ -84,7 +84,9 @@ async def prepare_bare(dsn: str, items: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(BARE_SCHEMA)
-        await conn.execute("INSERT INTO bare_jobs (payload) SELECT '{}' FROM generate_series(1, $1)", items)
+        await conn.execute(
+            "INSERT INTO bare_jobs (payload) SELECT '{}' FROM generate_series(1, $1)", items
+        )
         await conn.execute("ANALYZE bare_jobs")
     finally:
         await conn.close()

@@ -61,7 +61,8 @@ class Figures:
 
     def line(self, bare: Figures | None) -> str:
         rate = self.items / self.seconds
-        share = "" if bare is None else f" ({100 * rate / (bare.items / bare.seconds):.0f} % of bare)"
+        bare_rate = None if bare is None else bare.items / bare.seconds
+        share = "" if bare_rate is None else f" ({100 * rate / bare_rate:.0f} % of bare)"
         db = "n/a" if self.db_cpu is None else f"{1000 * self.db_cpu / self.items:.2f}"
         return (
             f"  {self.name:<14} {rate:>6.0f} jobs/s{share:<17} WAL {self.wal / self.items:>6.0f} B"

@@ -198,6 +198,21 @@ SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
 WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing')
 RETURNING status
 
+-- watch_queue_items --
+-- Register (or refresh) stream $2 of user $1 for $3 seconds: changes to the user's items are
+-- announced on `scribe_queue_items` while a stream is registered. Expired registrations (their
+-- process died) are dropped on the way.
+WITH expired AS (
+    DELETE FROM queue_watchers WHERE expires_at < now()
+)
+INSERT INTO queue_watchers (user_id, watcher, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (user_id, watcher) DO UPDATE SET expires_at = excluded.expires_at
+
+-- unwatch_queue_items --
+-- A stream closed: its registration goes.
+DELETE FROM queue_watchers WHERE user_id = $1 AND watcher = $2
+
 -- notify_cancel --
 -- Tell the owning consumer at once that a processing item was cancelled.
 SELECT pg_notify('scribe_cancel', $1::text)

@@ -235,6 +235,19 @@ async def cancel(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> str | No
     return status
 
 
+async def watch(pool: Pool, user_id: uuid.UUID, watcher: uuid.UUID, seconds: float) -> None:
+    """Register (or refresh) an open stream of the user's items for ``seconds``: their changes
+    are announced (NOTIFY) only while someone watches."""
+    async with connection_errors():
+        await pool.execute(sql("watch_queue_items"), user_id, watcher, seconds)
+
+
+async def unwatch(pool: Pool, user_id: uuid.UUID, watcher: uuid.UUID) -> None:
+    """The stream closed."""
+    async with connection_errors():
+        await pool.execute(sql("unwatch_queue_items"), user_id, watcher)
+
+
 # --- worker side ---
 
 

@@ -125,15 +125,39 @@ JOIN steps e ON e.at > now() - w.span
 GROUP BY w.label, w.span, e.step
 ORDER BY w.span, e.step;
 
--- Change notifications (the SSE stream re-reads the user's items on one). An insert announces
--- its whole batch once per statement (it used to run the trigger once per row). The worker's
--- writes announce what the stream shows (status, step, error) as before.
+-- Change notifications (the SSE stream re-reads the user's items on one) only where someone can
+-- use them: for users with an open stream. Each NOTIFY serialises commits (PostgreSQL takes one
+-- global lock to queue notifications) and wakes every listening process, and a worker's item
+-- went through five of them (claim, three steps, completion) with nobody watching.
+-- A stream registers its user here and refreshes the row while open (it expires when its
+-- process dies); UNLOGGED: it is rebuilt by the streams after a crash, and writes no WAL.
+CREATE UNLOGGED TABLE queue_watchers (
+    user_id    uuid NOT NULL,
+    watcher    uuid NOT NULL,  -- one open stream
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (user_id, watcher)
+);
+
+CREATE OR REPLACE FUNCTION queue_items_notify_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM queue_watchers
+               WHERE user_id = NEW.user_id AND expires_at > now()) THEN
+        PERFORM pg_notify('scribe_queue_items', NEW.user_id::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- An insert announces its batch once per statement (it used to run the trigger for every row).
 DROP TRIGGER queue_items_notify_insert ON queue_items;
 CREATE FUNCTION queue_items_notify_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('scribe_queue_items', user_id::text)
-    FROM (SELECT DISTINCT user_id FROM inserted) AS users_changed;
+    PERFORM pg_notify('scribe_queue_items', watched.user_id::text)
+    FROM (SELECT DISTINCT i.user_id FROM inserted i
+          WHERE EXISTS (SELECT 1 FROM queue_watchers w
+                        WHERE w.user_id = i.user_id AND w.expires_at > now())) AS watched;
     RETURN NULL;
 END
 $$;

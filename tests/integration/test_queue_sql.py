@@ -8,6 +8,8 @@ import json
 import uuid
 from typing import Any
 
+import asyncpg
+
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queries import sql
@@ -260,3 +262,34 @@ async def test_nul_characters_in_an_error_message_are_stored_without_them(pool: 
     [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
     assert await queue_items.fail(pool, item.fence("me"), "bad\x00page", "web_scraper", "x")
     assert (await item_rows(pool, [item_id]))[item_id]["error_message"] == "badpage"
+
+
+async def test_item_changes_are_announced_only_for_watched_users(
+    pool: Pool, database_url: str
+) -> None:
+    """A worker's writes send no NOTIFY while nobody streams the user's items (each one
+    serialises commits); once a stream registers, inserts and transitions are announced."""
+    quiet, watched = await create_user(pool), await create_user(pool)
+    stream = uuid.uuid4()
+    await queue_items.watch(pool, watched, stream, 60)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(
+            "scribe_queue_items", lambda _c, _p, _ch, payload: received.put_nowait(payload)
+        )
+        await enqueue(pool, quiet, ["x", "y"])
+        await _claim(pool, 2)
+        await pool.execute("SELECT pg_notify('scribe_queue_items', 'marker')")
+        # Notifications arrive in commit order: nothing for the quiet user came before this.
+        assert await asyncio.wait_for(received.get(), 10) == "marker"
+
+        await enqueue(pool, watched, ["x", "y"])  # one notification per insert statement
+        await _claim(pool, 1)
+        await queue_items.unwatch(pool, watched, stream)
+        await _claim(pool, 1)
+        await pool.execute("SELECT pg_notify('scribe_queue_items', 'marker')")
+        payloads = [await asyncio.wait_for(received.get(), 10) for _ in range(3)]
+        assert payloads == [str(watched), str(watched), "marker"]
+    finally:
+        await listener.close()
