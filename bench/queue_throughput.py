@@ -243,7 +243,7 @@ def _worker(name: str, dsn: str) -> None:
             await init(conn)
             conn.add_query_logger(lambda record: counts.update([record.query]))
 
-        pool_module._init_connection = counting_init  # type: ignore[assignment]
+        pool_module._init_connection = counting_init
         settings = worker_settings(dsn, scribe_listen=True, scribe_poll_seconds=2.0)
 
         async def work() -> None:
