@@ -287,7 +287,8 @@ WITH done AS (
     UPDATE queue_items
     SET status = 'completed', lease_expires_at = NULL, email_id = $4,
         step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
-        step_log = CASE WHEN $10::text IS NULL THEN step_log
+        -- Never NULL once completed here: the history view reads the claim from it.
+        step_log = CASE WHEN $10::text IS NULL THEN coalesce(step_log, '[]'::jsonb)
                         ELSE coalesce(step_log, '[]'::jsonb) || jsonb_build_array(
                             jsonb_build_array($10::text, $11::float8, $12::float8,
                                               extract(epoch FROM now()))) END,

@@ -64,7 +64,8 @@ ALTER TABLE queue_items SET (fillfactor = 50, autovacuum_vacuum_scale_factor = 0
                              autovacuum_analyze_scale_factor = 0.02);
 
 -- The whole history of an item, oldest first: the stored events, the claims and steps they
--- carry, and a completed item's last claim from its row (the happy path stores no events).
+-- carry, and a completed item's last claim from its row (the happy path stores no events; items
+-- completed before this migration have no step log, and their events are all stored).
 CREATE VIEW queue_item_history AS
 SELECT e.item_id, e.at, e.kind, e.claim, e.step, e.seconds, e.wait_seconds, e.reason, e.error,
        e.owner
@@ -82,7 +83,7 @@ UNION ALL
 SELECT q.id, q.attempt_started_at, 'claim', q.claims, coalesce(q.step_log -> 0 ->> 0,
        q.current_step), NULL, NULL, NULL, NULL, q.locked_by
 FROM queue_items q
-WHERE q.status = 'completed' AND q.attempt_started_at IS NOT NULL
+WHERE q.status = 'completed' AND q.step_log IS NOT NULL
 UNION ALL
 SELECT q.id, s.at, 'step', q.claims, s.step, s.seconds, s.wait_seconds, NULL, NULL, q.locked_by
 FROM queue_items q, jsonb_array_elements(q.step_log) AS entry, queue_step_entry(entry) AS s
@@ -90,7 +91,7 @@ WHERE q.status = 'completed' AND q.step_log IS NOT NULL
 UNION ALL
 SELECT q.id, q.completed_at, 'complete', q.claims, NULL, NULL, NULL, NULL, NULL, q.locked_by
 FROM queue_items q
-WHERE q.status = 'completed' AND q.attempt_started_at IS NOT NULL;
+WHERE q.status = 'completed' AND q.step_log IS NOT NULL;
 
 -- Step durations over the last hour and day, as before, from the steps in the events and in
 -- the items completed in that window (their steps are no longer separate event rows).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -136,6 +137,51 @@ async def test_retention_prunes_old_finished_items_and_keeps_emails(pool: Pool) 
     assert counts == {"pruned": 1}
     assert set(await item_rows(pool)) == {recent, live}
     assert await pool.fetchval("SELECT queue_item_id FROM emails") is None
+
+
+async def test_retention_prunes_a_batch_template_only_once_its_items_are_gone(
+    pool: Pool,
+) -> None:
+    user = await create_user(pool)
+    [gone] = await enqueue(pool, user, ["x"])
+    kept = await enqueue(pool, user, ["y", "z"])
+    # A batch and its items are created in one statement: they share created_at exactly.
+    old = datetime.now(UTC) - timedelta(days=40)
+    await pool.execute("UPDATE queue_batches SET created_at = $1", old)
+    await pool.execute("UPDATE queue_items SET created_at = $1", old)
+    await pool.execute(
+        "UPDATE queue_items SET status = 'completed', completed_at = $2 WHERE id = $1", gone, old
+    )
+    await pool.execute(
+        "UPDATE queue_items SET status = 'completed', completed_at = now() WHERE id = $1", kept[0]
+    )
+
+    assert await reaper.reap_once(pool, _settings(retry_base=0)) == {"pruned": 1}
+    assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
+    [claimed] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    assert (claimed.id, claimed.email_template) == (kept[1], "Dear {{name}}, I enjoyed your work.")
+
+
+async def test_a_batch_stores_its_template_once_and_every_item_reads_it(pool: Pool) -> None:
+    user = await create_user(pool)
+    ids = await enqueue(pool, user, ["x", "y", "z"], template="Hello {{name}}")
+    assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
+    claimed = await queue_items.claim(pool, "me", 3, lease_seconds=60, first_step="a")
+    assert [(item.id, item.email_template) for item in claimed] == [
+        (item_id, "Hello {{name}}") for item_id in ids
+    ]
+
+
+async def test_a_user_returning_after_finished_work_is_not_queued_behind_a_backlog(
+    pool: Pool,
+) -> None:
+    ada, bob = await create_user(pool), await create_user(pool)
+    await enqueue(pool, ada, ["x"] * 3)
+    assert len(await _claim(pool, 3)) == 3  # ada's earlier work, now running or done
+    backlog = await enqueue(pool, bob, ["y"] * 50)
+    [again] = await enqueue(pool, ada, ["x"])
+
+    assert await _claim(pool, 2) == [backlog[0], again]
 
 
 async def test_same_idempotency_key_creates_items_once_even_concurrently(pool: Pool) -> None:
