@@ -3,11 +3,13 @@ worker process x 8 slots), procrastinate, pgqueuer and a bare SKIP LOCKED claim 
 loop (bench/_peers.py), each in its own database and its own worker process. Per item: jobs/s,
 WAL bytes, CPU (worker process + database server) and statements sent. Then the claim's cost
 from 100 to 100,000 pending items spread over 1,000 users, and after most of them drained.
+Last, Scribe alone with 1 and 4 worker processes over one backlog, and the database
+connections each process holds (target: <= 5).
 
 Targets (issue 11 item 9): Scribe >= procrastinate and >= 25 % of the bare loop in jobs/s;
 <= 2 kB WAL per item; claim cost within 2x from 100 to 100,000 pending items.
 
-    .venv/bin/python bench/queue_throughput.py [items]
+    .venv/bin/python bench/queue_throughput.py [processes ...]   (the Scribe-alone runs; 1 4)
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from _support import (
     enqueue,
     no_op_pipeline,
     open_pool,
+    run_worker_main,
     server_dsn,
+    spawn,
     worker_settings,
 )
 
@@ -40,6 +44,7 @@ from scribe.db.queries import sql
 from scribe.db.queue_items import NewItem
 
 ITEMS = 4000
+ITEMS_PER_PROCESS = 2000
 USERS = 10  # the throughput run's items are spread over these users (batches of 100)
 CLAIM_USERS = 1000
 CLAIM_LEVELS = (100, 1_000, 10_000, 100_000)
@@ -188,6 +193,53 @@ async def _round(server: str, items: int) -> list[Figures]:
     return results
 
 
+async def _peak_connections(pool: asyncpg.Pool, stop: asyncio.Event) -> int:
+    peak = 0
+    while not stop.is_set():
+        count = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'scribe' AND pid <> pg_backend_pid()"
+        )
+        peak = max(peak, count)
+        await asyncio.sleep(0.05)
+    return peak
+
+
+async def processes_run(processes: int) -> None:
+    """Scribe alone: ``processes`` worker processes x 8 slots over one backlog, and the database
+    connections each holds (target: <= 5)."""
+    items = ITEMS_PER_PROCESS * processes
+    async with bench_database() as dsn:
+        pool = await open_pool(dsn)
+        try:
+            await enqueue(pool, items)
+            await pool.execute("ANALYZE")
+            stop = asyncio.Event()
+            sampler = asyncio.create_task(_peak_connections(pool, stop))
+            workers = [
+                spawn("queue_throughput.py", dsn, drain=True, listen=True, poll=2.0)
+                for _ in range(processes)
+            ]
+            for worker in workers:
+                await asyncio.to_thread(worker.wait)
+            stop.set()
+            peak = await sampler
+            row = await pool.fetchrow(
+                "SELECT count(*) FILTER (WHERE status = 'completed') AS done,"
+                " extract(epoch FROM max(completed_at) - min(started_at)) AS busy"
+                " FROM queue_items"
+            )
+            assert row is not None
+            done, busy = int(row["done"]), float(row["busy"])
+            print(
+                f"{processes} Scribe process(es) x 8 slots: {done}/{items} items in {busy:.2f}s "
+                f"(first claim to last completion) = {done / busy:.0f} items/s; peak database "
+                f"connections {peak / processes:.1f} per process"
+            )
+        finally:
+            await pool.close()
+
+
 async def claim_cost() -> None:
     """Milliseconds per claim call (8 items) at growing backlogs over 1,000 users; each sample
     is rolled back, so the backlog stays as it is (its dead row versions accumulate, as they do
@@ -296,12 +348,17 @@ def _worker(name: str, dsn: str) -> None:
 
 
 async def main() -> None:
-    await compare(int(sys.argv[1]) if len(sys.argv) > 1 else ITEMS)
+    await compare(ITEMS)
     await claim_cost()
+    for processes in [int(arg) for arg in sys.argv[1:]] or (1, 4):
+        await processes_run(processes)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        _worker(sys.argv[2], sys.argv[3])
+        if len(sys.argv) == 4:
+            _worker(sys.argv[2], sys.argv[3])
+        else:
+            run_worker_main("queue_throughput.py")  # a processes_run worker (_support.spawn)
     else:
         asyncio.run(main())
