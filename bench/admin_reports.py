@@ -48,11 +48,11 @@ async def seed(pool: Pool, rows: int, user_count: int) -> list[uuid.UUID]:
     )
     await pool.execute(
         """
-        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, email_template,
+        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, batch_id,
                                  status, attempts, started_at, completed_at, created_at,
                                  failed_step, error_message)
         SELECT gen_random_uuid(), ($1::uuid[])[1 + n % cardinality($1::uuid[])], 'Dr Example',
-               'benchmarks', 'Dear {{name}}',
+               'benchmarks', gen_random_uuid(),
                CASE WHEN n % 100 = 0 THEN 'failed' ELSE 'completed' END, 1,
                now() - n * $3::interval - interval '20 seconds', now() - n * $3::interval,
                now() - n * $3::interval - interval '30 seconds',

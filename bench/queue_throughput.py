@@ -1,42 +1,199 @@
-"""Throughput of no-op items through one and four worker processes (8 slots each), with WAL
-bytes and SQL statements per completed item and database connections per process.
-Target: >= 300 items/s for one process; <= 5 connections per process."""
+"""Cost per no-op queue item, side by side in one run on one PostgreSQL: Scribe's engine (one
+worker process x 8 slots), procrastinate, pgqueuer and a bare SKIP LOCKED claim + fenced update
+loop (bench/_peers.py), each in its own database and its own worker process. Per item: jobs/s,
+WAL bytes, CPU (worker process + database server) and statements sent. Then the claim's cost
+from 100 to 100,000 pending items spread over 1,000 users, and after most of them drained.
+Last, Scribe alone with 1 and 4 worker processes over one backlog, and the database
+connections each process holds (target: <= 5).
+
+Targets (issue 11 item 9): Scribe >= procrastinate and >= 25 % of the bare loop in jobs/s;
+<= 2 kB WAL per item; claim cost within 2x from 100 to 100,000 pending items.
+
+    .venv/bin/python bench/queue_throughput.py [processes ...]   (the Scribe-alone runs; 1 4)
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 
 import asyncpg
+import psutil
+from _peers import PEERS, empty_database
 from _support import (
+    REPO,
     bench_database,
     enqueue,
     no_op_pipeline,
     open_pool,
     run_worker_main,
+    server_dsn,
     spawn,
     worker_settings,
 )
 
-from scribe.db.pool import Pool, _init_connection, _keep_session
-from scribe.queue.consumer import Consumer
+from scribe.db import queue_items, users
+from scribe.db.queries import sql
+from scribe.db.queue_items import NewItem
 
+ITEMS = 4000
 ITEMS_PER_PROCESS = 2000
+USERS = 10  # the throughput run's items are spread over these users (batches of 100)
+CLAIM_USERS = 1000
+CLAIM_LEVELS = (100, 1_000, 10_000, 100_000)
+CLAIM_SAMPLES = 50
+DRAIN_BITE = 1000
+ROUNDS = 2  # every system runs this many times, alternating; the best run counts (shared box)
+SCRIBE = "scribe"
 
 
-async def _db_stats(pool: Pool) -> tuple[int, int]:
-    row = await pool.fetchrow(
-        "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS wal,"
-        " (SELECT xact_commit + xact_rollback FROM pg_stat_database"
-        "  WHERE datname = current_database()) AS xacts"
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One system's run: items, the worker's wall and CPU seconds, server CPU, WAL, statements."""
+
+    name: str
+    items: int
+    seconds: float
+    worker_cpu: float
+    db_cpu: float | None
+    wal: int
+    statements: int
+
+    def line(self, bare: Figures | None) -> str:
+        rate = self.items / self.seconds
+        bare_rate = None if bare is None else bare.items / bare.seconds
+        share = "" if bare_rate is None else f" ({100 * rate / bare_rate:.0f} % of bare)"
+        db = "n/a" if self.db_cpu is None else f"{1000 * self.db_cpu / self.items:.2f}"
+        return (
+            f"  {self.name:<14} {rate:>6.0f} jobs/s{share:<17} WAL {self.wal / self.items:>6.0f} B"
+            f"  CPU worker {1000 * self.worker_cpu / self.items:.2f} ms + db {db} ms"
+            f"  statements {self.statements / self.items:.2f}"
+        )
+
+
+class ServerCpu:
+    """CPU seconds spent by the PostgreSQL server (postmaster, its live children, and children
+    that exited meanwhile) when it runs on this machine; None when it does not."""
+
+    def __init__(self, backend_pid: int) -> None:
+        try:
+            self._postmaster: psutil.Process | None = psutil.Process(backend_pid).parent()
+        except psutil.Error:
+            self._postmaster = None
+
+    def sample(self) -> tuple[float, dict[int, float]] | None:
+        if self._postmaster is None:
+            return None
+        times = self._postmaster.cpu_times()
+        reaped = times.user + times.system + times.children_user + times.children_system
+        live = {}
+        for child in self._postmaster.children():
+            try:
+                child_times = child.cpu_times()
+            except psutil.Error:
+                continue
+            live[child.pid] = child_times.user + child_times.system
+        return reaped, live
+
+    @staticmethod
+    def spent(
+        before: tuple[float, dict[int, float]] | None, after: tuple[float, dict[int, float]] | None
+    ) -> float | None:
+        if before is None or after is None:
+            return None
+        live = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items())
+        exited = sum(cpu for pid, cpu in before[1].items() if pid not in after[1])
+        return after[0] - before[0] + live - exited
+
+
+async def _checkpoint(dsn: str) -> None:
+    """A checkpoint before each system enqueues: its run then writes no full-page images of the
+    pages its enqueue wrote (unless a timed checkpoint falls inside the run), for every system
+    alike."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+async def _wal(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+
+
+async def measure(name: str, dsn: str, items: int) -> Figures:
+    """Run one system's worker process over its prepared database and take its figures."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        cpu = ServerCpu(await conn.fetchval("SELECT pg_backend_pid()"))
+        wal_before, cpu_before = await _wal(conn), cpu.sample()
+        worker = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, str(REPO / "bench" / "queue_throughput.py"), "--worker", name, dsn],
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            check=True,
+        )
+        wal_after, cpu_after = await _wal(conn), cpu.sample()
+    finally:
+        await conn.close()
+    report = json.loads(worker.stdout.decode().strip().splitlines()[-1])
+    return Figures(
+        name,
+        items,
+        report["seconds"],
+        report["cpu"],
+        ServerCpu.spent(cpu_before, cpu_after),
+        wal_after - wal_before,
+        report["statements"],
     )
-    assert row is not None
-    return int(row["wal"]), int(row["xacts"])
 
 
-async def _peak_connections(pool: Pool, stop: asyncio.Event) -> int:
+async def compare(items: int) -> None:
+    """Every system over ``items`` no-op jobs, one after the other on the same server, ROUNDS
+    times; each system's fastest run is shown."""
+    server = server_dsn()
+    runs: dict[str, list[Figures]] = {}
+    for _ in range(ROUNDS):
+        for result in await _round(server, items):
+            runs.setdefault(result.name, []).append(result)
+    results = [min(figures, key=lambda run: run.seconds) for figures in runs.values()]
+    bare = next(result for result in results if result.name == "bare loop")
+    print(
+        f"{items} no-op jobs, 1 worker process x 8 slots each, same PostgreSQL, one run "
+        f"(best of {ROUNDS} alternating rounds):"
+    )
+    for result in results:
+        print(result.line(bare))
+
+
+async def _round(server: str, items: int) -> list[Figures]:
+    results = []
+    async with bench_database(server) as dsn:
+        await _checkpoint(dsn)
+        pool = await open_pool(dsn)
+        try:
+            await enqueue(pool, items, USERS)
+            await pool.execute("ANALYZE")
+        finally:
+            await pool.close()
+        results.append(await measure(SCRIBE, dsn, items))
+    for peer in PEERS.values():
+        async with empty_database(server) as dsn:
+            await _checkpoint(dsn)
+            await peer.prepare(dsn, items)
+            results.append(await measure(peer.name, dsn, items))
+    return results
+
+
+async def _peak_connections(pool: asyncpg.Pool, stop: asyncio.Event) -> int:
     peak = 0
     while not stop.is_set():
         count = await pool.fetchval(
@@ -48,28 +205,25 @@ async def _peak_connections(pool: Pool, stop: asyncio.Event) -> int:
     return peak
 
 
-async def run(processes: int) -> None:
+async def processes_run(processes: int) -> None:
+    """Scribe alone: ``processes`` worker processes x 8 slots over one backlog, and the database
+    connections each holds (target: <= 5)."""
     items = ITEMS_PER_PROCESS * processes
     async with bench_database() as dsn:
         pool = await open_pool(dsn)
         try:
             await enqueue(pool, items)
-            await asyncio.sleep(1.5)  # let statistics of the enqueue settle
-            wal_before, xacts_before = await _db_stats(pool)
+            await pool.execute("ANALYZE")
             stop = asyncio.Event()
             sampler = asyncio.create_task(_peak_connections(pool, stop))
-            started = time.perf_counter()
             workers = [
                 spawn("queue_throughput.py", dsn, drain=True, listen=True, poll=2.0)
                 for _ in range(processes)
             ]
             for worker in workers:
                 await asyncio.to_thread(worker.wait)
-            wall = time.perf_counter() - started
             stop.set()
             peak = await sampler
-            await asyncio.sleep(1.5)  # backends flush their statistics on exit
-            wal_after, xacts_after = await _db_stats(pool)
             row = await pool.fetchrow(
                 "SELECT count(*) FILTER (WHERE status = 'completed') AS done,"
                 " extract(epoch FROM max(completed_at) - min(started_at)) AS busy"
@@ -77,59 +231,134 @@ async def run(processes: int) -> None:
             )
             assert row is not None
             done, busy = int(row["done"]), float(row["busy"])
-            # The driver's own sampling statements are counted too: a small overestimate.
             print(
-                f"{processes} process(es) x 8 slots: {done}/{items} items in {busy:.2f}s "
-                f"(first claim to last completion) = {done / busy:.0f} items/s; "
-                f"wall incl. process start {wall:.2f}s"
+                f"{processes} Scribe process(es) x 8 slots: {done}/{items} items in {busy:.2f}s "
+                f"(first claim to last completion) = {done / busy:.0f} items/s; peak database "
+                f"connections {peak / processes:.1f} per process"
             )
-            print(
-                f"  per completed item: WAL {(wal_after - wal_before) / done:.0f} bytes, "
-                f"{(xacts_after - xacts_before) / done:.2f} transactions (pg_stat_database; "
-                f"includes autovacuum and this driver's sampling)"
-            )
-            print(f"  peak database connections: {peak} total, {peak / processes:.1f} per process")
         finally:
             await pool.close()
 
 
-async def count_statements(items: int = 2000) -> None:
-    """Exact statements per item: one in-process consumer whose pool logs every query."""
-    counts: Counter[str] = Counter()
-
-    async def init(conn: asyncpg.Connection) -> None:
-        await _init_connection(conn)
-        conn.add_query_logger(lambda record: counts.update([record.query]))
-
+async def claim_cost() -> None:
+    """Milliseconds per claim call (8 items) at growing backlogs over 1,000 users; each sample
+    is rolled back, so the backlog stays as it is (its dead row versions accumulate, as they do
+    while a backlog drains)."""
     async with bench_database() as dsn:
-        driver = await open_pool(dsn)
-        await enqueue(driver, items)
-        pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=3, init=init, reset=_keep_session
-        )
+        pool = await open_pool(dsn)
         try:
-            consumer = Consumer(pool, worker_settings(dsn), no_op_pipeline())
-            started = time.perf_counter()
-            await consumer.run(drain=True)
-            elapsed = time.perf_counter() - started
+            owners = [uuid.uuid4() for _ in range(CLAIM_USERS)]
+            for owner in owners:
+                await users.create(pool, owner, f"{owner.hex[:10]}@bench.example", None)
+            figures = []
+            pending = 0
+            for level in CLAIM_LEVELS:
+                # The new items spread evenly over every user (one request per user).
+                per_user = max(1, (level - pending) // CLAIM_USERS)
+                turn = 0
+                while pending < level:
+                    size = min(per_user, level - pending)
+                    await queue_items.enqueue(
+                        pool,
+                        owners[turn % CLAIM_USERS],
+                        [NewItem("Bench Recipient", "benchmarks")] * size,
+                        "Dear {{name}}",
+                        max_attempts=3,
+                    )
+                    pending, turn = pending + size, turn + 1
+                await pool.execute("ANALYZE queue_items")
+                figures.append((f"{level} pending", await _claim_ms(pool)))
+            # Drain 90 % the way workers do (claim in fair order, then complete), in big bites.
+            for _ in range(pending * 9 // 10 // DRAIN_BITE):
+                claimed = await queue_items.claim(
+                    pool, "bench", DRAIN_BITE, lease_seconds=60, first_step="template_parser"
+                )
+                await pool.execute(
+                    "UPDATE queue_items SET status = 'completed', completed_at = now(),"
+                    " lease_expires_at = NULL WHERE id = ANY($1)",
+                    [item.id for item in claimed],
+                )
+            left = pending // 10
+            figures.append((f"{left} pending after draining 90 %", await _claim_ms(pool)))
+            # The drained items' entries stay at the head of the index until (auto)vacuum.
+            await pool.execute("VACUUM queue_items")
+            figures.append((f"{left} pending, drained, after VACUUM", await _claim_ms(pool)))
         finally:
             await pool.close()
-            await driver.close()
-    print(
-        f"in-process consumer, 8 slots: {items / elapsed:.0f} items/s; "
-        f"{sum(counts.values()) / items:.2f} SQL statements per item (query logger: "
-        f"3 checkpoints + 1 completion + amortised claims and heartbeats)"
-    )
+    base = figures[0][1][0]
+    print(f"claim cost (8 items per call, mean of {CLAIM_SAMPLES} calls each, rolled back):")
+    for label, (server, trip) in figures:
+        print(
+            f"  {label:<38} {server:.3f} ms in the server ({server / base:.1f}x the 100-item "
+            f"figure); {trip:.3f} ms round trip"
+        )
+
+
+async def _claim_ms(pool: asyncpg.Pool) -> tuple[float, float]:
+    """Mean milliseconds per claim call: executing in the server (EXPLAIN ANALYZE, which runs
+    it), and the whole round trip from here."""
+    statement = sql("claim_queue_items")
+    args = ("bench", 8, 60.0, "template_parser")
+    server = trip = 0.0
+    async with pool.acquire() as conn:
+        for _ in range(CLAIM_SAMPLES):
+            transaction = conn.transaction()
+            await transaction.start()
+            started = time.perf_counter()
+            await conn.fetch(statement, *args)
+            trip += time.perf_counter() - started
+            await transaction.rollback()
+            transaction = conn.transaction()
+            await transaction.start()
+            plan = await conn.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, *args)
+            plan = json.loads(plan) if isinstance(plan, str) else plan  # the pool decodes json
+            server += plan[0]["Execution Time"] / 1000
+            await transaction.rollback()
+    return 1000 * server / CLAIM_SAMPLES, 1000 * trip / CLAIM_SAMPLES
+
+
+def _worker(name: str, dsn: str) -> None:
+    """Worker process: work the queue empty; print seconds, CPU seconds and statements as JSON."""
+    counts: Counter[str] = Counter()
+    if name == SCRIBE:
+        from scribe.db import pool as pool_module
+        from scribe.queue.service import run_worker
+
+        init = pool_module._init_connection
+
+        async def counting_init(conn: asyncpg.Connection) -> None:
+            await init(conn)
+            conn.add_query_logger(lambda record: counts.update([record.query]))
+
+        pool_module._init_connection = counting_init
+        settings = worker_settings(dsn, scribe_listen=True, scribe_poll_seconds=2.0)
+
+        async def work() -> None:
+            await run_worker(settings, lambda deps: no_op_pipeline(), drain=True)
+
+    else:
+
+        async def work() -> None:
+            counts.update(await PEERS[name].work(dsn))
+
+    cpu, started = time.process_time(), time.perf_counter()
+    asyncio.run(work())
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "statements": sum(counts.values())}))
 
 
 async def main() -> None:
-    await count_statements()
+    await compare(ITEMS)
+    await claim_cost()
     for processes in [int(arg) for arg in sys.argv[1:]] or (1, 4):
-        await run(processes)
+        await processes_run(processes)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        run_worker_main("queue_throughput.py")
+        if len(sys.argv) == 4:
+            _worker(sys.argv[2], sys.argv[3])
+        else:
+            run_worker_main("queue_throughput.py")  # a processes_run worker (_support.spawn)
     else:
         asyncio.run(main())

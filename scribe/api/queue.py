@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -25,6 +27,7 @@ from scribe.api.common import (
 from scribe.api.openapi import Operation
 from scribe.auth import Principal, is_admin
 from scribe.db import queue_items
+from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
 from scribe.db.users import User
 from scribe.deps import get_deps
@@ -44,6 +47,9 @@ EmailTemplate = Annotated[str, StringConstraints(min_length=1, max_length=10000)
 MAX_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 255
 STREAM_REFRESH_SECONDS = 30.0  # re-read even without a notification, in case one was missed
+# An open stream registers its user (changes are announced only for watched users) for this long
+# and renews the registration every STREAM_REFRESH_SECONDS; it lapses if its process dies.
+STREAM_WATCH_SECONDS = 3 * STREAM_REFRESH_SECONDS
 # On shutdown the stream sends a last event and ends itself within this time (a clean close,
 # not a cancelled response); the client's EventSource reconnects to the next process.
 STREAM_SHUTDOWN_GRACE_SECONDS = 5.0
@@ -177,8 +183,11 @@ async def stream_queue(request: Request) -> Response:
     deps = get_deps(request)
     changed = asyncio.Event()
     user_key = str(user.id)
+    # Without LISTEN (poll-only mode) nothing is announced: no registration either.
+    watch = _Watch(deps.pool, user.id, enabled=deps.listener is not None)
 
     def on_change(payload: str | None) -> None:
+        watch.noticed(payload)
         if payload is None or payload == user_key:
             changed.set()
 
@@ -196,6 +205,7 @@ async def stream_queue(request: Request) -> Response:
             while not shutdown.is_set():
                 changed.clear()
                 try:
+                    await watch.renew_if_due()
                     rows = await queue_items.list_recent(deps.pool, user.id)
                 except DatabaseUnavailable:
                     # Keep the stream open (heartbeats go on) and read again at the next wake-up
@@ -214,6 +224,7 @@ async def stream_queue(request: Request) -> Response:
             yield SHUTDOWN_EVENT
         finally:
             unsubscribe()
+            await watch.close()
 
     return EventSourceResponse(
         events(),
@@ -221,6 +232,36 @@ async def stream_queue(request: Request) -> Response:
         shutdown_event=shutdown,
         shutdown_grace_period=STREAM_SHUTDOWN_GRACE_SECONDS,
     )
+
+
+class _Watch:
+    """One open stream's registration as a watcher of its user's items (their changes are
+    announced only while someone watches), renewed every STREAM_REFRESH_SECONDS."""
+
+    def __init__(self, pool: Pool, user_id: uuid.UUID, *, enabled: bool) -> None:
+        self._pool = pool
+        self._user_id = user_id
+        self._id = uuid.uuid4()
+        self._enabled = enabled
+        self._renew_at = 0.0  # monotonic
+
+    def noticed(self, payload: str | None) -> None:
+        """After a LISTEN reconnect (payload None), register again at the next renewal: the
+        database may have lost the row (a crash empties UNLOGGED tables)."""
+        if payload is None:
+            self._renew_at = 0.0
+
+    async def renew_if_due(self) -> None:
+        """Register, or renew a registration about to lapse."""
+        if self._enabled and time.monotonic() >= self._renew_at:
+            await queue_items.watch(self._pool, self._user_id, self._id, STREAM_WATCH_SECONDS)
+            self._renew_at = time.monotonic() + STREAM_REFRESH_SECONDS
+
+    async def close(self) -> None:
+        """Unregister (when the database is away, the registration lapses by itself)."""
+        if self._enabled:
+            with contextlib.suppress(DatabaseUnavailable):
+                await queue_items.unwatch(self._pool, self._user_id, self._id)
 
 
 async def _first_of(*events: asyncio.Event | anyio.Event, timeout: float) -> None:

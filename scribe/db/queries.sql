@@ -101,7 +101,9 @@ RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at
 -- Every worker write is fenced on ($1 id, $2 owner, $3 claim): it touches 0 rows once the
 -- lease was lost (reaped, cancelled, taken by another process), and the worker then stops.
 -- `claims` counts claims (the fence); `attempts` only the item's own failures (DESIGN §4).
--- Each write also appends its queue_item_events row in the same statement.
+-- The happy path (claim, steps, completion) writes no queue_item_events row: the row keeps the
+-- claim's steps in `step_log`. Every other end of a claim (retry, release, reap, cancel, failure)
+-- appends one event row in the same statement, carrying the claim's start and steps.
 
 -- lock_idempotency_key --
 -- Serialise concurrent submissions of one (user, Idempotency-Key) until the transaction ends.
@@ -112,13 +114,30 @@ SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 72639
 SELECT id FROM queue_items WHERE user_id = $1 AND idempotency_key = $2 ORDER BY seq
 
 -- insert_queue_items --
--- Enqueue items in submission order ($4 names and $5 interests are parallel to $3 ids).
-INSERT INTO queue_items (id, user_id, batch_id, recipient_name, recipient_interest,
-                         email_template, max_attempts, idempotency_key)
-SELECT item.id, $1, $2, item.recipient_name, item.recipient_interest, $6, $7, $8
-FROM unnest($3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY
-     AS item(id, recipient_name, recipient_interest, position)
-ORDER BY item.position
+-- Enqueue items in submission order ($4 names and $5 interests are parallel to $3 ids), their
+-- template once in batch $2, and wake the consumers (delivered at commit).
+WITH batch AS (
+    INSERT INTO queue_batches (id, user_id, email_template) VALUES ($2, $1, $6)
+),
+-- Fair order (DESIGN §4): the user's items continue after their own last waiting item, or start
+-- level with the lowest waiting round, so they interleave with everyone else's from now on.
+start AS (
+    SELECT coalesce(
+        (SELECT max(fair_round) FROM queue_items WHERE user_id = $1 AND status = 'pending'),
+        (SELECT fair_round - 1 FROM queue_items WHERE status = 'pending'
+         ORDER BY fair_round, seq LIMIT 1),
+        0) AS round
+),
+inserted AS (
+    INSERT INTO queue_items (id, user_id, batch_id, recipient_name, recipient_interest,
+                             max_attempts, idempotency_key, fair_round)
+    SELECT item.id, $1, $2, item.recipient_name, item.recipient_interest, $7, $8,
+           start.round + item.position
+    FROM unnest($3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY
+         AS item(id, recipient_name, recipient_interest, position), start
+    ORDER BY item.position
+)
+SELECT pg_notify('scribe_queue', '')
 
 -- notify_queue --
 -- Wake every LISTENing consumer (delivered at commit, so never before the rows are visible).
@@ -159,89 +178,60 @@ SET status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
 WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing')
 RETURNING status
 
+-- watch_queue_items --
+-- Register (or refresh) stream $2 of user $1 for $3 seconds: changes to the user's items are
+-- announced on `scribe_queue_items` while a stream is registered. Expired registrations (their
+-- process died) are dropped on the way.
+WITH expired AS (
+    DELETE FROM queue_watchers WHERE expires_at < now()
+)
+INSERT INTO queue_watchers (user_id, watcher, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (user_id, watcher) DO UPDATE SET expires_at = excluded.expires_at
+
+-- unwatch_queue_items --
+-- A stream closed: its registration goes.
+DELETE FROM queue_watchers WHERE user_id = $1 AND watcher = $2
+
 -- notify_cancel --
 -- Tell the owning consumer at once that a processing item was cancelled.
 SELECT pg_notify('scribe_cancel', $1::text)
 
 -- claim_queue_items --
--- Claim up to $2 due items for owner $1 fairly across users, FIFO within a user ($3 = candidates
--- looked at, per user and in all; $4 = lease seconds; $5 = the first step's name).
-WITH RECURSIVE
--- Users with pending work, found by hopping through the (user_id, seq) partial index one user at
--- a time (a loose index scan): the cost grows with waiting users, not waiting items.
-waiting_users AS (
-    (SELECT user_id FROM queue_items WHERE status = 'pending' ORDER BY user_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT q.user_id FROM queue_items q
-            WHERE q.status = 'pending' AND q.user_id > w.user_id
-            ORDER BY q.user_id LIMIT 1)
-    FROM waiting_users w
-    WHERE w.user_id IS NOT NULL
-),
--- Each user's oldest due items (FIFO within a user) ranked 1, 2, 3… after the items that user
--- already has running, so ordering by rank interleaves users round-robin and a user whose items
--- are running yields to one who is waiting: a 100-item batch cannot starve a single item.
-candidates AS (
-    SELECT head.id, head.seq, busy.running + row_number() OVER (
-               PARTITION BY w.user_id ORDER BY head.seq) AS fair_rank
-    FROM waiting_users w
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS running FROM queue_items r
-        WHERE r.status = 'processing' AND r.user_id = w.user_id
-    ) busy
-    CROSS JOIN LATERAL (
-        SELECT q.id, q.seq FROM queue_items q
-        WHERE q.status = 'pending' AND q.user_id = w.user_id AND q.run_after <= now()
-        ORDER BY q.seq
-        LIMIT $3
-    ) head
-    WHERE w.user_id IS NOT NULL
-),
--- Only the best few candidates are worth trying to lock. Cutting the list here keeps the lock
--- step a handful of primary-key probes even when thousands of items wait.
-best AS (
-    SELECT id, seq, fair_rank FROM candidates ORDER BY fair_rank, seq LIMIT $3
-),
--- Lock in fair order, skipping rows another consumer holds, re-checking `pending` on the locked
--- row. MATERIALIZED so the LIMIT and the locks are evaluated exactly once and the UPDATE below
--- touches exactly the rows locked here, never more.
+-- Claim up to $2 due items for owner $1 in fair order ($3 = lease seconds; $4 = the first step's
+-- name). The order was fixed at enqueue (`fair_round`: users interleave, each user FIFO), so this
+-- reads the head of one partial index, whatever the backlog.
+WITH
+-- Lock in fair order, skipping rows another consumer holds. MATERIALIZED so the LIMIT and the
+-- locks are evaluated exactly once and the UPDATE below touches exactly the rows locked here.
 claimed AS MATERIALIZED (
-    SELECT q.id
-    FROM best c
-    JOIN queue_items q ON q.id = c.id
-    WHERE q.status = 'pending'
-    ORDER BY c.fair_rank, c.seq
+    SELECT id, batch_id
+    FROM queue_items
+    WHERE status = 'pending' AND run_after <= now()
+    ORDER BY fair_round, seq
     LIMIT $2
-    FOR UPDATE OF q SKIP LOCKED
-),
--- The previous attempt's error is not this attempt's: cleared, kept in the events.
-updated AS (
-    UPDATE queue_items q
-    SET status = 'processing',
-        locked_by = $1,
-        lease_expires_at = now() + make_interval(secs => $4),
-        claims = q.claims + 1,
-        started_at = coalesce(q.started_at, now()),
-        attempt_started_at = now(),
-        step_started_at = now(),
-        heartbeat_at = now(),
-        error_message = NULL,
-        waiting_for = NULL,
-        current_step = coalesce(q.current_step, $5),
-        updated_at = now()
-    FROM claimed
-    WHERE q.id = claimed.id
-    RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, q.email_template,
-              q.claims, q.attempts, q.max_attempts, q.checkpoint, q.current_step,
-              q.cancel_requested_at IS NOT NULL AS cancel_requested
-),
-logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, owner)
-    SELECT id, 'claim', claims, current_step, $1 FROM updated
+    FOR UPDATE SKIP LOCKED
 )
-SELECT id, user_id, recipient_name, recipient_interest, email_template, claims, attempts,
-       max_attempts, checkpoint, cancel_requested
-FROM updated
+-- The previous attempt's error is not this attempt's: cleared, kept in the events.
+UPDATE queue_items q
+SET status = 'processing',
+    locked_by = $1,
+    lease_expires_at = now() + make_interval(secs => $3),
+    claims = q.claims + 1,
+    started_at = coalesce(q.started_at, now()),
+    attempt_started_at = now(),
+    step_started_at = now(),
+    heartbeat_at = now(),
+    error_message = NULL,
+    waiting_for = NULL,
+    step_log = NULL,
+    current_step = coalesce(q.current_step, $4),
+    updated_at = now()
+FROM claimed JOIN queue_batches b ON b.id = claimed.batch_id
+WHERE q.id = claimed.id
+RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, b.email_template, q.claims,
+          q.attempts, q.max_attempts, q.checkpoint,
+          q.cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- renew_leases --
 -- One heartbeat for all of an owner's items ($2 ids, $3 claims); returns those still owned
@@ -255,42 +245,38 @@ RETURNING q.id, q.claims, q.cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- save_checkpoint --
 -- Store the data after a completed step ($4 checkpoint, $5 timings, $6 next step), fenced, and
--- log the step ($7 name, $8 seconds, $9 of which pacing wait).
+-- add the step ($7 name, $8 seconds, $9 of which pacing wait) to the claim's step log.
 -- Committed asynchronously (no fsync wait): a checkpoint lost in a server crash only means a step
--- runs again, while flushing 3 of every 4 commits per item would dominate throughput and SD wear.
-WITH saved AS (
-    UPDATE queue_items
-    SET checkpoint = $4, step_timings = $5, current_step = $6, step_started_at = now(),
-        updated_at = now()
-    FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
-    WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
-    RETURNING id, claims, cancel_requested_at IS NOT NULL AS cancel_requested
-),
-logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, seconds, wait_seconds, owner)
-    SELECT id, 'step', claims, $7::text, $8::float8, $9::float8, $2 FROM saved
-)
-SELECT cancel_requested FROM saved
+-- runs again (the item itself is never lost or duplicated: claims and completion are durable),
+-- while flushing 3 of every 4 commits per item would dominate throughput and SD wear.
+UPDATE queue_items
+SET checkpoint = $4, step_timings = $5, current_step = $6, step_started_at = now(),
+    step_log = coalesce(step_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(
+        $7::text, $8::float8, $9::float8, extract(epoch FROM now()))),
+    updated_at = now()
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
+RETURNING cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- complete_queue_item --
 -- In one statement (so one transaction): fenced completion unless cancelled, the email
 -- ($4 id, $5 message, $6 template type, $7 metadata, $8 confident, $9 step timings), the count,
--- and the events: the last step ($10 name, $11 seconds, $12 pacing wait) and the completion.
+-- and the last step ($10 name, $11 seconds, $12 pacing wait) in the step log. The row keeps
+-- its owner (`locked_by`; no lease) and step log: they are the completed claim's history.
 WITH done AS (
     UPDATE queue_items
-    SET status = 'completed', locked_by = NULL, lease_expires_at = NULL, email_id = $4,
+    SET status = 'completed', lease_expires_at = NULL, email_id = $4,
         step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
+        -- Never NULL once completed here: the history view reads the claim from it.
+        step_log = CASE WHEN $10::text IS NULL THEN coalesce(step_log, '[]'::jsonb)
+                        ELSE coalesce(step_log, '[]'::jsonb) || jsonb_build_array(
+                            jsonb_build_array($10::text, $11::float8, $12::float8,
+                                              extract(epoch FROM now()))) END,
+        checkpoint = NULL,  -- a completed item is never resumed: its email holds the result
         updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
       AND cancel_requested_at IS NULL
     RETURNING id, user_id, recipient_name, recipient_interest, claims
-),
-logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, seconds, wait_seconds, owner)
-    SELECT id, 'step', claims, $10::text, $11::float8, $12::float8, $2 FROM done
-    WHERE $10::text IS NOT NULL
-    UNION ALL
-    SELECT id, 'complete', claims, NULL, NULL, NULL, $2 FROM done
 ),
 email AS (
     INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
@@ -331,12 +317,14 @@ WITH moved AS (
         run_after = now() + make_interval(secs => $4), failed_step = $6,
         waiting_for = $11::text, updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
-    RETURNING id, claims, status, error_message
+    RETURNING id, claims, status, error_message, attempt_started_at, step_log
 ),
 logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner)
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner, claimed_at,
+                                   steps)
     SELECT id, CASE WHEN status = 'failed' THEN 'fail' ELSE $10::text END, claims, $6,
-           CASE WHEN status = 'failed' THEN 'too old' ELSE $8::text END, error_message, $2
+           CASE WHEN status = 'failed' THEN 'too old' ELSE $8::text END, error_message, $2,
+           attempt_started_at, step_log
     FROM moved
 )
 SELECT status FROM moved
@@ -348,11 +336,12 @@ WITH failed AS (
     SET status = 'failed', locked_by = NULL, lease_expires_at = NULL, error_message = $4,
         failed_step = $5, attempts = attempts + 1, completed_at = now(), updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
-    RETURNING id, claims
+    RETURNING id, claims, attempt_started_at, step_log
 ),
 logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner)
-    SELECT id, 'fail', claims, $5, $6, $4, $2 FROM failed
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner, claimed_at,
+                                   steps)
+    SELECT id, 'fail', claims, $5, $6, $4, $2, attempt_started_at, step_log FROM failed
 )
 SELECT id FROM failed
 
@@ -363,11 +352,11 @@ WITH cancelled AS (
     SET status = 'cancelled', locked_by = NULL, lease_expires_at = NULL, completed_at = now(),
         updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
-    RETURNING id, claims, current_step
+    RETURNING id, claims, current_step, attempt_started_at, step_log
 ),
 logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, owner)
-    SELECT id, 'cancel', claims, current_step, $2 FROM cancelled
+    INSERT INTO queue_item_events (item_id, kind, claim, step, owner, claimed_at, steps)
+    SELECT id, 'cancel', claims, current_step, $2, attempt_started_at, step_log FROM cancelled
 )
 SELECT id FROM cancelled
 
@@ -379,12 +368,12 @@ WITH released AS (
         completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
         locked_by = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
-    RETURNING id, claims, current_step, status
+    RETURNING id, claims, current_step, status, attempt_started_at, step_log
 ),
 logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, owner)
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, owner, claimed_at, steps)
     SELECT id, CASE WHEN status = 'cancelled' THEN 'cancel' ELSE 'release' END, claims,
-           current_step, 'shutdown', $2
+           current_step, 'shutdown', $2, attempt_started_at, step_log
     FROM released
 )
 SELECT id FROM released
@@ -440,13 +429,15 @@ reaped AS (
         locked_by = NULL, lease_expires_at = NULL, updated_at = now()
     FROM judged j
     WHERE q.id = j.id
-    RETURNING q.id, q.status, q.claims, q.current_step, q.error_message, j.verdict, j.lost
+    RETURNING q.id, q.status, q.claims, q.current_step, q.error_message, j.verdict, j.lost,
+              q.attempt_started_at, q.step_log
 ),
 logged AS (
-    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error)
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, claimed_at, steps)
     SELECT id, CASE WHEN status = 'cancelled' THEN 'cancel' ELSE 'reap' END, claims,
            current_step, CASE WHEN verdict = 'pending' THEN 'worker lost' ELSE verdict END,
-           CASE WHEN status = 'cancelled' THEN NULL ELSE error_message END
+           CASE WHEN status = 'cancelled' THEN NULL ELSE error_message END,
+           attempt_started_at, step_log
     FROM reaped
 )
 SELECT id, status FROM reaped
@@ -462,6 +453,21 @@ WITH doomed AS MATERIALIZED (
     FOR UPDATE SKIP LOCKED
 )
 DELETE FROM queue_items q USING doomed WHERE q.id = doomed.id
+
+-- prune_orphan_queue_batches --
+-- Delete up to $2 batches older than $1 seconds whose items are all gone (a batch's items share
+-- its user and creation time, so the check is a probe of queue_items_user_created_idx).
+WITH doomed AS MATERIALIZED (
+    SELECT b.id FROM queue_batches b
+    WHERE b.created_at < now() - make_interval(secs => $1)
+      AND NOT EXISTS (SELECT 1 FROM queue_items q
+                      WHERE q.user_id = b.user_id AND q.created_at = b.created_at
+                        AND q.batch_id = b.id)
+    ORDER BY b.created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM queue_batches b USING doomed WHERE b.id = doomed.id
 
 -- queue_overview --
 -- Counts by status, oldest pending age, last hour's throughput.
@@ -682,9 +688,10 @@ WHERE state = 'down' AND next_probe_at > now() - interval '15 minutes'
 ORDER BY provider
 
 -- item_events --
--- The history of one item, oldest first.
+-- The history of one item, oldest first (a claim before its steps before how it ended).
 SELECT at, kind, claim, step, seconds, wait_seconds, reason, error, owner
-FROM queue_item_events WHERE item_id = $1 ORDER BY at
+FROM queue_item_history WHERE item_id = $1
+ORDER BY at, CASE kind WHEN 'claim' THEN 0 WHEN 'step' THEN 1 ELSE 2 END
 
 -- queue_workers --
 -- Processes holding items, with their heartbeat age.

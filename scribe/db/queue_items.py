@@ -16,7 +16,6 @@ from scribe.errors import QuotaExceeded
 
 log = logging.getLogger(__name__)
 
-CLAIM_LOOKAHEAD = 32
 # GET /api/queue/ (and its stream) shows at most this many items: every live one first, then the
 # newest finished ones of the last 24 h. It is above the default pending quota (200), so a
 # normal user always sees all their live items.
@@ -198,7 +197,7 @@ async def enqueue(
         await conn.execute(
             sql("insert_queue_items"),
             user_id,
-            uuid.uuid4() if len(items) > 1 else None,
+            uuid.uuid4(),  # the batch: one stored copy of the template
             ids,
             [item.recipient_name for item in items],
             [item.recipient_interest for item in items],
@@ -206,7 +205,6 @@ async def enqueue(
             max_attempts,
             idempotency_key,
         )
-        await conn.execute(sql("notify_queue"))
     return ids
 
 
@@ -237,6 +235,19 @@ async def cancel(pool: Pool, item_id: uuid.UUID, user_id: uuid.UUID) -> str | No
     return status
 
 
+async def watch(pool: Pool, user_id: uuid.UUID, watcher: uuid.UUID, seconds: float) -> None:
+    """Register (or refresh) an open stream of the user's items for ``seconds``: their changes
+    are announced (NOTIFY) only while someone watches."""
+    async with connection_errors():
+        await pool.execute(sql("watch_queue_items"), user_id, watcher, seconds)
+
+
+async def unwatch(pool: Pool, user_id: uuid.UUID, watcher: uuid.UUID) -> None:
+    """The stream closed."""
+    async with connection_errors():
+        await pool.execute(sql("unwatch_queue_items"), user_id, watcher)
+
+
 # --- worker side ---
 
 
@@ -249,13 +260,8 @@ async def claim(
     first_step: str,
 ) -> list[ClaimedItem]:
     """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user)."""
-    # Look past each user's first ``limit`` items: consumers claiming at the same moment skip
-    # each other's locked rows, and with only ``limit`` candidates they would come back empty.
-    per_user = limit + CLAIM_LOOKAHEAD
     async with connection_errors():
-        rows = await pool.fetch(
-            sql("claim_queue_items"), owner, limit, per_user, lease_seconds, first_step
-        )
+        rows = await pool.fetch(sql("claim_queue_items"), owner, limit, lease_seconds, first_step)
     return [ClaimedItem(**dict(row)) for row in rows]
 
 
@@ -432,9 +438,11 @@ async def reap_expired(
 
 
 async def prune_finished(pool: Pool, *, older_than_seconds: float, limit: int) -> int:
-    """Delete up to ``limit`` finished items older than the retention age; how many."""
+    """Delete up to ``limit`` finished items older than the retention age, then the batches
+    (stored templates) left without items; how many items."""
     async with connection_errors():
         status = await pool.execute(sql("prune_finished_queue_items"), older_than_seconds, limit)
+        await pool.execute(sql("prune_orphan_queue_batches"), older_than_seconds, limit)
     return int(status.split()[-1])
 
 

@@ -29,10 +29,10 @@ async def _seed(pool: Pool) -> list[uuid.UUID]:
     )
     await pool.execute(
         """
-        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, email_template,
+        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, batch_id,
                                  status, attempts, started_at, completed_at, created_at,
                                  failed_step, error_message)
-        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 50], 'n', 'i', 't',
+        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 50], 'n', 'i', gen_random_uuid(),
                CASE WHEN n % 100 = 0 THEN 'failed' ELSE 'completed' END, 1,
                now() - n * interval '5 minutes', now() - n * interval '5 minutes',
                now() - n * interval '5 minutes',

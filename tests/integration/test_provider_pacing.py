@@ -48,7 +48,7 @@ async def test_a_batch_over_the_request_limit_completes_without_failures_or_429s
     assert sum(limits.accepted for limits in fakes.family_limits.values()) == 2 * ITEMS
     # The time spent waiting for the limit shows in the step events (and the views over them).
     waited = await pool.fetchval(
-        "SELECT sum(wait_seconds) FROM queue_item_events WHERE kind = 'step'"
+        "SELECT sum(wait_seconds) FROM queue_item_history WHERE kind = 'step'"
     )
     assert waited is not None and waited > 1.0
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import asyncpg
 
 from scribe.db import queue_items
 from scribe.db.pool import Pool
@@ -136,6 +139,51 @@ async def test_retention_prunes_old_finished_items_and_keeps_emails(pool: Pool) 
     assert await pool.fetchval("SELECT queue_item_id FROM emails") is None
 
 
+async def test_retention_prunes_a_batch_template_only_once_its_items_are_gone(
+    pool: Pool,
+) -> None:
+    user = await create_user(pool)
+    [gone] = await enqueue(pool, user, ["x"])
+    kept = await enqueue(pool, user, ["y", "z"])
+    # A batch and its items are created in one statement: they share created_at exactly.
+    old = datetime.now(UTC) - timedelta(days=40)
+    await pool.execute("UPDATE queue_batches SET created_at = $1", old)
+    await pool.execute("UPDATE queue_items SET created_at = $1", old)
+    await pool.execute(
+        "UPDATE queue_items SET status = 'completed', completed_at = $2 WHERE id = $1", gone, old
+    )
+    await pool.execute(
+        "UPDATE queue_items SET status = 'completed', completed_at = now() WHERE id = $1", kept[0]
+    )
+
+    assert await reaper.reap_once(pool, _settings(retry_base=0)) == {"pruned": 1}
+    assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
+    [claimed] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    assert (claimed.id, claimed.email_template) == (kept[1], "Dear {{name}}, I enjoyed your work.")
+
+
+async def test_a_batch_stores_its_template_once_and_every_item_reads_it(pool: Pool) -> None:
+    user = await create_user(pool)
+    ids = await enqueue(pool, user, ["x", "y", "z"], template="Hello {{name}}")
+    assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
+    claimed = await queue_items.claim(pool, "me", 3, lease_seconds=60, first_step="a")
+    assert [(item.id, item.email_template) for item in claimed] == [
+        (item_id, "Hello {{name}}") for item_id in ids
+    ]
+
+
+async def test_a_user_returning_after_finished_work_is_not_queued_behind_a_backlog(
+    pool: Pool,
+) -> None:
+    ada, bob = await create_user(pool), await create_user(pool)
+    await enqueue(pool, ada, ["x"] * 3)
+    assert len(await _claim(pool, 3)) == 3  # ada's earlier work, now running or done
+    backlog = await enqueue(pool, bob, ["y"] * 50)
+    [again] = await enqueue(pool, ada, ["x"])
+
+    assert await _claim(pool, 2) == [backlog[0], again]
+
+
 async def test_same_idempotency_key_creates_items_once_even_concurrently(pool: Pool) -> None:
     user = await create_user(pool)
     items = [NewItem("Ada Lovelace", "engines"), NewItem("Alan Turing", "computability")]
@@ -169,9 +217,9 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
     users = [await create_user(pool) for _ in range(20)]
     await pool.execute(
         """
-        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, email_template,
+        INSERT INTO queue_items (id, user_id, recipient_name, recipient_interest, batch_id,
                                  status, attempts, completed_at, created_at)
-        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 20], 'n', 'i', 't',
+        SELECT gen_random_uuid(), ($1::uuid[])[1 + n % 20], 'n', 'i', gen_random_uuid(),
                (ARRAY['completed', 'failed', 'cancelled'])[1 + n % 3], 1,
                now() - n * interval '1 second', now() - n * interval '1 second'
         FROM generate_series(1, 100000) AS n
@@ -184,7 +232,7 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
     await pool.execute("ANALYZE queue_items")
 
     plans = {
-        "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 8, 60.0, "template_parser"),
+        "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 60.0, "template_parser"),
         "reap": await _plan(pool, sql("reap_expired_leases"), 100, 5.0, 600.0, 10, 86400.0),
         "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
     }
@@ -235,6 +283,8 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
     assert (
         await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b", step) is False
     )
+    saved = await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
+    assert saved == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
     email = queue_items.CompletedEmail(
         email_id=uuid.uuid4(),
         email_message="Dear\x00 Ada",
@@ -243,9 +293,8 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
         is_confident=False,
     )
     assert await queue_items.complete(pool, fence, email, {"a": 1.0})
-    row = await pool.fetchrow("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
-    assert row is not None
-    assert row["checkpoint"] == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
+    # A completed item is never resumed: its checkpoint is not kept (the email holds the result).
+    assert await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id) is None
     stored = await pool.fetchrow(
         "SELECT email_message, metadata FROM emails WHERE id = $1", email.email_id
     )
@@ -259,3 +308,34 @@ async def test_nul_characters_in_an_error_message_are_stored_without_them(pool: 
     [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
     assert await queue_items.fail(pool, item.fence("me"), "bad\x00page", "web_scraper", "x")
     assert (await item_rows(pool, [item_id]))[item_id]["error_message"] == "badpage"
+
+
+async def test_item_changes_are_announced_only_for_watched_users(
+    pool: Pool, database_url: str
+) -> None:
+    """A worker's writes send no NOTIFY while nobody streams the user's items (each one
+    serialises commits); once a stream registers, inserts and transitions are announced."""
+    quiet, watched = await create_user(pool), await create_user(pool)
+    stream = uuid.uuid4()
+    await queue_items.watch(pool, watched, stream, 60)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(database_url)
+    try:
+        await listener.add_listener(
+            "scribe_queue_items", lambda _c, _p, _ch, payload: received.put_nowait(payload)
+        )
+        await enqueue(pool, quiet, ["x", "y"])
+        await _claim(pool, 2)
+        await pool.execute("SELECT pg_notify('scribe_queue_items', 'marker')")
+        # Notifications arrive in commit order: nothing for the quiet user came before this.
+        assert await asyncio.wait_for(received.get(), 10) == "marker"
+
+        await enqueue(pool, watched, ["x", "y"])  # one notification per insert statement
+        await _claim(pool, 1)
+        await queue_items.unwatch(pool, watched, stream)
+        await _claim(pool, 1)
+        await pool.execute("SELECT pg_notify('scribe_queue_items', 'marker')")
+        payloads = [await asyncio.wait_for(received.get(), 10) for _ in range(3)]
+        assert payloads == [str(watched), str(watched), "marker"]
+    finally:
+        await listener.close()
