@@ -21,6 +21,7 @@ from _support import (
 )
 
 from scribe.db.pool import Pool, _init_connection, _keep_session
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 
 ITEMS_PER_PROCESS = 2000
@@ -108,7 +109,8 @@ async def count_statements(items: int = 2000) -> None:
             dsn, min_size=1, max_size=3, init=init, reset=_keep_session
         )
         try:
-            consumer = Consumer(pool, worker_settings(dsn), no_op_pipeline())
+            settings = worker_settings(dsn)
+            consumer = Consumer(pool, settings, email_handlers(no_op_pipeline(), settings))
             started = time.perf_counter()
             await consumer.run(drain=True)
             elapsed = time.perf_counter() - started

@@ -185,7 +185,7 @@ SELECT pg_notify('scribe_cancel', $1::text)
 
 -- claim_queue_items --
 -- Claim up to $2 due items for owner $1 fairly across users, FIFO within a user ($3 = candidates
--- looked at, per user and in all; $4 = lease seconds; $5 = the first step's name).
+-- looked at, per user and in all; $4 = lease seconds; $5 = {job kind: its first unit's name}).
 WITH RECURSIVE
 -- Users with pending work, found by hopping through the (user_id, seq) partial index one user at
 -- a time (a loose index scan): the cost grows with waiting users, not waiting items.
@@ -247,11 +247,11 @@ updated AS (
         heartbeat_at = now(),
         error_message = NULL,
         waiting_for = NULL,
-        current_step = coalesce(q.current_step, $5),
+        current_step = coalesce(q.current_step, $5::jsonb ->> q.kind),
         updated_at = now()
     FROM claimed
     WHERE q.id = claimed.id
-    RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, q.email_template,
+    RETURNING q.id, q.kind, q.user_id, q.recipient_name, q.recipient_interest, q.email_template,
               q.claims, q.attempts, q.max_attempts, q.checkpoint, q.current_step,
               q.cancel_requested_at IS NOT NULL AS cancel_requested
 ),
@@ -259,7 +259,7 @@ logged AS (
     INSERT INTO queue_item_events (item_id, kind, claim, step, owner)
     SELECT id, 'claim', claims, current_step, $1 FROM updated
 )
-SELECT id, user_id, recipient_name, recipient_interest, email_template, claims, attempts,
+SELECT id, kind, user_id, recipient_name, recipient_interest, email_template, claims, attempts,
        max_attempts, checkpoint, cancel_requested
 FROM updated
 
@@ -293,39 +293,25 @@ logged AS (
 SELECT cancel_requested FROM saved
 
 -- complete_queue_item --
--- In one statement (so one transaction): fenced completion unless cancelled, the email
--- ($4 id, $5 message, $6 template type, $7 metadata, $8 confident, $9 step timings), the count,
--- and the events: the last step ($10 name, $11 seconds, $12 pacing wait) and the completion.
+-- Fenced completion unless cancelled ($4 step timings) and its events: the last step ($5 name,
+-- $6 seconds, $7 pacing wait) and the completion. The job's result (the email) is written by its
+-- handler in the same transaction, after this returns the item.
 WITH done AS (
     UPDATE queue_items
-    SET status = 'completed', locked_by = NULL, lease_expires_at = NULL, email_id = $4,
-        step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
-        updated_at = now()
+    SET status = 'completed', locked_by = NULL, lease_expires_at = NULL, step_timings = $4,
+        error_message = NULL, failed_step = NULL, completed_at = now(), updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
       AND cancel_requested_at IS NULL
-    RETURNING id, user_id, recipient_name, recipient_interest, claims
+    RETURNING id, claims
 ),
 logged AS (
     INSERT INTO queue_item_events (item_id, kind, claim, step, seconds, wait_seconds, owner)
-    SELECT id, 'step', claims, $10::text, $11::float8, $12::float8, $2 FROM done
-    WHERE $10::text IS NOT NULL
+    SELECT id, 'step', claims, $5::text, $6::float8, $7::float8, $2 FROM done
+    WHERE $5::text IS NOT NULL
     UNION ALL
     SELECT id, 'complete', claims, NULL, NULL, NULL, $2 FROM done
-),
-email AS (
-    INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
-                        email_message, template_type, metadata, is_confident)
-    SELECT $4, done.user_id, done.id, done.recipient_name, done.recipient_interest,
-           $5, $6, $7, $8
-    FROM done
-    RETURNING user_id
-),
-counted AS (
-    UPDATE users SET generation_count = generation_count + 1, updated_at = now()
-    FROM email WHERE users.id = email.user_id
-    RETURNING users.id
 )
-SELECT count(*) AS completed FROM counted
+SELECT id FROM done
 
 -- retry_queue_item --
 -- Back to pending after a transient error, due in $4 seconds ($5 error, $6 step), fenced; $7 = 1
@@ -418,9 +404,9 @@ ORDER BY run_after LIMIT 1
 
 -- reap_expired_leases --
 -- Up to $1 items whose owner stopped renewing. Losing the worker is not the item's fault: no
--- attempt is charged, `crashes` counts it. Cancelled if asked; failed once it lost $4 workers (a
--- poison item that kills its worker every time) or is older than $5 seconds; else pending again
--- after a backoff of $2 × 2^(crashes-1) seconds (max $3, with jitter).
+-- attempt is charged, `crashes` counts it. Cancelled if asked; failed once it lost $3 workers (a
+-- poison item that kills its worker every time) or is older than $4 seconds; else pending again
+-- after $2[crashes + 1] seconds (the backoff schedule, computed by scribe/queue/backoff.py).
 WITH expired AS MATERIALIZED (
     SELECT id FROM queue_items
     WHERE status = 'processing' AND lease_expires_at < now()
@@ -431,8 +417,8 @@ WITH expired AS MATERIALIZED (
 judged AS (
     SELECT q.id,
            CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                WHEN q.crashes + 1 >= $4 THEN 'crashed'
-                WHEN coalesce(q.requeued_at, q.created_at) < now() - make_interval(secs => $5)
+                WHEN q.crashes + 1 >= $3 THEN 'crashed'
+                WHEN coalesce(q.requeued_at, q.created_at) < now() - make_interval(secs => $4)
                     THEN 'too old'
                 ELSE 'pending' END AS verdict,
            'Worker lost during ' || coalesce(q.current_step, 'claim') || ' (lease expired)'
@@ -450,13 +436,13 @@ reaped AS (
             WHEN 'cancelled' THEN q.error_message
             WHEN 'crashed' THEN j.lost || ' ' || (q.crashes + 1)
                  || ' times: the item probably crashes its worker'
-            WHEN 'too old' THEN 'Gave up: not finished within ' || round(($5 / 3600.0)::numeric, 1)
+            WHEN 'too old' THEN 'Gave up: not finished within ' || round(($4 / 3600.0)::numeric, 1)
                  || ' h of being queued; last: ' || j.lost
             ELSE j.lost END, 1000),
         failed_step = CASE WHEN j.verdict = 'cancelled' THEN q.failed_step
                            ELSE q.current_step END,
-        run_after = now() + make_interval(secs => least($3, $2 * power(2, q.crashes))
-                                                  * (0.5 + random() / 2)),
+        run_after = now() + make_interval(
+            secs => ($2::float8[])[least(q.crashes + 1, cardinality($2::float8[]))]),
         locked_by = NULL, lease_expires_at = NULL, updated_at = now()
     FROM judged j
     WHERE q.id = j.id
@@ -733,3 +719,22 @@ WHERE status = 'pending' AND waiting_for = $1 AND run_after > now()
 -- How many processes hold a live lease: the consumers sharing the providers' rate limits.
 SELECT count(DISTINCT locked_by)::int FROM queue_items
 WHERE status = 'processing' AND lease_expires_at > now()
+
+-- ===== engine: results written inside the queue's completion transaction =====
+
+-- insert_completed_email --
+-- The email of a queue item being completed ($1 id, $2 item, $3 user, $4 name, $5 interest,
+-- $6 message, $7 template type, $8 metadata, $9 confident): stored, linked from the item and
+-- counted for the user, in the transaction of complete_queue_item (so all or nothing).
+WITH email AS (
+    INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
+                        email_message, template_type, metadata, is_confident)
+    VALUES ($1, $3, $2, $4, $5, $6, $7, $8, $9)
+    RETURNING id, user_id, queue_item_id
+),
+linked AS (
+    UPDATE queue_items SET email_id = email.id
+    FROM email WHERE queue_items.id = email.queue_item_id
+)
+UPDATE users SET generation_count = generation_count + 1, updated_at = now()
+FROM email WHERE users.id = email.user_id

@@ -1,10 +1,17 @@
-"""``build_pipeline(clients)``: the four steps, in ``STEP_NAMES`` order, clients bound."""
+"""``build_pipeline(clients)``: the four steps, in ``STEP_NAMES`` order, clients bound; and what
+the email job handler (scribe/emails/handler.py) needs of the pipeline's state: start it, load and
+dump its checkpoint, read the email out of it."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from scribe.steps import (
     STEP_NAMES,
@@ -20,6 +27,11 @@ from scribe.steps.data import PipelineData
 
 if TYPE_CHECKING:
     from scribe.clients import Clients
+
+log = logging.getLogger(__name__)
+
+EmailState = PipelineData
+CHECKPOINT_VERSION = 1
 
 StepRun = Callable[[PipelineData, "Clients"], Awaitable[PipelineData]]
 
@@ -72,3 +84,76 @@ async def run_pipeline(pipeline: Pipeline, data: PipelineData) -> PipelineData:
     for step in pipeline:
         data = await step.run(data)
     return data
+
+
+@dataclass(frozen=True, slots=True)
+class EmailInputs:
+    """What a queue item gives the pipeline (never stored in its checkpoint)."""
+
+    queue_item_id: uuid.UUID
+    user_id: uuid.UUID
+    recipient_name: str
+    recipient_interest: str
+    email_template: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmailResult:
+    """What the finished pipeline gives the emails table."""
+
+    message: str
+    template_type: str
+    metadata: dict[str, Any]  # the emails.metadata document (DESIGN §5)
+    is_confident: bool
+    step_timings: dict[str, float]
+
+
+_INPUT_FIELDS = frozenset(EmailInputs.__dataclass_fields__)
+
+
+def start_state(inputs: EmailInputs) -> EmailState:
+    """The state before the first step."""
+    return PipelineData(
+        queue_item_id=inputs.queue_item_id,
+        user_id=inputs.user_id,
+        recipient_name=inputs.recipient_name,
+        recipient_interest=inputs.recipient_interest,
+        email_template=inputs.email_template,
+    )
+
+
+def load_checkpoint(
+    doc: dict[str, Any] | None, inputs: EmailInputs
+) -> tuple[EmailState, list[str]]:
+    """The state a checkpoint holds and the steps it completed; a fresh start when there is none
+    or it cannot be read (never raises). The inputs come from the item, not the checkpoint."""
+    if not doc:
+        return start_state(inputs), []
+    try:
+        data = {**doc["data"], **{name: getattr(inputs, name) for name in _INPUT_FIELDS}}
+        return PipelineData.model_validate(data), list(doc["completed"])
+    except (KeyError, TypeError, ValidationError):
+        log.warning("item %s: unreadable checkpoint, starting over", inputs.queue_item_id)
+        return start_state(inputs), []
+
+
+def dump_checkpoint(state: EmailState, completed: Sequence[str]) -> dict[str, Any]:
+    """The checkpoint document of ``state`` after ``completed`` (without the inputs)."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "completed": list(completed),
+        "data": state.model_dump(mode="json", exclude=set(_INPUT_FIELDS)),
+    }
+
+
+def email_result(state: EmailState) -> EmailResult | None:
+    """The email the pipeline wrote, or None when it wrote none."""
+    if not state.email_message:
+        return None
+    return EmailResult(
+        message=state.email_message,
+        template_type=state.template_type or "general",
+        metadata=state.email_metadata(),
+        is_confident=state.is_confident,
+        step_timings=dict(state.step_timings),
+    )

@@ -12,6 +12,7 @@ import pytest
 
 from scribe.db import queue_items
 from scribe.db.pool import Pool
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
@@ -40,9 +41,8 @@ def consumer_for(
 ) -> Callable[..., Consumer]:
     def make(listener: Listener | None = None, **overrides: object) -> Consumer:
         settings = make_settings(**{**FAST, **overrides})
-        return Consumer(
-            pool, settings, deterministic_pipeline(step_log.directory), listener=listener
-        )
+        handlers = email_handlers(deterministic_pipeline(step_log.directory), settings)
+        return Consumer(pool, settings, handlers, listener=listener)
 
     return make
 
