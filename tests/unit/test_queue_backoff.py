@@ -24,6 +24,12 @@ def test_backoff_doubles_per_attempt_with_jitter(attempt: int, low: float, high:
     assert len(set(delays)) > 100  # jittered, not synchronised
 
 
+def test_jitter_spreads_over_the_whole_upper_half() -> None:
+    rng = random.Random(11)
+    factors = [Backoff(base=1, cap=1).delay(1, rng=rng) for _ in range(500)]
+    assert min(factors) < 0.55 and max(factors) > 0.95
+
+
 def test_backoff_is_capped() -> None:
     assert Backoff(base=5, cap=60).delay(30, rng=random.Random(1)) < 60
 
@@ -36,6 +42,7 @@ def test_retry_after_is_a_floor_even_above_the_cap() -> None:
 def test_the_reapers_schedule_is_the_same_backoff_per_lost_worker() -> None:
     schedule = Backoff(base=10, cap=35).schedule(4, rng=random.Random(3))
     assert len(schedule) == 4
+    assert schedule == Backoff(base=10, cap=35).schedule(4, rng=random.Random(3))  # its rng
     for delay, (low, high) in zip(
         schedule, [(5, 10), (10, 20), (17.5, 35), (17.5, 35)], strict=True
     ):
@@ -44,6 +51,7 @@ def test_the_reapers_schedule_is_the_same_backoff_per_lost_worker() -> None:
 
 def test_error_messages_fit_the_column() -> None:
     assert truncate_error("short") == "short"
+    assert truncate_error("y" * 1000) == "y" * 1000
     long = truncate_error("x" * 5000)
     assert len(long) == 1000 and long.endswith("…")
 
