@@ -18,7 +18,7 @@ from scribe.db.emails import CompletedEmail
 from scribe.db.pool import Connection
 from scribe.db.queue_items import ClaimedItem
 from scribe.errors import PermanentStepError
-from scribe.queue.handler import DEFAULT_KIND, Handler, Progress, Unit
+from scribe.queue.handler import Handler, Progress, Unit
 from scribe.settings import Settings
 from scribe.steps import Step
 from scribe.steps.pipeline import (
@@ -30,7 +30,7 @@ from scribe.steps.pipeline import (
 )
 from scribe.steps.text import bounded_text
 
-EMAIL_KIND = DEFAULT_KIND
+EMAIL_KIND = "email"  # queue_items.kind of every row enqueued without one (migration 0008)
 
 
 class EmailHandler:

@@ -1,10 +1,10 @@
 """What the queue engine runs: a job handler, one per job kind (``queue_items.kind``).
 
 The engine knows claims, leases, attempts, checkpoints, retries and cancel; a handler knows the
-work. A job is a fixed, ordered list of units (the email pipeline's four steps). The engine runs
-the units not yet completed one by one, times them, bounds them by the step and job timeouts,
-saves the handler's checkpoint (opaque JSON) after each one, and finally completes the item in
-one fenced transaction inside which the handler writes its result. A unit raises
+work. A job is a fixed, ordered list of units (an email job's are the pipeline's four steps).
+The engine runs the units not yet completed one by one, times them, bounds them by the step and
+job timeouts, saves the handler's checkpoint (opaque JSON) after each one, and finally completes
+the item in one fenced transaction inside which the handler writes its result. A unit raises
 ``TransientStepError`` (retry later, or wait for its provider) or ``PermanentStepError`` (fail
 now); anything else is a bug in the unit, retried and charged like a transient error.
 
@@ -21,8 +21,6 @@ from scribe.db.pool import Connection
 from scribe.db.queue_items import ClaimedItem
 
 State = TypeVar("State")
-
-DEFAULT_KIND = "email"  # queue_items.kind of rows enqueued without one (migration 0008)
 
 
 @dataclass(frozen=True, slots=True)
