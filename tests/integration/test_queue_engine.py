@@ -139,6 +139,12 @@ async def row(pool: Pool, item: uuid.UUID) -> Any:
     return (await item_rows(pool, [item]))[item]
 
 
+async def fail_reason(pool: Pool, item: uuid.UUID) -> str | None:
+    query = "SELECT reason FROM queue_item_events WHERE item_id = $1 AND kind = 'fail'"
+    reason: str | None = await pool.fetchval(query, item)
+    return reason
+
+
 async def results(pool: Pool) -> list[Any]:
     return list(await pool.fetch("SELECT * FROM job_results"))
 
@@ -202,6 +208,7 @@ async def test_unexpected_exception_fails_the_item_once_its_attempts_run_out(
     failed = await row(pool, item)
     assert (failed["status"], failed["attempts"], failed["failed_step"]) == ("failed", 2, "b")
     assert failed["error_message"] == "boom (gave up after 2 attempts)"
+    assert await fail_reason(pool, item) == "attempts used up"
     assert handler.runs == ["a", "b", "b"]  # the retry resumed after the checkpoint of a
 
 
@@ -233,6 +240,7 @@ async def test_permanent_error_fails_at_once_without_running_later_units(
     failed = await row(pool, item)
     assert (failed["status"], failed["attempts"], failed["failed_step"]) == ("failed", 1, "a")
     assert failed["error_message"] == "bad input"
+    assert await fail_reason(pool, item) == "permanent"
     assert handler.runs == ["a"]
     assert await results(pool) == []
 
@@ -381,6 +389,7 @@ async def test_an_item_of_an_unknown_kind_fails_naming_it(pool: Pool, user: uuid
     assert outcome is Outcome.FAILED
     failed = await row(pool, item)
     assert failed["status"] == "failed" and "'mystery'" in failed["error_message"]
+    assert await fail_reason(pool, item) == "unknown kind"
     assert failed["current_step"] is None  # no first unit known for this kind
 
 
