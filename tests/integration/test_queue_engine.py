@@ -1,152 +1,45 @@
 """The queue engine's branches, run in-process against the real database with a small handler
-that is not the email pipeline: retries (charged, logged), permanent failures, provider faults,
-lease loss, cancel at a checkpoint and against completion, the database going away during a
-fenced write, shutdown, timeouts, and the atomic completion callback."""
+that is not the email pipeline (tests/engine_support.py): retries (charged, logged), permanent
+failures, provider faults, lease loss, cancel at a checkpoint and against completion, shutdown,
+timeouts, and the atomic completion callback."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
-from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
-from scribe.db.pool import Connection, Pool, create_pool
-from scribe.db.queue_items import ClaimedItem
+from scribe.db.pool import Pool
 from scribe.errors import PermanentStepError, TransientStepError
-from scribe.queue.backoff import Backoff
-from scribe.queue.handler import Progress, Unit
 from scribe.queue.job import Job, Outcome, StopReason
-from scribe.queue.runner import JobRunner, RunnerConfig
-from tests.queue_support import create_user, enqueue, item_rows
-
-KIND = "test-job"
-OWNER = "engine-test"
-UNITS = ("a", "b", "c")
-FOREVER = 3600.0
-
-Action = Callable[[], Awaitable[None]]
-
-
-class ScriptedHandler:
-    """A job of three units whose state is the list of units run; what a unit does besides is
-    scripted per test. Its result is a row of ``job_results``."""
-
-    def __init__(self, providers: dict[str, str] | None = None) -> None:
-        self.actions: dict[str, Action] = {}
-        self.runs: list[str] = []
-        self.refuse: Exception | None = None  # raised by complete() after writing its row
-        self._providers = providers or {}
-
-    def units(self) -> Sequence[Unit]:
-        return [Unit(name, self._providers.get(name)) for name in UNITS]
-
-    def resume(self, item: ClaimedItem) -> tuple[list[str], Progress]:
-        doc = item.checkpoint
-        if not doc:
-            return [], Progress()
-        return list(doc["ran"]), Progress(list(doc["completed"]), dict(doc["timings"]))
-
-    async def run_unit(self, unit: Unit, state: list[str]) -> list[str]:
-        self.runs.append(unit.name)
-        action = self.actions.get(unit.name)
-        if action is not None:
-            await action()
-        return [*state, unit.name]
-
-    def checkpoint(self, state: list[str], progress: Progress) -> dict[str, Any]:
-        return {"ran": state, "completed": progress.completed, "timings": progress.timings}
-
-    async def complete(
-        self, conn: Connection, item: ClaimedItem, state: list[str], progress: Progress
-    ) -> None:
-        await conn.execute(
-            "INSERT INTO job_results (item_id, ran, timed) VALUES ($1, $2, $3)",
-            item.id,
-            state,
-            sorted(progress.timings),
-        )
-        if self.refuse is not None:
-            raise self.refuse
-
-
-def raising(exc: Exception) -> Action:
-    async def action() -> None:
-        raise exc
-
-    return action
-
-
-async def hang() -> None:
-    await asyncio.sleep(FOREVER)
+from tests.engine_support import (
+    FOREVER,
+    KIND,
+    OWNER,
+    UNITS,
+    ScriptedHandler,
+    add_item,
+    claim,
+    create_results_table,
+    fail_reason,
+    hang,
+    raising,
+    results,
+    row,
+    run_once,
+    runner,
+)
+from tests.queue_support import create_user
 
 
 @pytest.fixture
 async def user(pool: Pool) -> uuid.UUID:
-    await pool.execute(
-        "CREATE TABLE job_results (item_id uuid PRIMARY KEY, ran text[] NOT NULL, "
-        "timed text[] NOT NULL)"
-    )
+    await create_results_table(pool)
     return await create_user(pool)
-
-
-async def add_item(pool: Pool, user: uuid.UUID, *, max_attempts: int = 3) -> uuid.UUID:
-    [item] = await enqueue(pool, user, ["x"], max_attempts=max_attempts)
-    await pool.execute("UPDATE queue_items SET kind = $2 WHERE id = $1", item, KIND)
-    return item
-
-
-async def claim(pool: Pool) -> Job:
-    [item] = await queue_items.claim(pool, OWNER, 1, lease_seconds=60, first_steps={KIND: "a"})
-    return Job(item, item.fence(OWNER))
-
-
-def runner(
-    pool: Pool,
-    handler: ScriptedHandler,
-    *,
-    step_timeout: float = FOREVER,
-    job_timeout: float = FOREVER,
-    lease_seconds: float = 60.0,
-    breakers: ProviderBreakers | None = None,
-) -> JobRunner:
-    config = RunnerConfig(
-        step_timeout=step_timeout,
-        job_timeout=job_timeout,
-        lease_seconds=lease_seconds,
-        backoff=Backoff(base=0.0, cap=0.0),
-        max_age_seconds=86400.0,
-    )
-    breakers = breakers or ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
-    return JobRunner(
-        pool, {KIND: handler}, config, random.Random(1), breakers=breakers, owner=OWNER
-    )
-
-
-async def run_once(pool: Pool, handler: ScriptedHandler, **options: Any) -> Outcome:
-    return await runner(pool, handler, **options).run(await claim(pool))
-
-
-async def row(pool: Pool, item: uuid.UUID) -> Any:
-    return (await item_rows(pool, [item]))[item]
-
-
-async def fail_reason(pool: Pool, item: uuid.UUID) -> str | None:
-    query = "SELECT reason FROM queue_item_events WHERE item_id = $1 AND kind = 'fail'"
-    reason: str | None = await pool.fetchval(query, item)
-    return reason
-
-
-async def results(pool: Pool) -> list[Any]:
-    return list(await pool.fetch("SELECT * FROM job_results"))
 
 
 async def test_a_job_of_another_kind_completes_with_its_result_written_atomically(
@@ -453,121 +346,3 @@ async def test_shutdown_between_units_releases_at_the_boundary(pool: Pool, user:
     assert (released["status"], released["attempts"]) == ("pending", 0)
     assert released["checkpoint"]["completed"] == ["a", "b"]
     assert handler.runs == ["a", "b"]
-
-
-# --- the database going away during a fenced write ---
-
-
-@contextmanager
-def write_retries() -> Iterator[asyncio.Event]:
-    """An event set when the runner's write failed and it is about to try again."""
-    retrying = asyncio.Event()
-
-    class Spy(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("write failed"):
-                retrying.set()
-
-    spy = Spy(logging.INFO)
-    logger = logging.getLogger("scribe.queue.runner")
-    logger.addHandler(spy)
-    previous = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        yield retrying
-    finally:
-        logger.removeHandler(spy)
-        logger.setLevel(previous)
-
-
-@asynccontextmanager
-async def database_switch(pg_admin_dsn: str, database_url: str) -> AsyncIterator[Any]:
-    """``away()`` makes the database refuse connections and cuts the open ones; ``back()`` lets
-    it answer again (also on exit)."""
-    name = urlsplit(database_url).path.lstrip("/")
-    admin = await asyncpg.connect(pg_admin_dsn)
-
-    class Switch:
-        async def away(self) -> None:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                name,
-            )
-
-        async def back(self) -> None:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-
-    try:
-        yield Switch()
-    finally:
-        await Switch().back()
-        await admin.close()
-
-
-@pytest.mark.parametrize("during", ["b", "c"], ids=["checkpoint", "completion"])
-async def test_a_fenced_write_waits_out_a_brief_database_outage_and_lands_once(
-    user: uuid.UUID, database_url: str, pg_admin_dsn: str, during: str
-) -> None:
-    setup = await create_pool(database_url, size=2, transaction_pooler=False)
-    try:
-        item = await add_item(setup, user)
-    finally:
-        await setup.close()
-    worker_pool = await create_pool(database_url, size=2, transaction_pooler=False)
-    handler = ScriptedHandler()
-    async with database_switch(pg_admin_dsn, database_url) as switch:
-        handler.actions[during] = switch.away
-        with write_retries() as retrying:
-            try:
-                run = asyncio.create_task(
-                    runner(worker_pool, handler, lease_seconds=60).run(await claim(worker_pool))
-                )
-                await retrying.wait()  # the write failed at least once
-                await switch.back()
-                assert await run is Outcome.COMPLETED
-            finally:
-                await worker_pool.close()
-
-    check = await create_pool(database_url, size=1, transaction_pooler=False)
-    try:
-        done = await row(check, item)
-        assert done["status"] == "completed" and done["checkpoint"]["completed"] == ["a", "b"]
-        steps = await check.fetch(
-            "SELECT step FROM queue_item_events WHERE item_id = $1 AND kind = 'step'", item
-        )
-        assert sorted(e["step"] for e in steps) == list(UNITS)  # each write landed once
-        [result] = await results(check)
-        assert result["ran"] == list(UNITS)
-    finally:
-        await check.close()
-
-
-async def test_a_write_gives_up_when_the_database_stays_away_past_the_lease(
-    user: uuid.UUID, database_url: str, pg_admin_dsn: str
-) -> None:
-    setup = await create_pool(database_url, size=2, transaction_pooler=False)
-    try:
-        item = await add_item(setup, user)
-    finally:
-        await setup.close()
-    worker_pool = await create_pool(database_url, size=2, transaction_pooler=False)
-    handler = ScriptedHandler()
-    async with database_switch(pg_admin_dsn, database_url) as switch:
-        handler.actions["b"] = switch.away
-        try:
-            job = await claim(worker_pool)
-            assert await runner(worker_pool, handler, lease_seconds=0.5).run(job) is Outcome.LOST
-        finally:
-            await worker_pool.close()
-
-    check = await create_pool(database_url, size=1, transaction_pooler=False)
-    try:
-        left = await row(check, item)
-        # Nothing after the outage began: b's checkpoint never landed, c never ran.
-        assert left["status"] == "processing" and left["checkpoint"]["completed"] == ["a"]
-        assert handler.runs == ["a", "b"]
-        assert await results(check) == []
-    finally:
-        await check.close()
