@@ -23,6 +23,8 @@ KIND = "test-job"
 OWNER = "engine-test"
 UNITS = ("a", "b", "c")
 FOREVER = 3600.0
+SEED = 1
+NO_BACKOFF = Backoff(base=0.0, cap=0.0)  # a retried item is due again at once
 
 Action = Callable[[], Awaitable[None]]
 
@@ -107,17 +109,19 @@ def runner(
     job_timeout: float = FOREVER,
     lease_seconds: float = 60.0,
     breakers: ProviderBreakers | None = None,
+    backoff: Backoff = NO_BACKOFF,
 ) -> JobRunner:
+    """A runner for ``handler`` with a seeded jitter (``SEED``)."""
     config = RunnerConfig(
         step_timeout=step_timeout,
         job_timeout=job_timeout,
         lease_seconds=lease_seconds,
-        backoff=Backoff(base=0.0, cap=0.0),
+        backoff=backoff,
         max_age_seconds=86400.0,
     )
     breakers = breakers or ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
     return JobRunner(
-        pool, {KIND: handler}, config, random.Random(1), breakers=breakers, owner=OWNER
+        pool, {KIND: handler}, config, random.Random(SEED), breakers=breakers, owner=OWNER
     )
 
 
@@ -127,6 +131,12 @@ async def run_once(pool: Pool, handler: ScriptedHandler, **options: Any) -> Outc
 
 async def row(pool: Pool, item: uuid.UUID) -> Any:
     return (await item_rows(pool, [item]))[item]
+
+
+async def due_in(pool: Pool, item: uuid.UUID) -> float:
+    """Seconds from the item's last write to when it is due again."""
+    query = "SELECT EXTRACT(EPOCH FROM run_after - updated_at) FROM queue_items WHERE id = $1"
+    return float(await pool.fetchval(query, item))
 
 
 async def fail_reason(pool: Pool, item: uuid.UUID) -> str | None:

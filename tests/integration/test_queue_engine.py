@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import uuid
 
 import pytest
@@ -15,16 +16,19 @@ from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.errors import PermanentStepError, TransientStepError
+from scribe.queue.backoff import Backoff
 from scribe.queue.job import Job, Outcome, StopReason
 from tests.engine_support import (
     FOREVER,
     KIND,
     OWNER,
+    SEED,
     UNITS,
     ScriptedHandler,
     add_item,
     claim,
     create_results_table,
+    due_in,
     fail_reason,
     hang,
     raising,
@@ -122,6 +126,20 @@ async def test_transient_error_is_retried_then_resumes_after_the_checkpoint(
     assert result["ran"] == list(UNITS)
 
 
+@pytest.mark.parametrize("retry_after", [None, 120.0])
+async def test_a_charged_retry_waits_the_backoff_or_the_retry_after_asked_for(
+    pool: Pool, user: uuid.UUID, retry_after: float | None
+) -> None:
+    item = await add_item(pool, user)
+    handler = ScriptedHandler()
+    handler.actions["a"] = raising(TransientStepError("busy", retry_after=retry_after))
+    backoff = Backoff(base=10.0, cap=10.0)
+    assert await run_once(pool, handler, backoff=backoff) is Outcome.RETRYING
+
+    expected = backoff.delay(1, retry_after=retry_after, rng=random.Random(SEED))
+    assert await due_in(pool, item) == pytest.approx(expected, abs=1e-3)
+
+
 async def test_permanent_error_fails_at_once_without_running_later_units(
     pool: Pool, user: uuid.UUID
 ) -> None:
@@ -151,7 +169,17 @@ async def test_provider_fault_requeues_without_an_attempt_and_opens_the_breaker(
     assert (waiting["status"], waiting["attempts"]) == ("pending", 0)
     assert (waiting["waiting_for"], waiting["failed_step"]) == ("acme", "b")
     assert not breakers.state("acme").up
-    assert waiting["run_after"] > waiting["updated_at"]  # waits for the provider's probe
+    assert 59 <= await due_in(pool, item) <= 61  # back for the provider's probe (60 s)
+
+
+async def test_a_provider_fault_waits_at_least_the_retry_after_it_was_given(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    item = await add_item(pool, user)
+    handler = ScriptedHandler(providers={"a": "acme"})
+    handler.actions["a"] = raising(TransientStepError("429", provider="acme", retry_after=500))
+    assert await run_once(pool, handler) is Outcome.RETRYING
+    assert await due_in(pool, item) == pytest.approx(500, abs=1e-3)
 
 
 async def test_unit_whose_provider_is_down_waits_without_running_or_an_attempt(
@@ -170,6 +198,7 @@ async def test_unit_whose_provider_is_down_waits_without_running_or_an_attempt(
         "acme",
     )
     assert waiting["error_message"].startswith("Waiting for acme")
+    assert 59 <= await due_in(pool, item) <= 61  # the next probe, spread by at most a second
     assert handler.runs == []
 
 
