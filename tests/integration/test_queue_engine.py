@@ -88,6 +88,7 @@ async def test_unexpected_exception_in_a_unit_is_retried_charged_and_logged(
     assert (retried["failed_step"], retried["error_message"]) == ("b", "boom")
     assert retried["checkpoint"]["completed"] == ["a"]
     [record] = [r for r in caplog.records if "raised unexpectedly" in r.getMessage()]
+    assert record.getMessage() == f"item {item}: step b raised unexpectedly"
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert isinstance(record.exc_info[1], RuntimeError)
     assert await results(pool) == []
