@@ -51,20 +51,29 @@ async def test_a_job_of_another_kind_completes_with_its_result_written_atomicall
 ) -> None:
     item = await add_item(pool, user)
     handler = ScriptedHandler()
-    assert await run_once(pool, handler) is Outcome.COMPLETED
+    handler.actions["b"] = lambda: asyncio.sleep(0.05)
+    job = await claim(pool)
+    assert await runner(pool, handler).run(job) is Outcome.COMPLETED
+    assert job.in_step is False
 
     done = await row(pool, item)
     assert (done["status"], done["attempts"], done["claims"]) == ("completed", 0, 1)
-    assert set(done["step_timings"]) == set(UNITS)
+    timings = done["step_timings"]
+    assert set(timings) == set(UNITS)
+    assert timings["b"] >= 0.05 and all(round(t, 4) == t for t in timings.values())
     assert done["email_id"] is None  # the engine writes no email: the handler wrote its result
     [result] = await results(pool)
     assert (result["item_id"], result["ran"], result["timed"]) == (item, list(UNITS), list(UNITS))
     assert handler.runs == list(UNITS)
     events = await pool.fetch(
-        "SELECT kind, step FROM queue_item_events WHERE item_id = $1 "
+        "SELECT kind, step, seconds, wait_seconds FROM queue_item_events WHERE item_id = $1 "
         "ORDER BY at, kind = 'complete'",
         item,
     )
+    steps = [e for e in events if e["kind"] == "step"]
+    assert [(e["seconds"], e["wait_seconds"]) for e in steps] == [
+        (timings[name], 0.0) for name in UNITS
+    ]
     assert [(e["kind"], e["step"]) for e in events] == [
         ("claim", "a"),
         ("step", "a"),
@@ -86,6 +95,7 @@ async def test_unexpected_exception_in_a_unit_is_retried_charged_and_logged(
     retried = await row(pool, item)
     assert (retried["status"], retried["attempts"]) == ("pending", 1)
     assert (retried["failed_step"], retried["error_message"]) == ("b", "boom")
+    assert retried["current_step"] == "b"  # set by the checkpoint after a
     assert retried["checkpoint"]["completed"] == ["a"]
     [record] = [r for r in caplog.records if "raised unexpectedly" in r.getMessage()]
     assert record.getMessage() == f"item {item}: step b raised unexpectedly"
