@@ -96,6 +96,10 @@ async def test_unexpected_exception_in_a_unit_is_retried_charged_and_logged(
     assert (retried["status"], retried["attempts"]) == ("pending", 1)
     assert (retried["failed_step"], retried["error_message"]) == ("b", "boom")
     assert retried["current_step"] == "b"  # set by the checkpoint after a
+    reason = await pool.fetchval(
+        "SELECT reason FROM queue_item_events WHERE item_id = $1 AND kind = 'retry'", item
+    )
+    assert reason == "item failure"
     assert retried["checkpoint"]["completed"] == ["a"]
     [record] = [r for r in caplog.records if "raised unexpectedly" in r.getMessage()]
     assert record.getMessage() == f"item {item}: step b raised unexpectedly"
@@ -191,6 +195,20 @@ async def test_a_provider_fault_waits_at_least_the_retry_after_it_was_given(
     handler.actions["a"] = raising(TransientStepError("429", provider="acme", retry_after=500))
     assert await run_once(pool, handler) is Outcome.RETRYING
     assert await due_in(pool, item) == pytest.approx(500, abs=1e-3)
+
+
+async def test_a_unit_that_succeeds_as_its_providers_probe_closes_the_breaker(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    await add_item(pool, user)
+    breakers = ProviderBreakers(threshold=1, probe_seconds=0, probe_max_seconds=0)
+    breakers.record_failure("acme", "down")
+    assert not breakers.state("acme").up
+    handler = ScriptedHandler(providers={"b": "acme"})
+    assert await run_once(pool, handler, breakers=breakers) is Outcome.COMPLETED
+    assert breakers.state("acme").up
+    shared = await pool.fetchval("SELECT state FROM provider_states WHERE provider = 'acme'")
+    assert shared == "up"  # told to the other processes
 
 
 async def test_unit_whose_provider_is_down_waits_without_running_or_an_attempt(
