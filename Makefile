@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 SERVE_STAMP := $(VENV)/.installed-serve-stamp
 
-.PHONY: install install-serve serve worker demo test lint typecheck check bench clean
+.PHONY: install install-serve serve worker demo test lint typecheck check bench mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) tools/make_venv.py $(VENV)
@@ -50,5 +50,12 @@ check: lint typecheck test   ## lint, types and tests
 bench: $(STAMP)          ## benchmarks; each prints its figures
 	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# Mutation testing of scribe/queue/ (mutmut, config in pyproject.toml; not in CI: it runs the
+# queue tests once per mutant). Narrow it with e.g. MUTANTS='scribe.queue.runner*'.
+MUTANTS ?=
+mutants: $(STAMP)        ## mutation testing of the queue engine; prints the surviving mutants
+	$(BIN)/mutmut run $(MUTANTS) || true
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache .import_linter_cache mutants

@@ -98,7 +98,7 @@ def worker_settings(dsn: str, **overrides: object) -> Settings:
 
 def run_worker_main(script: str) -> None:
     """Body of ``python bench/<script>.py --worker DSN [drain] [listen] [poll]``."""
-    from scribe.queue.service import run_worker
+    from scribe.worker import run_worker
 
     dsn, drain, listen, poll = sys.argv[2], sys.argv[3] == "drain", sys.argv[4], sys.argv[5]
     settings = worker_settings(dsn, scribe_listen=listen == "listen", scribe_poll_seconds=poll)

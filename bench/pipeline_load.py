@@ -48,6 +48,7 @@ from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
 from scribe.db.queue_items import NewItem
 from scribe.deps import apply_migrations
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.queue.job import Outcome
 from scribe.settings import Settings
@@ -174,7 +175,7 @@ async def run_scenario(
         f"Jane Roe{i}" if scenario.distinct_authors else "Jane Roe" for i in range(scenario.count)
     ]
     async with clients_for(settings, port) as clients:
-        consumer = Consumer(pool, settings, build_pipeline(clients))
+        consumer = Consumer(pool, settings, email_handlers(build_pipeline(clients), settings))
         with PeakMemory(children=scenario.browser, exclude=harness) as memory:
             started = time.monotonic()
             await queue_items.enqueue(

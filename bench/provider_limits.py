@@ -51,6 +51,7 @@ from scribe.clients.pacing import model_family
 from scribe.db import emails, queue_items, users
 from scribe.db.pool import create_pool
 from scribe.db.queue_items import NewItem
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps.pipeline import build_pipeline
@@ -143,7 +144,10 @@ async def consume(dsn: str, url: str, port: int) -> dict[str, object]:
     try:
         async with clients_for(settings, port) as clients:
             consumer = Consumer(
-                pool, settings, build_pipeline(clients), share=clients.pacers.set_share
+                pool,
+                settings,
+                email_handlers(build_pipeline(clients), settings),
+                share=clients.pacers.set_share,
             )
             await consumer.run(drain=True)
             return {

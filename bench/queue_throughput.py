@@ -271,7 +271,11 @@ async def claim_cost() -> None:
             # Drain 90 % the way workers do (claim in fair order, then complete), in big bites.
             for _ in range(pending * 9 // 10 // DRAIN_BITE):
                 claimed = await queue_items.claim(
-                    pool, "bench", DRAIN_BITE, lease_seconds=60, first_step="template_parser"
+                    pool,
+                    "bench",
+                    DRAIN_BITE,
+                    lease_seconds=60,
+                    first_steps={"email": "template_parser"},
                 )
                 await pool.execute(
                     "UPDATE queue_items SET status = 'completed', completed_at = now(),"
@@ -322,7 +326,7 @@ def _worker(name: str, dsn: str) -> None:
     counts: Counter[str] = Counter()
     if name == SCRIBE:
         from scribe.db import pool as pool_module
-        from scribe.queue.service import run_worker
+        from scribe.worker import run_worker
 
         init = pool_module._init_connection
 

@@ -31,10 +31,10 @@ from scribe.db import providers as providers_db
 from scribe.db.outage import OutageLog, note_refused
 from scribe.deps import get_deps, open_deps
 from scribe.metrics import Metrics, MetricsMiddleware
-from scribe.queue.service import PipelineFactory, supervised_consumer
 from scribe.ratelimit import ClientIdentity, RateLimitMiddleware
 from scribe.settings import Settings
 from scribe.systemd import notify, watchdog_interval, watchdog_loop
+from scribe.worker import PipelineFactory, supervised_consumer
 
 log = logging.getLogger(__name__)
 

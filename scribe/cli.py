@@ -114,8 +114,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _worker(settings: Settings) -> None:
-    from scribe.queue.service import run_worker
     from scribe.tracing import configure_tracing
+    from scribe.worker import run_worker
 
     configure_tracing(settings)
     await run_worker(settings)

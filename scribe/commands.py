@@ -148,7 +148,7 @@ async def demo(settings: Settings, out: TextIO = sys.stdout) -> int:
     drained while printing each item's progress, then print the emails. 0 when all three
     completed."""
     from scribe.deps import open_deps
-    from scribe.queue.service import open_consumer, production_pipeline
+    from scribe.worker import open_consumer, production_pipeline
 
     started = time.monotonic()
     print("Starting the database and applying migrations ...", file=out, flush=True)

@@ -1,6 +1,6 @@
 """A real worker process for the multi-process tests: ``python -m tests.queue_worker``.
 
-It runs ``scribe.queue.service.run_worker`` (the code behind ``scribe worker``, signal handling
+It runs ``scribe.worker.run_worker`` (the code behind ``scribe worker``, signal handling
 included) with the deterministic test steps, against the database given on the command line.
 """
 
@@ -12,8 +12,8 @@ import logging
 import sys
 from pathlib import Path
 
-from scribe.queue.service import run_worker
 from scribe.settings import Settings
+from scribe.worker import run_worker
 from tests.fakes.steps import deterministic_pipeline
 
 TEST_JWT_SECRET = "test-secret-for-hs256-tokens-0123456789abcdef"

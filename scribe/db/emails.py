@@ -1,4 +1,5 @@
-"""The emails table (reads and display flag; emails are written by the queue's completion)."""
+"""The emails table (reads and display flag; an email is written in its queue item's completion
+transaction, by ``insert_completed``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from scribe.db.pool import Pool, translated
+from scribe.db.pool import Connection, Pool, connection_errors, translated
 from scribe.db.queries import sql
+from scribe.db.queue_items import storable
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,43 @@ class Email:
     is_confident: bool
     displayed: bool
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedEmail:
+    """What a queue item's completion writes into ``emails``."""
+
+    email_id: uuid.UUID
+    email_message: str
+    template_type: str
+    metadata: dict[str, Any]
+    is_confident: bool
+
+
+async def insert_completed(
+    conn: Connection,
+    email: CompletedEmail,
+    *,
+    queue_item_id: uuid.UUID,
+    user_id: uuid.UUID,
+    recipient_name: str,
+    recipient_interest: str,
+) -> None:
+    """Store the email of a queue item being completed, link it from the item and count it for
+    the user; on ``conn``, inside the queue's completion transaction."""
+    async with connection_errors():
+        await conn.execute(
+            sql("insert_completed_email"),
+            email.email_id,
+            queue_item_id,
+            user_id,
+            recipient_name,
+            recipient_interest,
+            storable(email.email_message),
+            email.template_type,
+            storable(email.metadata),
+            email.is_confident,
+        )
 
 
 def _email(record: asyncpg.Record | None) -> Email | None:

@@ -10,11 +10,14 @@ from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from scribe.db.outage import note_answered
 from scribe.errors import DatabaseUnavailable
 
 Pool = asyncpg.Pool
+# A connection a repository function runs on: one of the pool's, or a dedicated one.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 # Errors that mean "the server or the connection went away", not "the statement is wrong".
 CONNECTION_LOST: tuple[type[BaseException], ...] = (

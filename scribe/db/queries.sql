@@ -198,8 +198,8 @@ DELETE FROM queue_watchers WHERE user_id = $1 AND watcher = $2
 SELECT pg_notify('scribe_cancel', $1::text)
 
 -- claim_queue_items --
--- Claim up to $2 due items for owner $1 in fair order ($3 = lease seconds; $4 = the first step's
--- name). The order was fixed at enqueue (`fair_round`: users interleave, each user FIFO), so this
+-- Claim up to $2 due items for owner $1 in fair order ($3 = lease seconds; $4 = {job kind: its
+-- first unit's name}). The order was fixed at enqueue (`fair_round`: users interleave, each user FIFO), so this
 -- reads the head of one partial index, whatever the backlog.
 WITH
 -- Lock in fair order, skipping rows another consumer holds. MATERIALIZED so the LIMIT and the
@@ -225,12 +225,12 @@ SET status = 'processing',
     error_message = NULL,
     waiting_for = NULL,
     step_log = NULL,
-    current_step = coalesce(q.current_step, $4),
+    current_step = coalesce(q.current_step, $4::jsonb ->> q.kind),
     updated_at = now()
 FROM claimed JOIN queue_batches b ON b.id = claimed.batch_id
 WHERE q.id = claimed.id
-RETURNING q.id, q.user_id, q.recipient_name, q.recipient_interest, b.email_template, q.claims,
-          q.attempts, q.max_attempts, q.checkpoint,
+RETURNING q.id, q.kind, q.user_id, q.recipient_name, q.recipient_interest, b.email_template,
+          q.claims, q.attempts, q.max_attempts, q.checkpoint,
           q.cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- renew_leases --
@@ -259,39 +259,26 @@ WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
 RETURNING cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- complete_queue_item --
--- In one statement (so one transaction): fenced completion unless cancelled, the email
--- ($4 id, $5 message, $6 template type, $7 metadata, $8 confident, $9 step timings), the count,
--- and the last step ($10 name, $11 seconds, $12 pacing wait) in the step log. The row keeps
--- its owner (`locked_by`; no lease) and step log: they are the completed claim's history.
+-- Fenced completion unless cancelled ($4 step timings), the last step ($5 name, $6 seconds,
+-- $7 pacing wait) in the step log. The row keeps its owner (`locked_by`; no lease) and step log:
+-- they are the completed claim's history. The job's result (the email) is written by its handler
+-- in the same transaction, after this returns the item.
 WITH done AS (
     UPDATE queue_items
-    SET status = 'completed', lease_expires_at = NULL, email_id = $4,
-        step_timings = $9, error_message = NULL, failed_step = NULL, completed_at = now(),
+    SET status = 'completed', lease_expires_at = NULL,
+        step_timings = $4, error_message = NULL, failed_step = NULL, completed_at = now(),
         -- Never NULL once completed here: the history view reads the claim from it.
-        step_log = CASE WHEN $10::text IS NULL THEN coalesce(step_log, '[]'::jsonb)
+        step_log = CASE WHEN $5::text IS NULL THEN coalesce(step_log, '[]'::jsonb)
                         ELSE coalesce(step_log, '[]'::jsonb) || jsonb_build_array(
-                            jsonb_build_array($10::text, $11::float8, $12::float8,
+                            jsonb_build_array($5::text, $6::float8, $7::float8,
                                               extract(epoch FROM now()))) END,
-        checkpoint = NULL,  -- a completed item is never resumed: its email holds the result
+        checkpoint = NULL,  -- a completed item is never resumed: its result holds what it made
         updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
       AND cancel_requested_at IS NULL
-    RETURNING id, user_id, recipient_name, recipient_interest, claims
-),
-email AS (
-    INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
-                        email_message, template_type, metadata, is_confident)
-    SELECT $4, done.user_id, done.id, done.recipient_name, done.recipient_interest,
-           $5, $6, $7, $8
-    FROM done
-    RETURNING user_id
-),
-counted AS (
-    UPDATE users SET generation_count = generation_count + 1, updated_at = now()
-    FROM email WHERE users.id = email.user_id
-    RETURNING users.id
+    RETURNING id
 )
-SELECT count(*) AS completed FROM counted
+SELECT id FROM done
 
 -- retry_queue_item --
 -- Back to pending after a transient error, due in $4 seconds ($5 error, $6 step), fenced; $7 = 1
@@ -387,9 +374,9 @@ ORDER BY run_after LIMIT 1
 
 -- reap_expired_leases --
 -- Up to $1 items whose owner stopped renewing. Losing the worker is not the item's fault: no
--- attempt is charged, `crashes` counts it. Cancelled if asked; failed once it lost $4 workers (a
--- poison item that kills its worker every time) or is older than $5 seconds; else pending again
--- after a backoff of $2 × 2^(crashes-1) seconds (max $3, with jitter).
+-- attempt is charged, `crashes` counts it. Cancelled if asked; failed once it lost $3 workers (a
+-- poison item that kills its worker every time) or is older than $4 seconds; else pending again
+-- after $2[crashes + 1] seconds (the backoff schedule, computed by scribe/queue/backoff.py).
 WITH expired AS MATERIALIZED (
     SELECT id FROM queue_items
     WHERE status = 'processing' AND lease_expires_at < now()
@@ -400,8 +387,8 @@ WITH expired AS MATERIALIZED (
 judged AS (
     SELECT q.id,
            CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                WHEN q.crashes + 1 >= $4 THEN 'crashed'
-                WHEN coalesce(q.requeued_at, q.created_at) < now() - make_interval(secs => $5)
+                WHEN q.crashes + 1 >= $3 THEN 'crashed'
+                WHEN coalesce(q.requeued_at, q.created_at) < now() - make_interval(secs => $4)
                     THEN 'too old'
                 ELSE 'pending' END AS verdict,
            'Worker lost during ' || coalesce(q.current_step, 'claim') || ' (lease expired)'
@@ -419,13 +406,13 @@ reaped AS (
             WHEN 'cancelled' THEN q.error_message
             WHEN 'crashed' THEN j.lost || ' ' || (q.crashes + 1)
                  || ' times: the item probably crashes its worker'
-            WHEN 'too old' THEN 'Gave up: not finished within ' || round(($5 / 3600.0)::numeric, 1)
+            WHEN 'too old' THEN 'Gave up: not finished within ' || round(($4 / 3600.0)::numeric, 1)
                  || ' h of being queued; last: ' || j.lost
             ELSE j.lost END, 1000),
         failed_step = CASE WHEN j.verdict = 'cancelled' THEN q.failed_step
                            ELSE q.current_step END,
-        run_after = now() + make_interval(secs => least($3, $2 * power(2, q.crashes))
-                                                  * (0.5 + random() / 2)),
+        run_after = now() + make_interval(
+            secs => ($2::float8[])[least(q.crashes + 1, cardinality($2::float8[]))]),
         locked_by = NULL, lease_expires_at = NULL, updated_at = now()
     FROM judged j
     WHERE q.id = j.id
@@ -720,3 +707,22 @@ WHERE status = 'pending' AND waiting_for = $1 AND run_after > now()
 -- How many processes hold a live lease: the consumers sharing the providers' rate limits.
 SELECT count(DISTINCT locked_by)::int FROM queue_items
 WHERE status = 'processing' AND lease_expires_at > now()
+
+-- ===== engine: results written inside the queue's completion transaction =====
+
+-- insert_completed_email --
+-- The email of a queue item being completed ($1 id, $2 item, $3 user, $4 name, $5 interest,
+-- $6 message, $7 template type, $8 metadata, $9 confident): stored, linked from the item and
+-- counted for the user, in the transaction of complete_queue_item (so all or nothing).
+WITH email AS (
+    INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,
+                        email_message, template_type, metadata, is_confident)
+    VALUES ($1, $3, $2, $4, $5, $6, $7, $8, $9)
+    RETURNING id, user_id, queue_item_id
+),
+linked AS (
+    UPDATE queue_items SET email_id = email.id
+    FROM email WHERE queue_items.id = email.queue_item_id
+)
+UPDATE users SET generation_count = generation_count + 1, updated_at = now()
+FROM email WHERE users.id = email.user_id

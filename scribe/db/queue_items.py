@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scribe.db.pool import Pool, connection_errors
+from scribe.db.pool import Connection, Pool, connection_errors
 from scribe.db.queries import sql
 from scribe.errors import QuotaExceeded
 
@@ -129,6 +129,7 @@ class ClaimedItem:
     """An item a consumer claimed, with what it needs to run (or resume) it."""
 
     id: uuid.UUID
+    kind: str  # the job kind: which handler runs it
     user_id: uuid.UUID
     recipient_name: str
     recipient_interest: str
@@ -142,17 +143,6 @@ class ClaimedItem:
     def fence(self, owner: str) -> Fence:
         """The fence of this claim."""
         return Fence(self.id, owner, self.claims)
-
-
-@dataclass(frozen=True, slots=True)
-class CompletedEmail:
-    """What the completion transaction writes into ``emails``."""
-
-    email_id: uuid.UUID
-    email_message: str
-    template_type: str
-    metadata: dict[str, Any]
-    is_confident: bool
 
 
 # --- API side ---
@@ -257,11 +247,14 @@ async def claim(
     limit: int,
     *,
     lease_seconds: float,
-    first_step: str,
+    first_steps: Mapping[str, str],
 ) -> list[ClaimedItem]:
-    """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user)."""
+    """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user);
+    ``first_steps`` names each job kind's first unit (the item's ``current_step`` at first)."""
     async with connection_errors():
-        rows = await pool.fetch(sql("claim_queue_items"), owner, limit, lease_seconds, first_step)
+        rows = await pool.fetch(
+            sql("claim_queue_items"), owner, limit, lease_seconds, dict(first_steps)
+        )
     return [ClaimedItem(**dict(row)) for row in rows]
 
 
@@ -314,25 +307,21 @@ async def save_checkpoint(
 async def complete(
     pool: Pool,
     fence: Fence,
-    email: CompletedEmail,
     step_timings: dict[str, float],
-    done: StepDone | None = None,
+    done: StepDone | None,
+    write_result: Callable[[Connection], Awaitable[None]],
 ) -> bool:
-    """Completion, email and generation count in one transaction; False when fenced out or
-    cancelled (then nothing was written)."""
-    async with connection_errors():
-        completed = await pool.fetchval(
-            sql("complete_queue_item"),
-            *_fenced(fence),
-            email.email_id,
-            storable(email.email_message),
-            email.template_type,
-            storable(email.metadata),
-            email.is_confident,
-            step_timings,
-            *_step_args(done),
+    """Complete the item and, in the same transaction, let ``write_result`` write the job's
+    result on the transaction's connection; False when fenced out or cancelled (then nothing
+    was written). An exception from ``write_result`` rolls everything back and propagates."""
+    async with connection_errors(), pool.acquire() as conn, conn.transaction():
+        completed = await conn.fetchval(
+            sql("complete_queue_item"), *_fenced(fence), step_timings, *_step_args(done)
         )
-    return bool(completed)
+        if completed is None:
+            return False
+        await write_result(conn)
+    return True
 
 
 async def retry_later(
@@ -415,19 +404,18 @@ async def reap_expired(
     pool: Pool,
     *,
     limit: int,
-    backoff_base: float,
-    backoff_max: float,
+    backoff: Sequence[float],
     max_crashes: int,
     max_age_seconds: float,
 ) -> dict[str, int]:
-    """Return expired leases to pending (or failed/cancelled) without charging an attempt; count
-    per resulting status."""
+    """Return expired leases to pending (or failed/cancelled) without charging an attempt, due
+    after ``backoff[n - 1]`` seconds on the item's n-th lost worker (the last entry beyond);
+    count per resulting status."""
     async with connection_errors():
         rows = await pool.fetch(
             sql("reap_expired_leases"),
             limit,
-            backoff_base,
-            backoff_max,
+            list(backoff),
             max_crashes,
             max_age_seconds,
         )

@@ -29,13 +29,13 @@ from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem
 from scribe.errors import DatabaseUnavailable, ScribeError
+from scribe.queue.handler import Handlers
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import keep_leases
 from scribe.queue.listener import CANCEL_CHANNEL, WAKE_CHANNEL, Listener
 from scribe.queue.reaper import reap_forever
 from scribe.queue.runner import JobRunner, RunnerConfig, breakers_from_settings
 from scribe.settings import Settings
-from scribe.steps import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -56,32 +56,32 @@ def new_owner_id() -> str:
 
 
 class Consumer:
-    """Claims and runs queue items in this process."""
+    """Claims and runs queue items in this process, each with the handler of its kind."""
 
     def __init__(
         self,
         pool: Pool,
         settings: Settings,
-        pipeline: Pipeline,
+        handlers: Handlers,
         *,
         listener: Listener | None = None,
         owner: str | None = None,
         breakers: ProviderBreakers | None = None,
         share: Callable[[int], None] | None = None,
     ) -> None:
-        if not pipeline:
-            raise ValueError("the pipeline has no steps")
+        if not handlers or not all(handler.units() for handler in handlers.values()):
+            raise ValueError("no handlers, or a handler without units")
         self.owner = owner or new_owner_id()
         self.outcomes: Counter[Outcome] = Counter()
-        self.claimed = 0
         self._pool = pool
         self._settings = settings
-        self._pipeline = pipeline
+        # Each kind's first unit: an item shows it as its current step from its first claim.
+        self._first_units = {kind: handler.units()[0].name for kind, handler in handlers.items()}
         self._listener = listener
         self._share = share  # told how many processes consume (they share provider limits)
         self._runner = JobRunner(
             pool,
-            pipeline,
+            handlers,
             RunnerConfig.from_settings(settings),
             breakers=breakers or breakers_from_settings(settings),
             owner=self.owner,
@@ -176,14 +176,13 @@ class Consumer:
                 self.owner,
                 free,
                 lease_seconds=self._settings.scribe_lease_seconds,
-                first_step=self._pipeline[0].name,
+                first_steps=self._first_units,
             )
         except DatabaseUnavailable as exc:
             log.warning("claim failed, will retry: %s", exc)
             return None
         for item in items:
             self._start(item)
-        self.claimed += len(items)
         if self._share is not None and self._jobs:
             await self._count_consumers(self._share)
         return len(items)

@@ -13,7 +13,7 @@ class StopReason(enum.IntEnum):
     """Why a running job must stop early; a higher value wins when several arrive."""
 
     SHUTDOWN = 1  # release the item to pending without charging the attempt
-    CANCELLED = 2  # the user cancelled: end cancelled, no email
+    CANCELLED = 2  # the user cancelled: end cancelled, no result
     LEASE_LOST = 3  # someone else owns the item now: write nothing at all
 
 

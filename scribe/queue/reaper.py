@@ -1,8 +1,9 @@
-"""The reaper every process runs: expired leases go back to pending (with backoff) without
-charging an attempt, or to failed when the item lost its worker SCRIBE_MAX_CRASHES times (a
-poison item) or outlived SCRIBE_MAX_ITEM_AGE_SECONDS; finished items past the retention age are
-pruned in small batches (their events go with them). Concurrent
-reapers are safe: both statements lock with SKIP LOCKED."""
+"""The reaper every process runs: expired leases go back to pending (after the backoff of
+scribe/queue/backoff.py, jittered once per round) without charging an attempt, or to failed when
+the item lost its worker SCRIBE_MAX_CRASHES times (a poison item) or outlived
+SCRIBE_MAX_ITEM_AGE_SECONDS; finished items past the retention age are pruned in small batches
+(their events go with them). Concurrent reapers are safe: both statements lock with SKIP
+LOCKED."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
+from scribe.queue.backoff import Backoff
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,7 @@ async def reap_once(pool: Pool, settings: Settings) -> dict[str, int]:
     counts = await queue_items.reap_expired(
         pool,
         limit=REAP_BATCH,
-        backoff_base=settings.scribe_retry_base_seconds,
-        backoff_max=settings.scribe_retry_max_seconds,
+        backoff=Backoff.from_settings(settings).schedule(settings.scribe_max_crashes),
         max_crashes=settings.scribe_max_crashes,
         max_age_seconds=settings.scribe_max_item_age_seconds,
     )

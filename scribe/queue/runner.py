@@ -1,11 +1,13 @@
-"""The job runner: drives the pipeline's steps one by one for a claimed item.
+"""The job runner: drives a claimed item's units one by one through the handler of its kind.
 
-Each step is timed and bounded by the step and job timeouts; after each step the EmailState is
-checkpointed (fenced), so a retry resumes after the last completed step. Steps say "retry later"
-or "failed" through exception types; only this module turns that into attempts and backoff.
+Each unit is timed and bounded by the step and job timeouts; after each unit the handler's
+checkpoint is saved (fenced), so a retry resumes after the last completed unit; the end is one
+fenced completion transaction inside which the handler writes its result. Units say "retry
+later" or "failed" through exception types (``_unit_failed`` maps them); only this module turns
+that into attempts and backoff. The runner knows nothing of what a job produces.
 
 Whose fault (DESIGN §4): an attempt is charged only for what the item caused — a permanent error,
-a step timeout on its own content, an unexpected exception. A provider fault (the client names
+a step timeout on its own content, an unexpected exception. A provider fault (the unit names
 the provider on the TransientStepError) charges nothing: it feeds that provider's circuit
 breaker, and while the breaker is open items needing the provider wait for its next probe. Such
 uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
@@ -18,31 +20,21 @@ import contextlib
 import logging
 import random
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scribe import tracing
 from scribe.clients.providers import ProviderBreakers, Transition, pacing_meter
 from scribe.db import providers as providers_db
 from scribe.db import queue_items
-from scribe.db.pool import Pool
-from scribe.db.queue_items import ClaimedItem, CompletedEmail, StepDone
-from scribe.domain.text import bounded_text
+from scribe.db.pool import Connection, Pool
+from scribe.db.queue_items import StepDone
 from scribe.errors import DatabaseUnavailable, PermanentStepError, TransientStepError
-from scribe.queue.backoff import retry_delay, truncate_error
+from scribe.queue.backoff import Backoff, truncate_error
+from scribe.queue.handler import Handler, Handlers, Progress, Unit
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.settings import Settings
-from scribe.steps import Pipeline, Step
-from scribe.steps.pipeline import (
-    EmailInputs,
-    EmailState,
-    dump_checkpoint,
-    email_result,
-    llm_usage,
-    load_checkpoint,
-)
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +48,8 @@ class RunnerConfig:
     step_timeout: float
     job_timeout: float
     lease_seconds: float
-    retry_base: float
-    retry_max: float
-    max_email_chars: int = 20_000
-    max_age_seconds: float = 86400.0
+    backoff: Backoff
+    max_age_seconds: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -68,9 +58,7 @@ class RunnerConfig:
             step_timeout=settings.scribe_step_timeout_seconds,
             job_timeout=settings.scribe_job_timeout_seconds,
             lease_seconds=settings.scribe_lease_seconds,
-            retry_base=settings.scribe_retry_base_seconds,
-            retry_max=settings.scribe_retry_max_seconds,
-            max_email_chars=settings.scribe_max_email_chars,
+            backoff=Backoff.from_settings(settings),
             max_age_seconds=settings.scribe_max_item_age_seconds,
         )
 
@@ -92,26 +80,14 @@ class _Lost(Exception):
     """A fenced write touched nothing, or the database stayed away past the lease."""
 
 
-def resume_point(item: ClaimedItem) -> tuple[EmailState, list[str]]:
-    """The state to continue from and the steps already done (nothing done without a
-    checkpoint)."""
-    inputs = EmailInputs(
-        queue_item_id=item.id,
-        user_id=item.user_id,
-        recipient_name=item.recipient_name,
-        recipient_interest=item.recipient_interest,
-        email_template=item.email_template,
-    )
-    return load_checkpoint(item.checkpoint, inputs)
-
-
 class JobRunner:
-    """Runs one job at a time per call; shared by all slots of a consumer."""
+    """Runs one job at a time per call, with the handler of its kind; shared by all slots of a
+    consumer."""
 
     def __init__(
         self,
         pool: Pool,
-        pipeline: Pipeline,
+        handlers: Handlers,
         config: RunnerConfig,
         rng: random.Random | None = None,
         *,
@@ -119,7 +95,7 @@ class JobRunner:
         owner: str = "",
     ) -> None:
         self._pool = pool
-        self._pipeline = pipeline
+        self._handlers = handlers
         self._config = config
         self._rng = rng or random.Random()
         self.breakers = breakers or ProviderBreakers(
@@ -134,55 +110,62 @@ class JobRunner:
             with tracing.span(
                 "queue job {item_id}", item_id=str(item.id), claim=job.fence.claim
             ) as span:
-                outcome = await self._run(job)
+                handler = self._handlers.get(job.item.kind)
+                if handler is None:
+                    outcome = await self._fail(
+                        job, None, f"No handler for job kind {job.item.kind!r}.", "unknown kind"
+                    )
+                else:
+                    outcome = await self._run(job, handler)
                 span.set_attribute("outcome", outcome.name)
                 return outcome
         except _Lost:
             log.info("item %s: lease lost, stopping without writing", job.item.id)
             return Outcome.LOST
 
-    async def _run(self, job: Job) -> Outcome:
+    async def _run(self, job: Job, handler: Handler[Any]) -> Outcome:
         if job.item.cancel_requested:
             job.request_stop(StopReason.CANCELLED)
-        data, completed = resume_point(job.item)
+        state, progress = handler.resume(job.item)
+        units = handler.units()
         deadline = asyncio.get_running_loop().time() + self._config.job_timeout
         last: StepDone | None = None
-        for index, step in enumerate(self._pipeline):
-            if step.name in completed:
+        for index, unit in enumerate(units):
+            if unit.name in progress.completed:
                 continue
             if job.stop_reason is not None:
                 return await self._stop(job)
-            if self.breakers.wait_for(step.provider) is not None:
-                return await self._wait_for_provider(job, step)
+            if self.breakers.wait_for(unit.provider) is not None:
+                return await self._wait_for_provider(job, unit)
             try:
-                data, last = await self._run_step(job, step, data, deadline)
+                state, last = await self._run_unit(job, handler, unit, state, deadline)
             except _Stopped:
                 return await self._stop(job)
             except Exception as exc:
-                return await self._step_failed(job, step.name, exc)
-            await self._report(self.breakers.record_success(step.provider))
-            completed.append(step.name)
-            if index + 1 < len(self._pipeline):
-                await self._checkpoint(job, data, completed, self._pipeline[index + 1].name, last)
+                return await self._unit_failed(job, unit.name, exc)
+            await self._report(self.breakers.record_success(unit.provider))
+            progress.completed.append(unit.name)
+            progress.timings[unit.name] = last.seconds
+            if index + 1 < len(units):
+                next_unit = units[index + 1].name
+                await self._checkpoint(job, handler, state, progress, next_unit, last)
                 last = None
         if job.stop_reason is not None:
             return await self._stop(job)
-        return await self._complete(job, data, last)
+        return await self._complete(job, handler, units, state, progress, last)
 
-    async def _run_step(
-        self, job: Job, step: Step, data: EmailState, deadline: float
-    ) -> tuple[EmailState, StepDone]:
+    async def _run_unit(
+        self, job: Job, handler: Handler[Any], unit: Unit, state: Any, deadline: float
+    ) -> tuple[Any, StepDone]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         job.in_step = True
         try:
-            with tracing.span("step {step}", step=step.name) as span, pacing_meter() as waits:
+            with tracing.span("step {step}", step=unit.name), pacing_meter() as waits:
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
                 ):
-                    result = await step.run(data)
-                # LLM calls this step made: tokens and estimated cost, for the trace.
-                span.set_attribute("llm_usage", llm_usage(result, step.name))
+                    state = await handler.run_unit(unit, state)
         except asyncio.CancelledError:
             if job.stop_reason is None:
                 raise  # not ours: let the cancellation through
@@ -192,33 +175,31 @@ class JobRunner:
             raise _Stopped from None
         except TimeoutError as exc:
             limit = "job" if loop.time() >= deadline else "step"
-            raise TransientStepError(f"{step.name} timed out ({limit} timeout)") from exc
+            raise TransientStepError(f"{unit.name} timed out ({limit} timeout)") from exc
         finally:
             job.in_step = False
         seconds = round(time.perf_counter() - started, 4)
-        timings = {**result.step_timings, step.name: seconds}
-        done = StepDone(step.name, seconds, round(sum(waits), 4))
-        return result.model_copy(update={"step_timings": timings}), done
+        return state, StepDone(unit.name, seconds, round(sum(waits), 4))
 
-    async def _step_failed(self, job: Job, step: str, exc: Exception) -> Outcome:
+    async def _unit_failed(self, job: Job, unit: str, exc: Exception) -> Outcome:
+        """The one mapping from what a unit (or the handler's result write) raised to what
+        happens to the item."""
         if isinstance(exc, PermanentStepError):
-            return await self._fail(job, step, _describe(exc), "permanent")
+            return await self._fail(job, unit, _describe(exc), "permanent")
         if isinstance(exc, TransientStepError) and exc.provider is not None:
-            return await self._provider_fault(job, step, exc, exc.provider)
+            return await self._provider_fault(job, unit, exc, exc.provider)
         if isinstance(exc, TransientStepError):
-            return await self._retry(job, step, _describe(exc), exc.retry_after)
-        # A bug or a library error the step did not wrap: retry, and fail once attempts run out.
-        log.error("item %s: step %s raised unexpectedly", job.item.id, step, exc_info=exc)
-        return await self._retry(job, step, _describe(exc), None)
+            return await self._retry(job, unit, _describe(exc), exc.retry_after)
+        # A bug or a library error the unit did not wrap: retry, and fail once attempts run out.
+        log.error("item %s: step %s raised unexpectedly", job.item.id, unit, exc_info=exc)
+        return await self._retry(job, unit, _describe(exc), None)
 
     async def _provider_fault(
         self, job: Job, step: str, exc: TransientStepError, provider: str
     ) -> Outcome:
         """Not the item's fault: no attempt; wait for the provider (longer once it is down)."""
         await self._report(self.breakers.record_failure(provider, _describe(exc)))
-        delay = retry_delay(
-            1, base=self._config.retry_base, cap=self._config.retry_max, rng=self._rng
-        )
+        delay = self._config.backoff.delay(1, rng=self._rng)
         if not self.breakers.state(provider).up:
             delay = max(delay, self.breakers.release_delay(provider))
         delay = max(delay, exc.retry_after or 0.0)
@@ -227,17 +208,17 @@ class JobRunner:
             job, step, _describe(exc), delay, reason, kind="retry", waiting_for=provider
         )
 
-    async def _wait_for_provider(self, job: Job, step: Step) -> Outcome:
-        """The step's provider is down: back to pending until its next probe, or parked until
+    async def _wait_for_provider(self, job: Job, unit: Unit) -> Outcome:
+        """The unit's provider is down: back to pending until its next probe, or parked until
         it is back (no attempt either way)."""
-        state = self.breakers.state(step.provider or "")
+        state = self.breakers.state(unit.provider or "")
         wait = self.breakers.release_delay(state.provider)
         # Spread the returns a little so the items do not all come back in the same instant.
         delay = wait + self._rng.random() * min(1.0, wait)
         message = f"Waiting for {state.provider}: {state.reason}"
         return await self._requeue(
             job,
-            step.name,
+            unit.name,
             message,
             delay,
             f"{state.provider} down",
@@ -304,16 +285,16 @@ class JobRunner:
     async def _checkpoint(
         self,
         job: Job,
-        data: EmailState,
-        completed: list[str],
-        next_step: str,
-        done: StepDone | None,
+        handler: Handler[Any],
+        state: Any,
+        progress: Progress,
+        next_unit: str,
+        done: StepDone,
     ) -> None:
-        checkpoint = dump_checkpoint(data, completed)
-        assert done is not None
+        checkpoint = handler.checkpoint(state, progress)
         cancel_requested = await self._write(
             lambda: queue_items.save_checkpoint(
-                self._pool, job.fence, checkpoint, data.step_timings, next_step, done
+                self._pool, job.fence, checkpoint, progress.timings, next_unit, done
             )
         )
         if cancel_requested is None:
@@ -321,22 +302,29 @@ class JobRunner:
         if cancel_requested:
             job.request_stop(StopReason.CANCELLED)
 
-    async def _complete(self, job: Job, data: EmailState, last: StepDone | None) -> Outcome:
-        result = email_result(data)
-        if result is None:
-            return await self._fail(
-                job, self._pipeline[-1].name, "The pipeline wrote no email.", "no email"
+    async def _complete(
+        self,
+        job: Job,
+        handler: Handler[Any],
+        units: Sequence[Unit],
+        state: Any,
+        progress: Progress,
+        last: StepDone | None,
+    ) -> Outcome:
+        async def write_result(conn: Connection) -> None:
+            await handler.complete(conn, job.item, state, progress)
+
+        try:
+            completed = await self._write(
+                lambda: queue_items.complete(
+                    self._pool, job.fence, progress.timings, last, write_result
+                )
             )
-        email = CompletedEmail(
-            email_id=uuid.uuid4(),
-            email_message=bounded_text(result.message, self._config.max_email_chars),
-            template_type=result.template_type,
-            metadata=result.metadata,
-            is_confident=result.is_confident,
-        )
-        if await self._write(
-            lambda: queue_items.complete(self._pool, job.fence, email, data.step_timings, last)
-        ):
+        except _Lost:
+            raise
+        except Exception as exc:  # the handler refused or failed to write its result
+            return await self._unit_failed(job, units[-1].name, exc)
+        if completed:
             return Outcome.COMPLETED
         # Nothing was written: either cancel was requested (then acknowledge it) or the lease
         # is gone (then the cancel write is fenced out too).
@@ -363,13 +351,7 @@ class JobRunner:
             return await self._fail(
                 job, step, f"{error} (gave up after {attempt} attempts)", "attempts used up"
             )
-        delay = retry_delay(
-            attempt,
-            base=self._config.retry_base,
-            cap=self._config.retry_max,
-            retry_after=retry_after,
-            rng=self._rng,
-        )
+        delay = self._config.backoff.delay(attempt, retry_after=retry_after, rng=self._rng)
         message = truncate_error(error)
         status = await self._write(
             lambda: queue_items.retry_later(
@@ -388,7 +370,7 @@ class JobRunner:
         log.info("item %s: %s failed (%s); retry in %.1fs", job.item.id, step, error, delay)
         return Outcome.RETRYING
 
-    async def _fail(self, job: Job, step: str, error: str, reason: str) -> Outcome:
+    async def _fail(self, job: Job, step: str | None, error: str, reason: str) -> Outcome:
         message = truncate_error(error)
         if await self._write(
             lambda: queue_items.fail(self._pool, job.fence, message, step, reason)
@@ -410,6 +392,7 @@ class JobRunner:
                 if loop.time() + delay > give_up_at:
                     log.warning("giving up a write after the lease time: %s", exc)
                     raise _Lost from exc
+                log.info("write failed (%s); trying again in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from scribe.db.pool import Pool
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
@@ -45,7 +46,9 @@ async def _submit_drain_and_read(
         queued = await api.post("/api/queue/batch", json=batch, headers=HEADERS)
         assert queued.status_code == 201, queued.text
         async with fake_clients(settings, fakes) as clients:
-            await Consumer(pool, settings, build_pipeline(clients)).run(drain=True)
+            await Consumer(pool, settings, email_handlers(build_pipeline(clients), settings)).run(
+                drain=True
+            )
         items = (await api.get("/api/queue/", headers=HEADERS)).json()
         assert [item["status"] for item in items] == ["completed"] * len(batch["items"])
         emails = []

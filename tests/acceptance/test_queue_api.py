@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from scribe.db.pool import Pool
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
@@ -52,7 +53,9 @@ async def api(http_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def drain(pool: Pool, http_settings: Settings) -> Callable[[], Any]:
     async def run() -> None:
-        await Consumer(pool, http_settings, deterministic_pipeline()).run(drain=True)
+        await Consumer(
+            pool, http_settings, email_handlers(deterministic_pipeline(), http_settings)
+        ).run(drain=True)
 
     return run
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from scribe.db.pool import Pool
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps.pipeline import build_pipeline
@@ -41,7 +42,9 @@ async def test_ten_character_templates_are_accepted_and_become_emails(
         assert single.status_code == 202, single.text
 
         async with fake_clients(settings, fakes) as clients:
-            await Consumer(pool, settings, build_pipeline(clients)).run(drain=True)
+            await Consumer(pool, settings, email_handlers(build_pipeline(clients), settings)).run(
+                drain=True
+            )
         items = (await api.get("/api/queue/", headers=HEADERS)).json()
         assert [item["status"] for item in items] == ["completed", "completed"]
         for item in items:

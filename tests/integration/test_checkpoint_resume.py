@@ -16,6 +16,7 @@ from typing import Any
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
@@ -44,7 +45,9 @@ async def _item_with_checkpoint(pool: Pool, checkpoint: dict[str, Any]) -> uuid.
 
 async def _drain(pool: Pool, settings: Settings, fakes: FakeServices) -> None:
     async with fake_clients(settings, fakes) as clients:
-        await Consumer(pool, settings, build_pipeline(clients)).run(drain=True)
+        await Consumer(pool, settings, email_handlers(build_pipeline(clients), settings)).run(
+            drain=True
+        )
 
 
 async def _email(pool: Pool, item_id: uuid.UUID) -> dict[str, Any]:

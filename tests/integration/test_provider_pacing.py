@@ -7,6 +7,7 @@ import uuid
 from scribe.db import queue_items, users
 from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.steps.pipeline import build_pipeline
 from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_clients, fake_settings
@@ -28,7 +29,12 @@ async def _drain_batch(pool: Pool, fakes: FakeServices, count: int) -> uuid.UUID
         max_attempts=1,
     )
     async with fake_clients(settings, fakes) as clients:
-        consumer = Consumer(pool, settings, build_pipeline(clients), share=clients.pacers.set_share)
+        consumer = Consumer(
+            pool,
+            settings,
+            email_handlers(build_pipeline(clients), settings),
+            share=clients.pacers.set_share,
+        )
         await consumer.run(drain=True)
     return user_id
 

@@ -14,6 +14,7 @@ import pytest
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem
+from scribe.emails.handler import email_handlers
 from scribe.queue import reaper
 from scribe.queue.consumer import Consumer
 from scribe.queue.job import Outcome
@@ -50,7 +51,7 @@ def consumer_for(
     def make(**overrides: object) -> Consumer:
         settings = make_settings(**{**FAST, **overrides})
         pipeline = deterministic_pipeline(step_log.directory, COMPOSER_NEEDS_ANTHROPIC)
-        return Consumer(pool, settings, pipeline)
+        return Consumer(pool, settings, email_handlers(pipeline, settings))
 
     return make
 
@@ -258,7 +259,7 @@ async def test_real_clients_529s_wait_and_complete_without_charging_attempts(
     ids = await queue_items.enqueue(pool, user, items, GENERAL_TEMPLATE, max_attempts=1)
     fakes.outages["anthropic"] = 529
     async with fake_clients(settings, fakes) as clients:
-        consumer = Consumer(pool, settings, build_pipeline(clients))
+        consumer = Consumer(pool, settings, email_handlers(build_pipeline(clients), settings))
         async with running(consumer):
             await wait_until(
                 lambda: _provider_is(pool, "anthropic", "down"), timeout=20, message="open"

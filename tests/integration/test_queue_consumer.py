@@ -12,7 +12,9 @@ import pytest
 
 from scribe.db import queue_items
 from scribe.db.pool import Pool
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
+from scribe.queue.job import Outcome
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
@@ -40,9 +42,8 @@ def consumer_for(
 ) -> Callable[..., Consumer]:
     def make(listener: Listener | None = None, **overrides: object) -> Consumer:
         settings = make_settings(**{**FAST, **overrides})
-        return Consumer(
-            pool, settings, deterministic_pipeline(step_log.directory), listener=listener
-        )
+        handlers = email_handlers(deterministic_pipeline(step_log.directory), settings)
+        return Consumer(pool, settings, handlers, listener=listener)
 
     return make
 
@@ -247,12 +248,17 @@ async def test_a_lone_free_slot_is_refilled_while_the_backlog_runs(
 ) -> None:
     # Eight slots claimed full with more waiting; one job ends early. Its slot must take the
     # next item at once, not stay idle until a second slot frees up (claims batch under backlog).
+    # The seven others hang, so no second slot ever frees up: only a lone-slot claim can run
+    # the late item (the poll is far beyond the test's deadline).
     user = await create_user(pool)
-    short, long = behaviour(delay={"template_parser": 0.05}), behaviour(delay={"web_scraper": 3})
+    short, long = behaviour(delay={"template_parser": 0.05}), behaviour(hang=["web_scraper"])
     _first, *rest = await enqueue(pool, user, [short, *[long] * 7])
     [late] = await enqueue(pool, user, [short])
-    async with running(consumer_for(scribe_concurrency=8, scribe_poll_seconds=60)):
-        await wait_until(lambda: _status_is(pool, late, "completed"), timeout=2)
+    consumer = consumer_for(
+        scribe_concurrency=8, scribe_poll_seconds=3600, scribe_shutdown_grace_seconds=0
+    )
+    async with running(consumer):
+        await wait_until(lambda: _status_is(pool, late, "completed"), timeout=30)
         rows = await item_rows(pool, rest)
         assert {row["status"] for row in rows.values()} == {"processing"}
 
@@ -267,13 +273,16 @@ async def test_without_listen_items_start_within_the_poll_interval(
         if listen == "unreachable":  # LISTEN connection cannot be opened at all
             broken = Listener(database_url.rsplit("/", 1)[0] + "/no_such_database")
             listener = await stack.enter_async_context(running_listener(broken))
-        await stack.enter_async_context(running(consumer_for(listener, scribe_poll_seconds=0.3)))
-        await asyncio.sleep(0)
+        consumer = consumer_for(listener, scribe_poll_seconds=0.3)
+        await stack.enter_async_context(running(consumer))
+        await asyncio.sleep(0)  # let the consumer make its first (empty) claim
         [item] = await enqueue(pool, user, ["optics"])
-        await wait_until(lambda: _status_is(pool, item, "completed"), timeout=5)
+        # Nothing wakes the consumer but its poll timer (no LISTEN connection works).
+        await wait_until(lambda: _status_is(pool, item, "completed"), timeout=30)
 
     row = (await item_rows(pool, [item]))[item]
-    assert (row["started_at"] - row["created_at"]).total_seconds() <= 0.3 + 0.2
+    assert (row["claims"], row["attempts"]) == (1, 0)
+    assert consumer.outcomes == {Outcome.COMPLETED: 1}
 
 
 async def _started(log: StepLog, item: object, step: str) -> bool:

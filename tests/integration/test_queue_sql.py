@@ -11,8 +11,9 @@ from typing import Any
 
 import asyncpg
 
-from scribe.db import queue_items
-from scribe.db.pool import Pool
+from scribe.db import emails, queue_items
+from scribe.db.emails import CompletedEmail
+from scribe.db.pool import Connection, Pool
 from scribe.db.queries import sql
 from scribe.db.queue_items import NewItem
 from scribe.queue import reaper
@@ -20,9 +21,13 @@ from scribe.settings import Settings
 from tests.queue_support import create_user, enqueue, item_rows
 
 
+async def _write_nothing(conn: Connection) -> None:
+    raise AssertionError("a fenced-out completion must not write a result")
+
+
 async def _claim(pool: Pool, limit: int, owner: str = "test-owner") -> list[uuid.UUID]:
     claimed = await queue_items.claim(
-        pool, owner, limit, lease_seconds=60, first_step="template_parser"
+        pool, owner, limit, lease_seconds=60, first_steps={"email": "template_parser"}
     )
     return [item.id for item in claimed]
 
@@ -59,12 +64,12 @@ async def test_concurrent_claims_never_share_an_item(pool: Pool) -> None:
 async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> None:
     user = await create_user(pool)
     await enqueue(pool, user, ["x"])
-    [item] = await queue_items.claim(pool, "old", 1, lease_seconds=60, first_step="a")
+    [item] = await queue_items.claim(pool, "old", 1, lease_seconds=60, first_steps={"email": "a"})
     stale = item.fence("old")
     # The lease expired and another process claimed it (claim 2; no attempt charged).
     await pool.execute("UPDATE queue_items SET lease_expires_at = now() - interval '1 s'")
     await reaper.reap_once(pool, _settings(retry_base=0))
-    [again] = await queue_items.claim(pool, "new", 1, lease_seconds=60, first_step="a")
+    [again] = await queue_items.claim(pool, "new", 1, lease_seconds=60, first_steps={"email": "a"})
     assert (again.claims, again.attempts) == (2, 0)
 
     step = queue_items.StepDone("a", 1.0, 0.0)
@@ -76,8 +81,7 @@ async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> 
     assert await queue_items.fail(pool, stale, "e", "a", "permanent") is False
     assert await queue_items.release(pool, stale) is False
     assert await queue_items.mark_cancelled(pool, stale) is False
-    email = queue_items.CompletedEmail(uuid.uuid4(), "hi", "general", {}, True)
-    assert await queue_items.complete(pool, stale, email, {}) is False
+    assert await queue_items.complete(pool, stale, {}, None, _write_nothing) is False
     assert await queue_items.renew_leases(pool, "old", [stale], 60) == {}
 
     row = (await item_rows(pool, [item.id]))[item.id]
@@ -158,7 +162,7 @@ async def test_retention_prunes_a_batch_template_only_once_its_items_are_gone(
 
     assert await reaper.reap_once(pool, _settings(retry_base=0)) == {"pruned": 1}
     assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
-    [claimed] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    [claimed] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_steps={"email": "a"})
     assert (claimed.id, claimed.email_template) == (kept[1], "Dear {{name}}, I enjoyed your work.")
 
 
@@ -166,7 +170,7 @@ async def test_a_batch_stores_its_template_once_and_every_item_reads_it(pool: Po
     user = await create_user(pool)
     ids = await enqueue(pool, user, ["x", "y", "z"], template="Hello {{name}}")
     assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
-    claimed = await queue_items.claim(pool, "me", 3, lease_seconds=60, first_step="a")
+    claimed = await queue_items.claim(pool, "me", 3, lease_seconds=60, first_steps={"email": "a"})
     assert [(item.id, item.email_template) for item in claimed] == [
         (item_id, "Hello {{name}}") for item_id in ids
     ]
@@ -232,8 +236,10 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
     await pool.execute("ANALYZE queue_items")
 
     plans = {
-        "claim": await _plan(pool, sql("claim_queue_items"), "o", 8, 60.0, "template_parser"),
-        "reap": await _plan(pool, sql("reap_expired_leases"), 100, 5.0, 600.0, 10, 86400.0),
+        "claim": await _plan(
+            pool, sql("claim_queue_items"), "o", 8, 60.0, {"email": "template_parser"}
+        ),
+        "reap": await _plan(pool, sql("reap_expired_leases"), 100, [5.0, 10.0], 10, 86400.0),
         "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
     }
     for name, plan in plans.items():
@@ -276,7 +282,7 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
     (Postgres text and jsonb reject it), which crashed the job on every attempt."""
     user = await create_user(pool)
     [item_id] = await enqueue(pool, user, ["x"])
-    [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_steps={"email": "a"})
     fence = item.fence("me")
     checkpoint = {"data": {"scraped_content": "page\x00text", "k\x00": ["a\x00"]}}
     step = queue_items.StepDone("a", 1.0, 0.0)
@@ -285,14 +291,25 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
     )
     saved = await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
     assert saved == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
-    email = queue_items.CompletedEmail(
+    email = CompletedEmail(
         email_id=uuid.uuid4(),
         email_message="Dear\x00 Ada",
         template_type="general",
         metadata={"scraping_metadata": {"pages": [{"text": "x\x00y"}]}},
         is_confident=False,
     )
-    assert await queue_items.complete(pool, fence, email, {"a": 1.0})
+
+    async def write_email(conn: Connection) -> None:
+        await emails.insert_completed(
+            conn,
+            email,
+            queue_item_id=item.id,
+            user_id=item.user_id,
+            recipient_name=item.recipient_name,
+            recipient_interest=item.recipient_interest,
+        )
+
+    assert await queue_items.complete(pool, fence, {"a": 1.0}, None, write_email)
     # A completed item is never resumed: its checkpoint is not kept (the email holds the result).
     assert await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id) is None
     stored = await pool.fetchrow(
@@ -305,7 +322,7 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
 async def test_nul_characters_in_an_error_message_are_stored_without_them(pool: Pool) -> None:
     user = await create_user(pool)
     [item_id] = await enqueue(pool, user, ["x"])
-    [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_step="a")
+    [item] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_steps={"email": "a"})
     assert await queue_items.fail(pool, item.fence("me"), "bad\x00page", "web_scraper", "x")
     assert (await item_rows(pool, [item_id]))[item_id]["error_message"] == "badpage"
 

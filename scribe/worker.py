@@ -1,5 +1,6 @@
-"""Wiring the consumer into a process: the pipeline hook, the supervised consumer of
-``scribe serve``, and ``scribe worker`` with its signal handling."""
+"""Wiring the queue consumer into a process (part of the composition root, with scribe/deps.py):
+the job handlers it runs, the supervised consumer of ``scribe serve``, and ``scribe worker`` with
+its signal handling. A new job kind is registered in ``job_handlers``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import signal
 from collections.abc import AsyncIterator, Callable
 
 from scribe.deps import Deps, freeze_startup_heap, open_deps
+from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
+from scribe.queue.handler import Handlers
 from scribe.settings import Settings
 from scribe.steps import Pipeline
 from scribe.steps.pipeline import build_pipeline
@@ -28,12 +31,17 @@ def production_pipeline(deps: Deps) -> Pipeline:
     return build_pipeline(deps.clients)
 
 
+def job_handlers(deps: Deps, pipeline: Pipeline) -> Handlers:
+    """The handler of every job kind this process runs (today: email jobs over ``pipeline``)."""
+    return email_handlers(pipeline, deps.settings)
+
+
 def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
-    """A consumer over this process's pool and LISTEN connection."""
+    """A consumer over this process's pool and LISTEN connection, running every job kind."""
     return Consumer(
         deps.pool,
         deps.settings,
-        pipeline,
+        job_handlers(deps, pipeline),
         listener=deps.listener,
         share=deps.clients.pacers.set_share,
     )
