@@ -140,7 +140,7 @@ async def due_in(pool: Pool, item: uuid.UUID) -> float:
 
 
 async def fail_reason(pool: Pool, item: uuid.UUID) -> str | None:
-    query = "SELECT reason FROM queue_item_events WHERE item_id = $1 AND kind = 'fail'"
+    query = "SELECT reason FROM queue_item_history WHERE item_id = $1 AND kind = 'fail'"
     reason: str | None = await pool.fetchval(query, item)
     return reason
 

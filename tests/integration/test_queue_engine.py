@@ -66,7 +66,7 @@ async def test_a_job_of_another_kind_completes_with_its_result_written_atomicall
     assert (result["item_id"], result["ran"], result["timed"]) == (item, list(UNITS), list(UNITS))
     assert handler.runs == list(UNITS)
     events = await pool.fetch(
-        "SELECT kind, step, seconds, wait_seconds FROM queue_item_events WHERE item_id = $1 "
+        "SELECT kind, step, seconds, wait_seconds FROM queue_item_history WHERE item_id = $1 "
         "ORDER BY at, kind = 'complete'",
         item,
     )
@@ -97,7 +97,7 @@ async def test_unexpected_exception_in_a_unit_is_retried_charged_and_logged(
     assert (retried["failed_step"], retried["error_message"]) == ("b", "boom")
     assert retried["current_step"] == "b"  # set by the checkpoint after a
     reason = await pool.fetchval(
-        "SELECT reason FROM queue_item_events WHERE item_id = $1 AND kind = 'retry'", item
+        "SELECT reason FROM queue_item_history WHERE item_id = $1 AND kind = 'retry'", item
     )
     assert reason == "item failure"
     assert retried["checkpoint"]["completed"] == ["a"]
@@ -326,7 +326,7 @@ async def test_a_failing_result_write_rolls_the_completion_back(
     assert after["error_message"].startswith(str(refusal))
     assert await results(pool) == []  # written, then rolled back with the completion
     completions = await pool.fetchval(
-        "SELECT count(*) FROM queue_item_events WHERE item_id = $1 AND kind = 'complete'", item
+        "SELECT count(*) FROM queue_item_history WHERE item_id = $1 AND kind = 'complete'", item
     )
     assert completions == 0
 
