@@ -5,10 +5,10 @@ checkpointed (fenced), so a retry resumes after the last completed step. Steps s
 or "failed" through exception types; only this module turns that into attempts and backoff.
 
 Whose fault (DESIGN §4): an attempt is charged only for what the item caused — a permanent error,
-a step timeout on its own content, an unexpected exception. A provider fault (the client names
-the provider on the TransientStepError) charges nothing: it feeds that provider's circuit
-breaker, and while the breaker is open items needing the provider wait for its next probe. Such
-uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
+a step timeout on its own content, an unexpected exception. A provider fault (an
+``UpstreamUnavailable`` naming the provider account) charges nothing: it feeds that account's
+circuit breaker, and while the breaker is open items needing the provider wait for its next
+probe. Such uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
 """
 
 from __future__ import annotations
@@ -26,12 +26,19 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from scribe import tracing
-from scribe.clients.providers import ProviderBreakers, Transition, pacing_meter
+from scribe.clients.pacing import Pacers, Transition, pacing_meter
+from scribe.clients.providers import ProviderBreakers
 from scribe.db import providers as providers_db
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem, CompletedEmail, StepDone
-from scribe.errors import DatabaseUnavailable, PermanentStepError, TransientStepError
+from scribe.errors import (
+    DatabaseUnavailable,
+    PermanentStepError,
+    TransientStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from scribe.queue.backoff import retry_delay, truncate_error
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.settings import Settings
@@ -70,12 +77,14 @@ class RunnerConfig:
         )
 
 
-def breakers_from_settings(settings: Settings) -> ProviderBreakers:
-    """This process's provider circuit breakers, per settings."""
+def breakers_from_settings(settings: Settings, accounts: Pacers | None = None) -> ProviderBreakers:
+    """This process's provider circuit breakers, per settings, kept in ``accounts`` (the
+    clients' provider-account records)."""
     return ProviderBreakers(
         threshold=settings.scribe_breaker_threshold,
         probe_seconds=settings.scribe_breaker_probe_seconds,
         probe_max_seconds=settings.scribe_breaker_probe_max_seconds,
+        accounts=accounts,
     )
 
 
@@ -176,10 +185,14 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            with tracing.span("step {step}", step=step.name) as span, pacing_meter() as waits:
+            with (
+                tracing.span("step {step}", step=step.name) as span,
+                pacing_meter(deadline) as meter,
+            ):
+                # Pacing waits hold this timeout (the pacer's time is not the step's).
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
-                ):
+                ) as meter.timeout:
                     result = await step.run(data)
                 # LLM calls this step made: tokens and estimated cost, for the trace.
                 span.set_attribute("llm_usage", result.usage[len(data.usage) :])
@@ -197,13 +210,13 @@ class JobRunner:
             job.in_step = False
         seconds = round(time.perf_counter() - started, 4)
         timings = {**result.step_timings, step.name: seconds}
-        done = StepDone(step.name, seconds, round(sum(waits), 4))
+        done = StepDone(step.name, seconds, round(meter.waited, 4))
         return result.model_copy(update={"step_timings": timings}), done
 
     async def _step_failed(self, job: Job, step: str, exc: Exception) -> Outcome:
-        if isinstance(exc, PermanentStepError):
+        if isinstance(exc, PermanentStepError | UpstreamRejected):
             return await self._fail(job, step, _describe(exc), "permanent")
-        if isinstance(exc, TransientStepError) and exc.provider is not None:
+        if isinstance(exc, UpstreamUnavailable):
             return await self._provider_fault(job, step, exc, exc.provider)
         if isinstance(exc, TransientStepError):
             return await self._retry(job, step, _describe(exc), exc.retry_after)
@@ -212,7 +225,7 @@ class JobRunner:
         return await self._retry(job, step, _describe(exc), None)
 
     async def _provider_fault(
-        self, job: Job, step: str, exc: TransientStepError, provider: str
+        self, job: Job, step: str, exc: UpstreamUnavailable, provider: str
     ) -> Outcome:
         """Not the item's fault: no attempt; wait for the provider (longer once it is down)."""
         await self._report(self.breakers.record_failure(provider, _describe(exc)))

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 from scribe.deps import Deps, freeze_startup_heap, open_deps
 from scribe.queue.consumer import Consumer
+from scribe.queue.runner import breakers_from_settings
 from scribe.settings import Settings
 from scribe.steps import Pipeline
 from scribe.steps.pipeline import build_pipeline
@@ -35,7 +36,7 @@ def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
         deps.settings,
         pipeline,
         listener=deps.listener,
-        share=deps.clients.pacers.set_share,
+        breakers=breakers_from_settings(deps.settings, deps.clients.pacers),
     )
 
 

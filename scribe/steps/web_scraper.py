@@ -11,7 +11,15 @@ import httpx
 
 from scribe.clients.fetch import PageText
 from scribe.clients.search import SearchHit
-from scribe.errors import FetchRefused, PermanentStepError, StepError, TransientStepError
+from scribe.errors import (
+    FetchRefused,
+    NonPublicAddress,
+    PermanentStepError,
+    StepError,
+    TransientStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from scribe.steps.data import PipelineData
 from scribe.steps.text import is_web_url, plain_name, plain_title
 
@@ -73,10 +81,12 @@ async def _search_all(
     )
     errors = [r for r in results if isinstance(r, BaseException)]
     for error in errors:  # a permanent failure wins: retrying would not help the other query
-        if isinstance(error, PermanentStepError):
+        if isinstance(error, PermanentStepError | UpstreamRejected):
             raise error
     for error in errors:
-        raise error if isinstance(error, StepError) else TransientStepError(str(error))
+        if isinstance(error, StepError | UpstreamUnavailable):
+            raise error
+        raise TransientStepError(str(error))
     return {name: r for name, r in zip(names, results, strict=True) if isinstance(r, list)}
 
 
@@ -88,7 +98,7 @@ async def _read_page(clients: Clients, url: str) -> tuple[PageText | None, dict[
         record.update(method="httpx", chars=len(page.text))
     except (FetchRefused, httpx.HTTPError) as exc:
         record["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-        if isinstance(exc, FetchRefused) and "non-public" in str(exc):
+        if isinstance(exc, NonPublicAddress):
             return None, record
     if (page is None or len(page.text) < THIN_TEXT_CHARS) and clients.browser.available:
         try:

@@ -14,9 +14,9 @@ from scribe.clients.pacing import (
     ProviderPaused,
     Refusal,
     model_family,
-    parse_limits,
     send_paced,
 )
+from scribe.clients.ratelimits import parse_limits
 
 
 class Clock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scribe.clients.providers import ProviderBreakers, pacing_meter, record_pacing_wait
+from scribe.clients.providers import ProviderBreakers
 
 
 class Clock:
@@ -53,15 +53,6 @@ def test_one_probe_per_window_backs_off_doubling_to_the_cap_and_success_closes()
     closed = breakers.record_success("exa")
     assert closed is not None and closed.state.up
     assert breakers.wait_for("exa") is None
-
-
-def test_pacing_waits_are_metered_only_inside_a_meter() -> None:
-    record_pacing_wait(1.0)  # no meter: ignored
-    with pacing_meter() as waits:
-        record_pacing_wait(0.5)
-        record_pacing_wait(0.0)
-        record_pacing_wait(1.5)
-    assert sum(waits) == 2.0
 
 
 def test_one_waiting_item_carries_the_next_probe_the_others_are_parked() -> None:
