@@ -9,7 +9,13 @@ buckets refilled continuously, with the real ``anthropic-ratelimit-*`` headers a
 for a quicker run (the figures to report are those at scale 1). A general batch (no arXiv) of
 ``--count`` items is enqueued and drained at 8 slots by one consumer process, then (a fresh
 database and fresh fakes) by two processes sharing the account (this one and a ``--worker``
-child), each dividing the limits by the number of live consumers its leases show.
+child), each dividing the limits by the number of processes that used the account lately
+(``scribe.clients.sharing``, as every ``scribe serve``/``worker`` does).
+
+``--frontend`` instead does what the frontend does: it starts ``scribe serve`` (plus
+``--workers`` ``scribe worker`` processes) against the fakes, posts the batch to
+``POST /api/queue/batch`` with a JWT, polls ``GET /api/queue/`` every 2 s until no item is live,
+and reports the same figures.
 
 Printed per scenario: items completed/failed, the highest ``attempts``, requests the fake
 accepted and refused with 429, the LLM requests and input tokens per email and model family
@@ -20,6 +26,7 @@ fake's buckets start full (a minute's worth of burst), so a short batch can beat
 maximum.
 
     .venv/bin/python bench/provider_limits.py [--scale 4] [--count 100] [--only one|two]
+    .venv/bin/python bench/provider_limits.py --frontend [--workers 1] [--scale 4] [--count 100]
 """
 
 from __future__ import annotations
@@ -30,8 +37,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 import warnings
@@ -44,12 +54,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import bench_database
+from _support import bench_database, wait_healthy
 
+from scribe.auth import DEV_ISSUER, dev_secret, mint_token
 from scribe.clients import Clients, open_clients
 from scribe.clients.pacing import model_family
+from scribe.clients.sharing import AccountSharing, sharing_accounts
 from scribe.db import emails, queue_items, users
-from scribe.db.pool import create_pool
+from scribe.db.pool import Pool, create_pool
 from scribe.db.queue_items import NewItem
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
@@ -142,10 +154,15 @@ async def consume(dsn: str, url: str, port: int) -> dict[str, object]:
     pool = await create_pool(dsn, size=3, transaction_pooler=False)
     try:
         async with clients_for(settings, port) as clients:
-            consumer = Consumer(
-                pool, settings, build_pipeline(clients), share=clients.pacers.set_share
+            sharing = AccountSharing(
+                pool,
+                clients.pacers,
+                interval=settings.scribe_pacing_share_interval_seconds,
+                window=settings.scribe_pacing_share_window_seconds,
             )
-            await consumer.run(drain=True)
+            consumer = Consumer(pool, settings, build_pipeline(clients))
+            async with sharing_accounts(sharing):
+                await consumer.run(drain=True)
             return {
                 "outcomes": {k.name: v for k, v in consumer.outcomes.items()},
                 "pacers": {
@@ -189,17 +206,22 @@ async def scenario(label: str, processes: int, count: int, scale: float) -> Figu
             seconds = time.monotonic() - started
             for number, report in enumerate(reports, 1):
                 print(f"    process {number}: {report}", flush=True)
-            items = await queue_items.list_recent(pool, user_id)
-            made = await emails.list_for_user(
-                pool, user_id, limit=count + 1, offset=0, include_hidden=True
-            )
-            attempts = await pool.fetchval(
-                "SELECT coalesce(max(attempts), 0) FROM queue_items WHERE user_id = $1", user_id
-            )
-            async with httpx.AsyncClient() as http:
-                stats = (await http.get(f"{url}/stats/limits")).json()["anthropic"]
+            return await measure(label, pool, user_id, url, count, scale, seconds)
         finally:
             await pool.close()
+
+
+async def measure(
+    label: str, pool: Pool, user_id: uuid.UUID, url: str, count: int, scale: float, seconds: float
+) -> Figures:
+    """The figures of a drained batch: items, attempts, the fake's counts, the usage."""
+    items = await queue_items.list_recent(pool, user_id)
+    made = await emails.list_for_user(pool, user_id, limit=count + 1, offset=0, include_hidden=True)
+    attempts = await pool.fetchval(
+        "SELECT coalesce(max(attempts), 0) FROM queue_items WHERE user_id = $1", user_id
+    )
+    async with httpx.AsyncClient() as http:
+        stats = (await http.get(f"{url}/stats/limits")).json()["anthropic"]
     # Anthropic limits each model family on its own: the maximum is the tighter family's.
     usage = [u for e in made for u in e.metadata.get("usage", [])]
     per_family: dict[str, tuple[float, float]] = {}
@@ -249,6 +271,96 @@ async def scenario(label: str, processes: int, count: int, scale: float) -> Figu
     )
 
 
+POLL_SECONDS = 2.0  # how often the frontend polls GET /api/queue/
+
+
+def serve_env(dsn: str, url: str, data_dir: Path) -> dict[str, str]:
+    """``scribe serve`` / ``scribe worker`` against the fakes, as ``bench_settings`` says."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": dsn,
+        "SCRIBE_DATA_DIR": str(data_dir),
+        "ANTHROPIC_API_KEY": "sk-bench",
+        "ANTHROPIC_BASE_URL": f"{url}/anthropic",
+        "EXA_API_KEY": "exa-bench",
+        "EXA_BASE_URL": f"{url}/exa",
+        "ARXIV_API_URL": f"{url}/arxiv/api/query",
+        "SCRIBE_CHROMIUM_PATH": "/nonexistent/chromium",
+        "SCRIBE_CONCURRENCY": str(CONCURRENCY),
+        "SCRIBE_RATE_LIMIT_PER_MINUTE": "6000",  # the polling is ours, not a hostile client
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+async def frontend(count: int, scale: float, workers: int) -> Figures:
+    """The batch as the frontend sends it: POST to a running ``scribe serve``, poll the queue."""
+    work = Path(tempfile.mkdtemp(prefix="scribe-provider-limits-"))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    async with limited_fakes(scale) as (url, _), bench_database() as dsn:
+        env = serve_env(dsn, url, work / "data")
+        commands = [["serve", "--port", str(port)]] + [["worker"]] * workers
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "scribe.cli", *command],
+                cwd=REPO,
+                env=env,
+                stdout=(work / f"process-{n}.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            for n, command in enumerate(commands)
+        ]
+        pool = await create_pool(dsn, size=2, transaction_pooler=False)
+        try:
+            await wait_healthy(base, processes[0])
+            user_id = uuid.uuid4()
+            token = mint_token(
+                dev_secret(work / "data"),
+                email="bench@uni.edu",
+                user_id=user_id,
+                issuer=DEV_ISSUER,
+                lifetime_seconds=4 * 3600,
+            )
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+                (
+                    await http.post("/api/user/init", json={"display_name": "Bench"})
+                ).raise_for_status()
+                started = time.monotonic()
+                batch = {
+                    "items": [
+                        {"recipient_name": f"Jane Roe{i}", "recipient_interest": "quantum widgets"}
+                        for i in range(count)
+                    ],
+                    "email_template": GENERAL_TEMPLATE,
+                }
+                (await http.post("/api/queue/batch", json=batch)).raise_for_status()
+                polls = 0
+                while True:
+                    await asyncio.sleep(POLL_SECONDS)
+                    response = await http.get("/api/queue/")
+                    response.raise_for_status()
+                    polls += 1
+                    if not any(i["status"] in ("pending", "processing") for i in response.json()):
+                        break
+                seconds = time.monotonic() - started
+            print(f"    {polls} polls of GET /api/queue/; logs in {work}", flush=True)
+            label = f"from the frontend (serve + {workers} worker(s))"
+            return await measure(label, pool, user_id, url, count, scale, seconds)
+        finally:
+            await pool.close()
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
 def print_figures(f: Figures) -> None:
     steady = f.per_minute / f.max_per_minute * 100 if f.max_per_minute else 0.0
     batch = f.per_minute / f.batch_max_per_minute * 100 if f.batch_max_per_minute else 0.0
@@ -267,7 +379,7 @@ def print_figures(f: Figures) -> None:
     )
 
 
-async def main(scale: float, count: int, only: str | None) -> None:
+async def main(scale: float, count: int, only: str | None, workers: int | None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("scribe.clients").setLevel(logging.ERROR)  # "no Chromium" on purpose
     print(
@@ -277,6 +389,9 @@ async def main(scale: float, count: int, only: str | None) -> None:
         f"{count} general items at c={CONCURRENCY}",
         flush=True,
     )
+    if workers is not None:
+        print_figures(await frontend(count, scale, workers))
+        return
     if only in (None, "one"):
         print_figures(await scenario("one process", 1, count, scale))
     if only in (None, "two"):
@@ -299,5 +414,7 @@ if __name__ == "__main__":
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the limits")
     parser.add_argument("--count", type=int, default=100, help="items in the batch")
     parser.add_argument("--only", choices=("one", "two"))
+    parser.add_argument("--frontend", action="store_true", help="through scribe serve's HTTP API")
+    parser.add_argument("--workers", type=int, default=0, help="scribe workers beside serve")
     args = parser.parse_args()
-    asyncio.run(main(args.scale, args.count, args.only))
+    asyncio.run(main(args.scale, args.count, args.only, args.workers if args.frontend else None))
