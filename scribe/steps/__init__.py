@@ -1,7 +1,8 @@
 """The pipeline's step contract.
 
 A step is a name plus ``async (PipelineData) -> PipelineData``; it raises
-``TransientStepError`` (retry later) or ``PermanentStepError`` (fail now) and never touches the
+``TransientStepError`` (retry later) or ``PermanentStepError`` (fail now) for its own failures,
+lets the clients' ``UpstreamUnavailable`` / ``UpstreamRejected`` through, and never touches the
 database or HTTP requests. The queue's job runner drives the steps in order and checkpoints the
 data after each one.
 """
