@@ -440,13 +440,18 @@ class Pacer:
         mine = limit / self.share
         bucket = self.buckets.get(kind)
         if bucket is None:
-            bucket = self.buckets[kind] = Bucket(mine, mine, now, self.burst)
+            # A new bucket starts with this process's part of what the account has left.
+            level = mine if remaining is None else min(mine, remaining / self.share)
+            bucket = self.buckets[kind] = Bucket(mine, level, now, self.burst)
         bucket.refill(now)
         bucket.limit = mine
         bucket.level = min(bucket.level, bucket.capacity)
         if remaining is not None:
-            # The account's remaining counts every process (and every other user of the key).
-            bucket.level = min(bucket.level, remaining / self.share)
+            # The account's remaining counts every process (and every other user of the key):
+            # no process may hold more. Not divided again: what the others spent is already
+            # out of it, and capping at remaining / share took from a process that spent less
+            # than the others what they had spent (two processes ran at 80 % of the limits).
+            bucket.level = min(bucket.level, remaining)
 
 
 @dataclass(frozen=True, slots=True)
