@@ -8,7 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 from scribe.clients import Clients
+from scribe.clients.pacing import Pacers
 from scribe.clients.sharing import AccountSharing
+from scribe.db import providers as providers_db
 from scribe.db import queue_items, users
 from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem
@@ -121,3 +123,25 @@ async def test_two_processes_sharing_one_account_divide_it_and_nothing_fails(
     assert sum(limits.rejected for limits in fakes.family_limits.values()) == 0
     assert sum(limits.accepted for limits in fakes.family_limits.values()) == 2 * ITEMS
     assert first.outcomes and second.outcomes  # both processes did part of the batch
+
+
+async def test_every_process_divides_by_the_processes_using_the_account_serve_only_included(
+    pool: Pool,
+) -> None:
+    account = "anthropic:claude-sonnet"
+    worker, serve_only = Pacers(), Pacers()
+    worker_pacer, serve_pacer = worker.get(account), serve_only.get(account)
+    working = AccountSharing(pool, worker, interval=1.0, window=10.0)
+    serving = AccountSharing(pool, serve_only, interval=1.0, window=10.0)
+    worker_pacer.last_used = worker_pacer.clock()
+    assert await working.refresh() == {account: 1}
+    # A serve-only process divides before its first template generation call.
+    assert await serving.refresh() == {account: 2}
+    assert serve_pacer.share == 2
+    assert await working.refresh() == {account: 1}  # it has not called: the worker keeps it all
+    serve_pacer.busy = 1  # a template generation call is out
+    await serving.refresh()
+    assert await working.refresh() == {account: 2}
+    assert worker_pacer.share == 2
+    await providers_db.leave_accounts(pool, serving.owner)  # it stops: the worker takes it all
+    assert await working.refresh() == {account: 1}
