@@ -222,6 +222,19 @@ async def measure(
     )
     async with httpx.AsyncClient() as http:
         stats = (await http.get(f"{url}/stats/limits")).json()["anthropic"]
+    # Where the time went: completions by quarter of the batch, from enqueue.
+    done = await pool.fetch(
+        "SELECT extract(epoch FROM completed_at - created_at)::float8 AS s FROM queue_items"
+        " WHERE user_id = $1 AND completed_at IS NOT NULL ORDER BY completed_at",
+        user_id,
+    )
+    if done:
+        marks = [done[max(0, round(len(done) * q) - 1)]["s"] for q in (0.01, 0.25, 0.5, 0.75, 1)]
+        print(
+            "    completions (1st, 25 %, 50 %, 75 %, last) at s: "
+            + ", ".join(f"{mark:.1f}" for mark in marks),
+            flush=True,
+        )
     # Anthropic limits each model family on its own: the maximum is the tighter family's.
     usage = [u for e in made for u in e.metadata.get("usage", [])]
     per_family: dict[str, tuple[float, float]] = {}

@@ -216,3 +216,17 @@ async def test_a_pacer_wait_past_the_job_deadline_is_upstream_unavailable_at_onc
     assert caught.value.provider == "anthropic:claude-sonnet"
     assert caught.value.retry_after is not None and caught.value.retry_after > 5
     assert pacer.waiting == 0
+
+
+async def test_a_waiter_takes_capacity_a_settle_gives_back_without_sleeping_out_its_wait() -> None:
+    # 600 input tokens a minute: after the first request's 600 the next would wait a minute;
+    # the first used none of its estimate, so the waiter goes at once (the guard is 10 s).
+    pacer = Pacer("anthropic:claude-sonnet", caps={"input_tokens": 600})
+    first = await pacer.acquire(Cost(input_tokens=600))
+    waiter = asyncio.create_task(pacer.acquire(Cost(input_tokens=600)))
+    while not pacer.waiting:
+        await asyncio.sleep(0)
+    pacer.settle(first, None, Cost(input_tokens=0))
+    async with asyncio.timeout(10):
+        second = await waiter
+    assert second.cost.input_tokens == 600
