@@ -228,6 +228,29 @@ async def measure(
         " WHERE user_id = $1 AND completed_at IS NOT NULL ORDER BY completed_at",
         user_id,
     )
+    steps = await pool.fetch(
+        "SELECT step, avg(seconds)::float8 AS s, avg(wait_seconds)::float8 AS w,"
+        " count(*) FILTER (WHERE kind <> 'step') AS other FROM queue_item_events"
+        " WHERE kind IN ('step', 'retry', 'release', 'requeue') GROUP BY step ORDER BY step"
+    )
+    print(
+        "    per step (mean seconds, of which pacing wait; retries/releases): "
+        + "; ".join(f"{r['step']} {r['s'] or 0:.1f}/{r['w'] or 0:.1f}/{r['other']}" for r in steps),
+        flush=True,
+    )
+    firsts = await pool.fetch(
+        "SELECT coalesce(e.step, e.kind) AS what,"
+        " extract(epoch FROM min(e.at) - min(i.created_at))::float8 AS s"
+        " FROM queue_item_events e JOIN queue_items i ON i.id = e.item_id"
+        " WHERE i.user_id = $1 AND e.kind IN ('claim', 'step')"
+        " GROUP BY coalesce(e.step, e.kind) ORDER BY 2",
+        user_id,
+    )
+    print(
+        "    first event from enqueue (s): "
+        + ", ".join(f"{r['what']} {r['s']:.1f}" for r in firsts),
+        flush=True,
+    )
     if done:
         marks = [done[max(0, round(len(done) * q) - 1)]["s"] for q in (0.01, 0.25, 0.5, 0.75, 1)]
         print(
