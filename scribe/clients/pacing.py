@@ -338,8 +338,9 @@ class Pacer:
 
     async def _sleep(self, wait: float) -> None:
         """Sleep ``wait`` seconds, or less when a settle gives capacity back meanwhile: the
-        estimate reserved for a request in flight is usually more than it uses, and sleeping
-        past the refund wasted the difference (about a fifth of the limits at 8 slots)."""
+        estimate reserved for a request in flight is usually more than it uses (the schema
+        counts, the answer's usage may not), and a waiter sleeping past the refund leaves the
+        difference unused until its wait ends."""
         self._returned.clear()
         sleeping = asyncio.ensure_future(asyncio.sleep(wait))
         returned = asyncio.ensure_future(self._returned.wait())
@@ -466,8 +467,8 @@ class Pacer:
         if remaining is not None:
             # The account's remaining counts every process (and every other user of the key):
             # no process may hold more. Not divided again: what the others spent is already
-            # out of it, and capping at remaining / share took from a process that spent less
-            # than the others what they had spent (two processes ran at 80 % of the limits).
+            # out of it, and capping at remaining / share takes from a process that spent less
+            # than the others part of what they spent.
             bucket.level = min(bucket.level, remaining)
 
 
