@@ -51,8 +51,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
     (errors.QuotaExceeded, 429),
     (errors.AuthUnavailable, 503),
     (errors.DatabaseUnavailable, 503),
-    (errors.TransientStepError, 503),  # an upstream model/search failed; try again later
-    (errors.PermanentStepError, 502),
+    (errors.UpstreamUnavailable, 503),  # the model is busy or away; try again later
+    (errors.UpstreamRejected, 502),  # the model refused or answered unusably
 ]
 
 

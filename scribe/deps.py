@@ -16,6 +16,7 @@ from scribe import db
 from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
 from scribe.clients import Clients, open_clients
 from scribe.clients.netguard import AddressPolicy
+from scribe.clients.sharing import AccountSharing, sharing_accounts
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
 from scribe.queue.listener import Listener, running_listener
@@ -96,6 +97,13 @@ async def open_deps(
             open_clients(settings, http, address_policy=address_policy) as clients,
             contextlib.AsyncExitStack() as stack,
         ):
+            sharing = AccountSharing(
+                pool,
+                clients.pacers,
+                interval=settings.scribe_pacing_share_interval_seconds,
+                window=settings.scribe_pacing_share_window_seconds,
+            )
+            await stack.enter_async_context(sharing_accounts(sharing))
             listener = None
             if settings.listen_enabled:
                 listener = await stack.enter_async_context(running_listener(Listener(dsn)))

@@ -78,26 +78,52 @@ class StepError(ScribeError):
 
 
 class TransientStepError(StepError):
-    """Retry later: a timeout, connection error, 429, 5xx or overload.
+    """Retry later, charged to the item: its own step timed out or failed in a way a later try
+    may not repeat (an upstream that is unavailable is ``UpstreamUnavailable``, not this)."""
 
-    ``provider`` names the external provider at fault (anthropic, openai, exa, arxiv) when the
-    error is the provider's, not the item's: the queue then charges no attempt and feeds the
-    provider's circuit breaker (scribe.clients.providers)."""
-
-    def __init__(
-        self, message: str = "", retry_after: float | None = None, provider: str | None = None
-    ) -> None:
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.provider = provider
 
 
 class PermanentStepError(StepError):
-    """Retrying cannot help: invalid input, a rejected key, another 4xx."""
+    """Retrying cannot help: the item's own input cannot be processed (e.g. the model keeps
+    answering it with malformed output)."""
 
 
 class FetchRefused(PermanentStepError):
     """An outbound fetch was refused (SSRF guard, disallowed host, size or type cap)."""
+
+
+class NonPublicAddress(FetchRefused):
+    """An outbound fetch was refused because its host resolves to a non-public address."""
+
+
+# --- upstream errors (an external provider's answer, by meaning; the queue and HTTP map them) ---
+
+
+class UpstreamUnavailable(ScribeError):
+    """The provider cannot serve now (busy, 5xx, 429, timeout, connection, paused account):
+    wait and try again; not the item's fault, so the queue charges no attempt; HTTP 503.
+
+    ``provider`` names the provider account (``anthropic:claude-sonnet``, ``exa``): its circuit
+    breaker is fed with it. ``retry_after`` is the provider's own wait, when it named one."""
+
+    def __init__(
+        self, message: str = "", *, provider: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(ScribeError):
+    """The provider refused this request (a 4xx other than rate limits and auth): retrying
+    cannot help; the item fails, HTTP 502."""
+
+    def __init__(self, message: str = "", *, provider: str) -> None:
+        super().__init__(message)
+        self.provider = provider
 
 
 class ExternalServiceError(ScribeError):

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     scribe_pacing_output_tokens_per_minute: float | None = Field(default=None, gt=0)
     scribe_exa_requests_per_minute: float = Field(default=300.0, gt=0)
 
+    # ==== pacing: dividing each provider account among the processes using it ====
+    # Every INTERVAL seconds each process records the accounts it used in the last WINDOW
+    # seconds; a pacer takes 1/n of its account, n the processes using it (clients/sharing.py).
+    scribe_pacing_share_interval_seconds: float = Field(default=2.0, gt=0)
+    scribe_pacing_share_window_seconds: float = Field(default=10.0, gt=0)
+
     # Observability
     logfire_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

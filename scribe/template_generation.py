@@ -13,7 +13,13 @@ from scribe.clients.llm import LLM, LLMRequest, LLMResponse
 from scribe.clients.pdf import MAX_PDF_BYTES, resume_text
 from scribe.domain.placeholders import PLACEHOLDER
 from scribe.domain.text import remove_machine_tells
-from scribe.errors import InvalidRequest, PdfTooExpensive, PermanentStepError, TransientStepError
+from scribe.errors import (
+    InvalidRequest,
+    PdfTooExpensive,
+    PermanentStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +126,14 @@ async def _ask_generator(
 ) -> LLMResponse[GeneratedTemplate]:
     try:
         return await llm.generate(request)
-    except TransientStepError as exc:
+    except UpstreamUnavailable as exc:
         log.warning("template generation: the model is unavailable: %s", exc)
-        raise TransientStepError(MODEL_BUSY, retry_after=exc.retry_after or 60) from exc
-    except PermanentStepError as exc:
+        raise UpstreamUnavailable(
+            MODEL_BUSY, provider=exc.provider, retry_after=exc.retry_after or 60
+        ) from exc
+    except (UpstreamRejected, PermanentStepError) as exc:
         log.warning("template generation: the model failed: %s", exc)
-        raise PermanentStepError(MODEL_FAILED) from exc
+        raise UpstreamRejected(MODEL_FAILED, provider=llm.model) from exc
 
 
 async def _read_resume(clients: Clients, pdf_url: str, allowed_hosts: list[str]) -> str:

@@ -4,9 +4,10 @@ Structured output is requested with ``output_config.format`` (a JSON schema); ``
 a single tool call instead, for gateways that do not support structured outputs. Every call goes
 through the account's pacer (scribe.clients.pacing): the SDK's own retries are off; 429s are
 waited out as the rate-limit headers say, 5xx/529/timeouts retried ``max_retries`` times, and a
-bad key or an exhausted credit balance pauses the provider. What is left is mapped to the step
-errors here. A malformed answer is asked again once at once; a second malformed answer is
-permanent (the same prompt keeps producing it, so a queue retry would only spend money).
+bad key or an exhausted credit balance pauses the account (the one table:
+``scribe.clients.llm.judge_llm_failure``). A malformed answer is asked again once at once; a
+second malformed answer is permanent (the same prompt keeps producing it, so a queue retry
+would only spend money).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from scribe.clients.llm import (
     LLMResponse,
     T,
     ask_with_one_repair,
-    parse_retry_after,
+    judge_llm_failure,
 )
 from scribe.clients.output import MalformedOutput, parse_output
 from scribe.clients.pacing import (
@@ -36,47 +37,29 @@ from scribe.clients.pacing import (
     model_family,
     send_paced,
 )
-from scribe.errors import PermanentStepError, TransientStepError
 
 log = logging.getLogger(__name__)
 
+KEY_SETTING = "ANTHROPIC_API_KEY"
 StructuredMode = Literal["json_schema", "tool"]
 _TOOL = "respond"
 
 
-def map_anthropic_error(exc: anthropic.APIError) -> TransientStepError | PermanentStepError:
-    """Timeouts, connection errors, 408/409/429/5xx/529 are transient; other 4xx permanent."""
-    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
-        return TransientStepError(f"LLM request failed: {type(exc).__name__}", provider="anthropic")
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        retry_after = parse_retry_after(exc.response.headers)
-        message = f"LLM returned HTTP {status}: {(exc.api_message or '')[:300]}"
-        if status in (401, 403):  # the operator's to fix: the hint goes to the log only
-            log.warning("Anthropic answered HTTP %d (%s): check ANTHROPIC_API_KEY", status, message)
-            return PermanentStepError(f"LLM returned HTTP {status}")
-        if status in (408, 409, 429) or status >= 500:
-            return TransientStepError(message, retry_after=retry_after, provider="anthropic")
-        return PermanentStepError(message)
-    return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
-
-
 def judge_anthropic_error(exc: Exception) -> Refusal | None:
-    """How the pacer treats a failed call (None: not an API error)."""
-    if isinstance(exc, anthropic.APIConnectionError):
-        return Refusal(retryable=True)
+    """Anthropic's failures in the LLM error table (None: not an API error). A low credit
+    balance is a 400 whose only mark is its message: it pauses the account."""
+    if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
+        return judge_llm_failure(None, None, detail=type(exc).__name__, key_setting=KEY_SETTING)
     if not isinstance(exc, anthropic.APIStatusError):
         return None
-    status, headers = exc.status_code, exc.response.headers
-    retry_after = parse_retry_after(headers)
-    if status == 429:
-        return Refusal(headers, rate_limited=True, retry_after=retry_after)
-    if status in (401, 403):
-        return Refusal(headers, pause=f"HTTP {status}", hint="check ANTHROPIC_API_KEY")
-    if status == 400 and "credit balance" in (exc.api_message or "").lower():
-        return Refusal(headers, pause="credit balance too low")
-    retryable = status in (408, 409) or status >= 500
-    return Refusal(headers, retry_after=retry_after, retryable=retryable)
+    detail = exc.api_message or ""
+    return judge_llm_failure(
+        exc.status_code,
+        exc.response.headers,
+        detail=detail,
+        key_setting=KEY_SETTING,
+        quota_exhausted=exc.status_code == 400 and "credit balance" in detail.lower(),
+    )
 
 
 class AnthropicLLM:
@@ -147,12 +130,9 @@ class AnthropicLLM:
             estimate_tokens(request.system, request.prompt, json.dumps(schema)),
             self._pacer.output_estimate(request.max_tokens),
         )
-        try:
-            return await send_paced(
-                self._pacer, cost, send, judge_anthropic_error, max_retries=self._max_retries
-            )
-        except anthropic.APIError as exc:
-            raise map_anthropic_error(exc) from exc
+        return await send_paced(
+            self._pacer, cost, send, judge_anthropic_error, max_retries=self._max_retries
+        )
 
     @staticmethod
     def _parse(message: Message, output: type[T]) -> T:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from scribe.clients.fetch import MAX_PAGE_BYTES, PageText, extract_text
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.proxy import REFUSED_HEADER, FilteringProxy
-from scribe.errors import FetchRefused
+from scribe.errors import FetchRefused, NonPublicAddress
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Playwright, Route
@@ -190,7 +190,7 @@ class BrowserPool:
             except _playwright_error() as exc:
                 raise FetchRefused(f"browser could not load the page: {exc.message[:200]}") from exc
             if response is not None and response.headers.get(REFUSED_HEADER):
-                raise FetchRefused("refused to connect to a non-public address")
+                raise NonPublicAddress("refused to connect to a non-public address")
             return await page.content(), page.url
         finally:
             await context.close()

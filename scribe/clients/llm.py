@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from scribe.clients.output import MalformedOutput
+from scribe.clients.pacing import Refusal
 from scribe.errors import PermanentStepError
 
 T = TypeVar("T", bound=BaseModel)
@@ -58,7 +59,8 @@ class LLM(Protocol):
         ...
 
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
-        """Answer the request; raise TransientStepError or PermanentStepError on failure."""
+        """Answer the request; raise UpstreamUnavailable (try later), UpstreamRejected (the
+        provider refused this request) or PermanentStepError (malformed answers) on failure."""
         ...
 
     async def aclose(self) -> None:
@@ -127,3 +129,33 @@ def parse_retry_after(headers: Any) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def judge_llm_failure(
+    status: int | None,
+    headers: Any,
+    *,
+    detail: str,
+    key_setting: str,
+    quota_exhausted: bool = False,
+) -> Refusal:
+    """The one error table of the LLM providers: how a failed call is treated, from its HTTP
+    ``status`` (None: no answer: a timeout or connection error).
+
+    No answer, 408, 409, 5xx and 529: retried, then "upstream unavailable"; 429: waited out as
+    the rate-limit headers say; 401/403 and an exhausted quota: the account is paused (the
+    hint naming ``key_setting`` goes to the log only); any other 4xx: "upstream rejected"."""
+    if status is None:
+        return Refusal(retryable=True, message=f"LLM request failed: {detail}")
+    retry_after = parse_retry_after(headers)
+    if quota_exhausted:
+        return Refusal(headers, pause=f"quota exhausted ({detail[:100]})")
+    if status == 429:
+        return Refusal(headers, rate_limited=True, retry_after=retry_after)
+    if status in (401, 403):
+        return Refusal(headers, pause=f"HTTP {status}", hint=f"check {key_setting}")
+    retryable = status in (408, 409) or status >= 500
+    message = (
+        f"LLM returned HTTP {status}: {detail[:300]}" if detail else f"LLM returned HTTP {status}"
+    )
+    return Refusal(headers, retry_after=retry_after, retryable=retryable, message=message)

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from scribe.errors import FetchRefused
+from scribe.errors import FetchRefused, NonPublicAddress
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
@@ -131,5 +131,5 @@ class AddressPolicy:
             raise FetchRefused(f"{host} has no address")
         for address in addresses:
             if not self.permits(address, port):
-                raise FetchRefused(f"refused to connect to a non-public address ({host})")
+                raise NonPublicAddress(f"refused to connect to a non-public address ({host})")
         return addresses[0]

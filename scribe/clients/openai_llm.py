@@ -1,9 +1,9 @@
 """OpenAI-compatible chat completions provider (``openai:<model>``: OpenAI, Fireworks, …).
 
-JSON output is requested with ``response_format={"type": "json_schema", …}``; error mapping,
-pacing (per base URL, from the ``x-ratelimit-*`` headers) and the one malformed-answer retry
-mirror the Anthropic provider. A 429 whose code is ``insufficient_quota`` is no rate limit: it
-pauses the provider.
+JSON output is requested with ``response_format={"type": "json_schema", …}``; pacing (per base
+URL, from the ``x-ratelimit-*`` headers), the error table (``scribe.clients.llm``) and the one
+malformed-answer retry are the Anthropic provider's. A 429 whose code is ``insufficient_quota``
+is no rate limit: it pauses the account.
 """
 
 from __future__ import annotations
@@ -21,48 +21,30 @@ from scribe.clients.llm import (
     LLMResponse,
     T,
     ask_with_one_repair,
-    parse_retry_after,
+    judge_llm_failure,
 )
 from scribe.clients.output import parse_output
 from scribe.clients.pacing import Cost, Pacer, Refusal, estimate_tokens, send_paced
-from scribe.errors import PermanentStepError, TransientStepError
 
 log = logging.getLogger(__name__)
 
-
-def map_openai_error(exc: openai.APIError) -> TransientStepError | PermanentStepError:
-    """Timeouts, connection errors, 408/409/429/5xx are transient; other 4xx permanent."""
-    if isinstance(exc, openai.APIConnectionError):
-        return TransientStepError(f"LLM request failed: {type(exc).__name__}", provider="openai")
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        message = f"LLM returned HTTP {status}"
-        if status in (401, 403):  # the operator's to fix: the hint goes to the log only
-            log.warning("OpenAI-compatible endpoint answered HTTP %d: check OPENAI_API_KEY", status)
-        if status in (408, 409, 429) or status >= 500:
-            return TransientStepError(
-                message, retry_after=parse_retry_after(exc.response.headers), provider="openai"
-            )
-        return PermanentStepError(message)
-    return PermanentStepError(f"LLM request failed: {type(exc).__name__}")
+KEY_SETTING = "OPENAI_API_KEY"
 
 
 def judge_openai_error(exc: Exception) -> Refusal | None:
-    """How the pacer treats a failed call (None: not an API error)."""
-    if isinstance(exc, openai.APIConnectionError):
-        return Refusal(retryable=True)
+    """OpenAI-compatible failures in the LLM error table (None: not an API error)."""
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return judge_llm_failure(None, None, detail=type(exc).__name__, key_setting=KEY_SETTING)
     if not isinstance(exc, openai.APIStatusError):
         return None
-    status, headers = exc.status_code, exc.response.headers
-    retry_after = parse_retry_after(headers)
-    if status == 429 and getattr(exc, "code", None) == "insufficient_quota":
-        return Refusal(headers, pause="quota exhausted (insufficient_quota)")
-    if status == 429:
-        return Refusal(headers, rate_limited=True, retry_after=retry_after)
-    if status in (401, 403):
-        return Refusal(headers, pause=f"HTTP {status}", hint="check OPENAI_API_KEY")
-    retryable = status in (408, 409) or status >= 500
-    return Refusal(headers, retry_after=retry_after, retryable=retryable)
+    code = getattr(exc, "code", None)
+    return judge_llm_failure(
+        exc.status_code,
+        exc.response.headers,
+        detail=str(code or ""),
+        key_setting=KEY_SETTING,
+        quota_exhausted=exc.status_code == 429 and code == "insufficient_quota",
+    )
 
 
 class OpenAILLM:
@@ -130,12 +112,9 @@ class OpenAILLM:
             estimate_tokens(request.system, request.prompt, json.dumps(schema)),
             self._pacer.output_estimate(request.max_tokens),
         )
-        try:
-            return await send_paced(
-                self._pacer, cost, send, judge_openai_error, max_retries=self._max_retries
-            )
-        except openai.APIError as exc:
-            raise map_openai_error(exc) from exc
+        return await send_paced(
+            self._pacer, cost, send, judge_openai_error, max_retries=self._max_retries
+        )
 
     async def aclose(self) -> None:
         """Close the SDK's connections."""

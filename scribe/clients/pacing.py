@@ -10,13 +10,21 @@ cost of its request before sending (``acquire``) and the pacer reconciles the ac
 provider names (``rate_limited``); the client then asks again: waiting is not a failure.
 
 Several processes share one account: each process's pacer takes ``1/share`` of the limits, where
-``share`` is the number of processes consuming the queue (``set_share``, kept current by the
-consumer from the queue's leases; see README "Provider pacing"). The account-wide ``remaining``
-header also caps the local level, so a process that under-counts others still backs off.
+``share`` is the number of processes that used the account lately, serve-only processes
+included (``Pacers.set_shares``, kept current by ``scribe.clients.sharing`` through the
+``provider_users`` table; see README "Provider pacing"). The account-wide ``remaining`` header
+also caps the local level, so a process that under-counts others still backs off.
 
-Authentication and quota-exhausted errors ``pause`` the pacer: its callers get a
-``ProviderPaused`` (a retry-later error naming the provider) until the pause ends, with one log
-line per pause and a detail in /health.
+The pacer is the account's one provider-state record: besides the buckets and the 429 block it
+holds the circuit breaker's state (``state``: up/down, consecutive faults, next probe; driven by
+``scribe.clients.providers.ProviderBreakers``) and the pause: authentication and quota-exhausted
+errors ``pause`` the account, and its callers get a ``ProviderPaused`` (an upstream-unavailable
+error naming the account) until the pause ends, with one log line per pause and a /health
+detail.
+
+Waiting for the pacer is not the step's time: inside a metered step (``pacing_meter``) the
+step's timeout is held while a caller waits here, and a wait that would pass the job's deadline
+is an ``UpstreamUnavailable`` at once (the item waits in the queue, no attempt charged).
 """
 
 from __future__ import annotations
@@ -25,15 +33,16 @@ import asyncio
 import logging
 import math
 import random
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from scribe.clients.providers import record_pacing_wait
-from scribe.errors import TransientStepError
+from scribe.clients.ratelimits import Limit, parse_limits
+from scribe.errors import UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +52,107 @@ DEFAULT_BLOCK_SECONDS = 5.0
 # A paused provider (bad key, no credit) is tried again after this long by one caller.
 PAUSE_SECONDS = 60.0
 MIN_RECORDED_WAIT = 0.001  # shorter waits are the lock's hand-over, not pacing
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")  # OpenAI's "6m0s", "1.5s", "20ms"
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class ProviderPaused(TransientStepError):
-    """The provider refused this account (authentication or quota): retry after the pause.
+class ProviderPaused(UpstreamUnavailable):
+    """The provider refused this account (authentication or quota): retry after the pause."""
 
-    ``provider`` names the provider (``anthropic`` of ``anthropic:claude-sonnet``): the queue's
-    whose-fault accounting charges the item no attempt for it."""
 
-    def __init__(self, message: str, *, retry_after: float, account: str) -> None:
-        super().__init__(message, retry_after=retry_after)
-        self.provider: str | None = account.partition(":")[0]
+@dataclass
+class ProviderState:
+    """The circuit breaker's part of an account record (see scribe.clients.providers)."""
+
+    provider: str  # the account key (``anthropic:claude-sonnet``, ``exa``)
+    up: bool = True
+    failures: int = 0  # consecutive faults
+    reason: str | None = None
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    next_probe_at: float = 0.0  # clock() time after which a call may probe again
+    probe_wait: float = 0.0  # the current wait between probes (doubles while down)
+    probing: bool = False  # a probe call is out
+    carrier_due: float = 0.0  # clock() time an item released to carry the next probe is due
+
+    def describe(self) -> str:
+        """One line for logs and /health."""
+        if self.up:
+            return f"{self.provider} up"
+        return f"{self.provider} down since {self.since.isoformat()}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A breaker changed state (the runner records it in the provider_states table)."""
+
+    state: ProviderState
+    seconds_to_probe: float
+
+
+@dataclass
+class StepMeter:
+    """The running step's pacing waits, and the step timeout they are kept out of."""
+
+    deadline: float | None = None  # loop time no pacing wait may pass (the job's deadline)
+    timeout: asyncio.Timeout | None = None  # the step's timeout, held during pacing waits
+    waits: list[float] = field(default_factory=list)
+    _holding: int = 0  # callers waiting in a pacer now (a step may call concurrently)
+    _held_at: float = 0.0
+    _held_when: float | None = None
+
+    @property
+    def waited(self) -> float:
+        """Seconds the step spent waiting for pacers."""
+        return sum(self.waits)
+
+    def check(self, account: str, wait: float) -> None:
+        """Refuse a wait past the job's deadline: the item waits in the queue instead."""
+        if self.deadline is None:
+            return
+        left = self.deadline - asyncio.get_running_loop().time()
+        if wait > left:
+            raise UpstreamUnavailable(
+                f"{account}: rate limit needs {wait:.0f}s, more than the job has left",
+                provider=account,
+                retry_after=wait,
+            )
+
+    def hold(self) -> None:
+        """A pacing wait starts: the step timeout stops (the job deadline still holds)."""
+        self._holding += 1
+        timeout = self.timeout
+        if self._holding > 1 or timeout is None or timeout.expired():
+            return
+        self._held_at = asyncio.get_running_loop().time()
+        self._held_when = timeout.when()
+        timeout.reschedule(self.deadline)
+
+    def resume(self) -> None:
+        """A pacing wait ended: the step timeout runs on for what it had left."""
+        self._holding -= 1
+        timeout = self.timeout
+        if self._holding > 0 or timeout is None or timeout.expired() or self._held_when is None:
+            return
+        held = asyncio.get_running_loop().time() - self._held_at
+        when = self._held_when + held
+        timeout.reschedule(when if self.deadline is None else min(when, self.deadline))
+        self._held_when = None
+
+
+# The runner opens a meter around each step: pacing waits are recorded apart from the step's own
+# time (step durations show provider time and queueing for the pacer separately) and are not
+# counted against the step timeout.
+_step_meter: ContextVar[StepMeter | None] = ContextVar("scribe_pacing_meter", default=None)
+
+
+@contextmanager
+def pacing_meter(deadline: float | None = None) -> Iterator[StepMeter]:
+    """Meter pacing waits in this context (tasks created inside share it); set the yielded
+    meter's ``timeout`` to the step's ``asyncio.Timeout`` to keep the waits out of it."""
+    meter = StepMeter(deadline)
+    token = _step_meter.set(meter)
+    try:
+        yield meter
+    finally:
+        _step_meter.reset(token)
 
 
 @dataclass
@@ -89,16 +186,6 @@ class Bucket:
         if missing <= 0:
             return 0.0
         return missing * 60.0 / self.limit if self.limit > 0 else math.inf
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """One metered quantity as a response reported it."""
-
-    kind: str
-    limit: float | None
-    remaining: float | None
-    reset_seconds: float | None  # from now
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,9 +246,14 @@ class Pacer:
         self.paused_until = 0.0
         self.paused_since: datetime | None = None
         self.share = 1
+        self.state = ProviderState(name)
+        self.last_used = -math.inf  # clock() time of the last acquire
+        self.waiting = 0  # callers in acquire now
+        self.busy = 0  # requests acquired and not yet answered
         self.stats = PacerStats()
         self._lock = asyncio.Lock()
         self._probe_done = asyncio.Event()
+        self._returned = asyncio.Event()  # a settle gave back part of a reservation
         self._probing = False
         self._unmetered = False  # answered without rate-limit headers: no probe needed
         self._output_seen: list[int] = []
@@ -174,7 +266,7 @@ class Pacer:
         return bool(self.buckets) or self._unmetered
 
     def set_share(self, share: int) -> None:
-        """This process's part of the account is ``1/share`` (processes consuming the queue)."""
+        """This process's part of the account is ``1/share`` (processes using it)."""
         share = max(1, share)
         if share == self.share:
             return
@@ -184,6 +276,7 @@ class Pacer:
             bucket.limit = bucket.limit * self.share / share
             bucket.level = min(bucket.level, bucket.capacity)
         self.share = share
+        self._returned.set()  # a larger part refills faster: a waiter recomputes its wait
 
     def output_estimate(self, max_tokens: int) -> int:
         """Output tokens to reserve: the mean of recent answers, ``max_tokens`` before any."""
@@ -196,6 +289,26 @@ class Pacer:
 
         Raises ProviderPaused while the provider is paused (the item waits in the queue)."""
         started = self.clock()
+        meter = _step_meter.get()
+        self.waiting += 1
+        if meter is not None:
+            meter.hold()
+        try:
+            probe = await self._wait_for_room(cost, meter)
+        finally:
+            self.waiting -= 1
+            if meter is not None:
+                meter.resume()
+        waited = self.clock() - started
+        if waited >= MIN_RECORDED_WAIT:
+            self.stats.waited_seconds += waited
+            if meter is not None:
+                meter.waits.append(waited)
+        self.busy += 1
+        return Reservation(cost, probe, waited)
+
+    async def _wait_for_room(self, cost: Cost, meter: StepMeter | None) -> bool:
+        """Wait for room, reserve ``cost``; whether this caller is the probe."""
         async with self._lock:
             while True:
                 self._check_paused()
@@ -208,7 +321,9 @@ class Pacer:
                     wait = max(wait, bucket.wait(cost.of(kind), now))
                 if wait <= 0:
                     break
-                await asyncio.sleep(wait)
+                if meter is not None:
+                    meter.check(self.name, wait)
+                await self._sleep(wait)
             now = self.clock()
             for kind, bucket in self.buckets.items():
                 bucket.refill(now)
@@ -217,12 +332,23 @@ class Pacer:
             if probe:
                 self._probing = True
                 self._probe_done.clear()
+            self.last_used = now
             self.stats.requests += 1
-        waited = self.clock() - started
-        if waited >= MIN_RECORDED_WAIT:
-            self.stats.waited_seconds += waited
-            record_pacing_wait(waited)
-        return Reservation(cost, probe, waited)
+        return probe
+
+    async def _sleep(self, wait: float) -> None:
+        """Sleep ``wait`` seconds, or less when a settle gives capacity back meanwhile: the
+        estimate reserved for a request in flight is usually more than it uses (the schema
+        counts, the answer's usage may not), and a waiter sleeping past the refund leaves the
+        difference unused until its wait ends."""
+        self._returned.clear()
+        sleeping = asyncio.ensure_future(asyncio.sleep(wait))
+        returned = asyncio.ensure_future(self._returned.wait())
+        try:
+            await asyncio.wait((sleeping, returned), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            returned.cancel()
 
     def settle(
         self, reservation: Reservation, headers: Mapping[str, str] | None, actual: Cost | None
@@ -234,6 +360,7 @@ class Pacer:
                 bucket.refill(now)
                 bucket.level += reservation.cost.of(kind) - actual.of(kind)
             self._output_seen = [*self._output_seen[-19:], actual.output_tokens]
+            self._returned.set()
         if not self._learn(headers, now) and not self.buckets:
             self._unmetered = True
         if self.paused_reason is not None:
@@ -273,6 +400,7 @@ class Pacer:
             if kind != "requests":
                 bucket.refill(now)
                 bucket.level = min(bucket.capacity, bucket.level + reservation.cost.of(kind))
+        self._returned.set()
         self._learn(headers, now)
         self._finish(reservation)
 
@@ -303,7 +431,7 @@ class Pacer:
         left = self.paused_until - self.clock()
         if left > 0:
             raise ProviderPaused(
-                f"{self.name} paused: {self.paused_reason}", retry_after=left, account=self.name
+                f"{self.name} paused: {self.paused_reason}", retry_after=left, provider=self.name
             )
         self.paused_until = self.clock() + PAUSE_SECONDS  # this caller checks; the others wait
 
@@ -311,6 +439,7 @@ class Pacer:
         if reservation.done:
             return
         reservation.done = True
+        self.busy -= 1
         if reservation.probe:
             self._probing = False
             self._probe_done.set()
@@ -329,13 +458,18 @@ class Pacer:
         mine = limit / self.share
         bucket = self.buckets.get(kind)
         if bucket is None:
-            bucket = self.buckets[kind] = Bucket(mine, mine, now, self.burst)
+            # A new bucket starts with this process's part of what the account has left.
+            level = mine if remaining is None else min(mine, remaining / self.share)
+            bucket = self.buckets[kind] = Bucket(mine, level, now, self.burst)
         bucket.refill(now)
         bucket.limit = mine
         bucket.level = min(bucket.level, bucket.capacity)
         if remaining is not None:
-            # The account's remaining counts every process (and every other user of the key).
-            bucket.level = min(bucket.level, remaining / self.share)
+            # The account's remaining counts every process (and every other user of the key):
+            # no process may hold more. Not divided again: what the others spent is already
+            # out of it, and capping at remaining / share takes from a process that spent less
+            # than the others part of what they spent.
+            bucket.level = min(bucket.level, remaining)
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +482,15 @@ class Refusal:
     retryable: bool = False
     pause: str | None = None  # the reason to pause the provider (bad key, no credit)
     hint: str = ""  # for the operator, in the log only (e.g. the setting to check)
+    message: str = ""  # what the error raised at the end says
+
+    def error(self, account: str) -> UpstreamUnavailable | UpstreamRejected:
+        """The error a caller gets once the pacer gives up: unavailable (try later) when the
+        failure was retryable, else rejected (this request will not pass)."""
+        message = self.message or f"{account} failed"
+        if self.retryable:
+            return UpstreamUnavailable(message, provider=account, retry_after=self.retry_after)
+        return UpstreamRejected(message, provider=account)
 
 
 R = TypeVar("R")
@@ -363,7 +506,9 @@ async def send_paced(
     max_retries: int,
 ) -> R:
     """Send through the pacer. ``send`` returns (result, response headers, actual usage);
-    ``judge`` says how a failure is treated (None: not the provider's, re-raised as is).
+    ``judge`` (the provider's one error table) says how a failure is treated (None: not the
+    provider's, re-raised as is); what is not waited out or retried is raised as the judged
+    ``UpstreamUnavailable`` / ``UpstreamRejected``.
 
     A 429 is waited out and sent again, however often (bounded by the caller's job timeout,
     never an attempt); a retryable failure is retried ``max_retries`` times with backoff (the
@@ -388,13 +533,13 @@ async def send_paced(
                 raise ProviderPaused(
                     f"{pacer.name} paused: {refusal.pause}",
                     retry_after=PAUSE_SECONDS,
-                    account=pacer.name,
+                    provider=pacer.name,
                 ) from exc
             if refusal.retryable and retries < max_retries:
                 retries += 1
                 await asyncio.sleep(retry_pause(retries, refusal.retry_after))
                 continue
-            raise
+            raise refusal.error(pacer.name) from exc
         except BaseException:  # cancelled (timeout): the request may have gone out
             pacer.release(reservation, None)
             raise
@@ -447,67 +592,37 @@ class Pacers:
         return [self._pacers[key] for key in sorted(self._pacers)]
 
     def set_share(self, share: int) -> None:
-        """Every pacer takes ``1/share`` of its account (``share`` consuming processes)."""
+        """Every pacer takes ``1/share`` of its account (``share`` processes using each)."""
         for pacer in self._pacers.values():
             pacer.set_share(share)
         self.share = share
+
+    def set_shares(self, shares: Mapping[str, int]) -> None:
+        """Each named account's pacer takes ``1/shares[key]`` of it (processes using it)."""
+        for key, share in shares.items():
+            pacer = self._pacers.get(key)
+            if pacer is not None:
+                pacer.set_share(share)
+
+    def active(self, window: float) -> list[str]:
+        """The accounts this process used within ``window`` seconds, or is waiting for now."""
+        return [
+            pacer.name
+            for pacer in self.all()
+            if pacer.waiting or pacer.busy or pacer.clock() - pacer.last_used <= window
+        ]
+
+    def matching(self, name: str) -> list[Pacer]:
+        """The account records of ``name``: that account, or every account of a provider
+        (``anthropic`` matches ``anthropic:claude-sonnet``)."""
+        return [
+            pacer
+            for key, pacer in sorted(self._pacers.items())
+            if key == name or key.startswith(f"{name}:")
+        ]
 
     def paused(self) -> dict[str, str]:
         """/health details of the paused accounts, by account."""
         return {
             pacer.name: detail for pacer in self.all() if (detail := pacer.describe()) is not None
         }
-
-
-def parse_limits(headers: Mapping[str, str]) -> list[Limit]:
-    """The limits a response reports, Anthropic's or OpenAI's header names."""
-    limits: list[Limit] = []
-    for kind in ("requests", "input-tokens", "output-tokens", "tokens"):
-        limit = _number(headers.get(f"anthropic-ratelimit-{kind}-limit"))
-        remaining = _number(headers.get(f"anthropic-ratelimit-{kind}-remaining"))
-        reset = _reset_time(headers.get(f"anthropic-ratelimit-{kind}-reset"))
-        if limit is not None or remaining is not None:
-            limits.append(Limit(kind.replace("-", "_"), limit, remaining, reset))
-    for kind in ("requests", "tokens"):
-        limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
-        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
-        reset = _duration(headers.get(f"x-ratelimit-reset-{kind}"))
-        if limit is not None or remaining is not None:
-            limits.append(Limit(kind, limit, remaining, reset))
-    return limits
-
-
-def _number(raw: str | None) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def _reset_time(raw: str | None) -> float | None:
-    """Seconds from now to an RFC 3339 time (Anthropic's ``-reset``)."""
-    if not raw:
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _duration(raw: str | None) -> float | None:
-    """Seconds in an OpenAI reset duration (``1s``, ``6m0s``, ``20ms``) or a bare number."""
-    if not raw:
-        return None
-    plain = _number(raw)
-    if plain is not None:
-        return plain
-    parts = _DURATION.findall(raw[:40])
-    if not parts:
-        return None
-    return sum(float(value) * _UNITS[unit] for value, unit in parts)

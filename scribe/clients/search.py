@@ -1,8 +1,8 @@
-"""Web search through Exa (``exa_py.AsyncExa``), errors mapped to the step errors.
+"""Web search through Exa (``exa_py.AsyncExa``), its failures judged by one table.
 
 The SDK raises a plain ``ValueError("Request failed with status code N: …")`` for HTTP errors,
-so the status is read from the message: 408/429/5xx are transient, other 4xx permanent (a bad or
-revoked key will not fix itself). Timeouts and connection errors are transient. Calls go
+so the status is read from the SDK's message (its only carrier): 408/5xx, timeouts and
+connection errors are "upstream unavailable", other 4xx "upstream rejected". Calls go
 through the Exa pacer (SCRIBE_EXA_REQUESTS_PER_MINUTE, at most a second's worth at once): Exa
 sends no rate-limit headers, so a 429 is waited out for a second and sent again, and a 401/403
 pauses search.
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 import httpx
 
 from scribe.clients.pacing import Cost, Pacer, Refusal, send_paced
-from scribe.errors import PermanentStepError, TransientStepError
 
 if TYPE_CHECKING:
     from exa_py import AsyncExa
@@ -39,43 +38,31 @@ class SearchHit:
     published: str | None = None
 
 
-def classify_exa_error(exc: Exception) -> TransientStepError | PermanentStepError:
-    """Map an exception from the Exa SDK to retry-later or fail-now."""
-    from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
-
-    if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
-        return TransientStepError("search timed out", provider="exa")
-    if isinstance(exc, httpx.TransportError):
-        return TransientStepError(f"search connection failed: {type(exc).__name__}", provider="exa")
-    match = _STATUS.search(str(exc))
-    if match:
-        status = int(match.group(1))
-        if status in (408, 429) or status >= 500:
-            return TransientStepError(f"search returned HTTP {status}", provider="exa")
-        if status in (401, 403):  # the operator's to fix; the end user only sees the failure
-            log.warning("Exa answered HTTP %d: check EXA_API_KEY", status)
-        return PermanentStepError(f"search returned HTTP {status}")
-    return PermanentStepError(f"search failed: {str(exc)[:200]}")
-
-
 EXA_429_WAIT_SECONDS = 1.0  # Exa sends no reset time; its limits are per second
 
 
 def judge_exa_error(exc: Exception) -> Refusal | None:
-    """How the pacer treats a failed search (None: not the provider's answer)."""
+    """Exa's error table (None: not the SDK's or the transport's error): timeouts, connection
+    errors, 408 and 5xx retried, then "upstream unavailable"; 429 waited out; 401/403 pause
+    search; another status or an unreadable failure is "upstream rejected"."""
     from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
 
-    if isinstance(exc, ExaTimeoutError | httpx.TransportError):
-        return Refusal(retryable=True)
-    match = _STATUS.search(str(exc)) if isinstance(exc, ValueError) else None
-    if match is None:
+    if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
+        return Refusal(retryable=True, message="search timed out")
+    if isinstance(exc, httpx.TransportError):
+        return Refusal(retryable=True, message=f"search connection failed: {type(exc).__name__}")
+    if not isinstance(exc, ValueError | httpx.HTTPError):
         return None
+    match = _STATUS.search(str(exc))
+    if match is None:
+        return Refusal(message=f"search failed: {str(exc)[:200]}")
     status = int(match.group(1))
     if status == 429:
         return Refusal(rate_limited=True, retry_after=EXA_429_WAIT_SECONDS)
     if status in (401, 403):
         return Refusal(pause=f"HTTP {status}", hint="check EXA_API_KEY")
-    return Refusal(retryable=status == 408 or status >= 500)
+    message = f"search returned HTTP {status}"
+    return Refusal(retryable=status == 408 or status >= 500, message=message)
 
 
 class ExaSearch:
@@ -105,8 +92,7 @@ class ExaSearch:
         max_characters: int = 4000,
         system_prompt: str | None = None,
     ) -> list[SearchHit]:
-        """Run one query; TransientStepError / PermanentStepError on failure."""
-        from exa_py.errors import ExaTimeoutError  # already loaded by __init__
+        """Run one query; UpstreamUnavailable / UpstreamRejected on failure."""
 
         async def send() -> tuple[SearchResponse[Result], None, None]:
             response = await self._exa.search(
@@ -117,12 +103,9 @@ class ExaSearch:
             )
             return response, None, None
 
-        try:
-            response = await send_paced(
-                self._pacer, Cost(), send, judge_exa_error, max_retries=self._max_retries
-            )
-        except (ValueError, httpx.HTTPError, ExaTimeoutError) as exc:
-            raise classify_exa_error(exc) from exc
+        response = await send_paced(
+            self._pacer, Cost(), send, judge_exa_error, max_retries=self._max_retries
+        )
         return [
             SearchHit(
                 url=result.url,

@@ -1,7 +1,9 @@
-"""The provider_states table: circuit-breaker transitions reported by any process."""
+"""The provider tables: circuit-breaker transitions reported by any process (provider_states)
+and the processes using each provider account lately (provider_users)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -57,3 +59,21 @@ async def providers_down(pool: Pool) -> list[ProviderDown]:
     async with connection_errors():
         rows = await pool.fetch(sql("providers_down"))
     return [ProviderDown(**dict(row)) for row in rows]
+
+
+async def share_accounts(
+    pool: Pool, owner: str, used: Sequence[str], known: Sequence[str], window_seconds: float
+) -> dict[str, int]:
+    """Record that ``owner`` used the ``used`` accounts just now; for each ``known`` account,
+    how many processes (``owner`` included) used it within ``window_seconds``."""
+    async with connection_errors():
+        rows = await pool.fetch(
+            sql("share_provider_accounts"), owner, list(used), list(known), window_seconds
+        )
+    return {row["account"]: row["users"] for row in rows}
+
+
+async def leave_accounts(pool: Pool, owner: str) -> None:
+    """``owner`` stops: it no longer counts as a user of any account."""
+    async with connection_errors():
+        await pool.execute(sql("leave_provider_accounts"), owner)

@@ -701,13 +701,6 @@ SELECT * FROM queue_providers
 UPDATE queue_items SET run_after = now(), updated_at = now()
 WHERE status = 'pending' AND waiting_for = $1 AND run_after > now()
 
--- ==== issue-10pace ====
-
--- count_live_consumers --
--- How many processes hold a live lease: the consumers sharing the providers' rate limits.
-SELECT count(DISTINCT locked_by)::int FROM queue_items
-WHERE status = 'processing' AND lease_expires_at > now()
-
 -- ===== engine: results written inside the queue's completion transaction =====
 
 -- insert_completed_email --
@@ -726,3 +719,27 @@ linked AS (
 )
 UPDATE users SET generation_count = generation_count + 1, updated_at = now()
 FROM email WHERE users.id = email.user_id
+
+-- ==== pacing: processes sharing each provider account (provider_users, migration 0007) ====
+
+-- share_provider_accounts --
+-- Process $1 used accounts $2 just now (refresh its rows; drop rows idle 10 x $4 seconds); for
+-- each account of $3, the processes that used it within $4 seconds, $1 counted in.
+WITH touched AS (
+    INSERT INTO provider_users (account, owner, seen_at)
+    SELECT account, $1, now() FROM unnest($2::text[]) AS used(account)
+    ON CONFLICT (account, owner) DO UPDATE SET seen_at = excluded.seen_at
+    RETURNING account
+), stale AS (
+    -- Idle rows (dead or idle processes) are deleted, so the table stays one row per live user.
+    DELETE FROM provider_users WHERE seen_at < now() - make_interval(secs => $4::float8 * 10)
+)
+SELECT known.account,
+       1 + (SELECT count(*) FROM provider_users other
+            WHERE other.account = known.account AND other.owner <> $1
+              AND other.seen_at > now() - make_interval(secs => $4::float8))::int AS users
+FROM unnest($3::text[]) AS known(account)
+
+-- leave_provider_accounts --
+-- Process $1 stops: the others may take its part of every account at once.
+DELETE FROM provider_users WHERE owner = $1

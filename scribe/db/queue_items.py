@@ -393,13 +393,6 @@ async def seconds_until_next_due(pool: Pool) -> float | None:
     return None if value is None else float(value)
 
 
-async def count_live_consumers(pool: Pool) -> int:
-    """How many processes hold a live lease (they share the providers' rate limits)."""
-    async with connection_errors():
-        value = await pool.fetchval(sql("count_live_consumers"))
-    return int(value or 0)
-
-
 async def reap_expired(
     pool: Pool,
     *,

@@ -67,7 +67,6 @@ class Consumer:
         listener: Listener | None = None,
         owner: str | None = None,
         breakers: ProviderBreakers | None = None,
-        share: Callable[[int], None] | None = None,
     ) -> None:
         if not handlers or not all(handler.units() for handler in handlers.values()):
             raise ValueError("no handlers, or a handler without units")
@@ -78,7 +77,6 @@ class Consumer:
         # Each kind's first unit: an item shows it as its current step from its first claim.
         self._first_units = {kind: handler.units()[0].name for kind, handler in handlers.items()}
         self._listener = listener
-        self._share = share  # told how many processes consume (they share provider limits)
         self._runner = JobRunner(
             pool,
             handlers,
@@ -183,16 +181,7 @@ class Consumer:
             return None
         for item in items:
             self._start(item)
-        if self._share is not None and self._jobs:
-            await self._count_consumers(self._share)
         return len(items)
-
-    async def _count_consumers(self, share: Callable[[int], None]) -> None:
-        """Tell the pacers how many processes share the providers' limits (leases say)."""
-        try:
-            share(max(1, await queue_items.count_live_consumers(self._pool)))
-        except DatabaseUnavailable as exc:
-            log.warning("counting consumers failed: %s", exc)
 
     def _start(self, item: ClaimedItem) -> None:
         job = Job(item, item.fence(self.owner))

@@ -7,10 +7,10 @@ later" or "failed" through exception types (``_unit_failed`` maps them); only th
 that into attempts and backoff. The runner knows nothing of what a job produces.
 
 Whose fault (DESIGN §4): an attempt is charged only for what the item caused — a permanent error,
-a step timeout on its own content, an unexpected exception. A provider fault (the unit names
-the provider on the TransientStepError) charges nothing: it feeds that provider's circuit
-breaker, and while the breaker is open items needing the provider wait for its next probe. Such
-uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
+a step timeout on its own content, an unexpected exception. A provider fault (an
+``UpstreamUnavailable`` naming the provider account) charges nothing: it feeds that account's
+circuit breaker, and while the breaker is open items needing the provider wait for its next
+probe. Such uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
 """
 
 from __future__ import annotations
@@ -25,12 +25,19 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from scribe import tracing
-from scribe.clients.providers import ProviderBreakers, Transition, pacing_meter
+from scribe.clients.pacing import Pacers, Transition, pacing_meter
+from scribe.clients.providers import ProviderBreakers
 from scribe.db import providers as providers_db
 from scribe.db import queue_items
 from scribe.db.pool import Connection, Pool
 from scribe.db.queue_items import StepDone
-from scribe.errors import DatabaseUnavailable, PermanentStepError, TransientStepError
+from scribe.errors import (
+    DatabaseUnavailable,
+    PermanentStepError,
+    TransientStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from scribe.queue.backoff import Backoff, truncate_error
 from scribe.queue.handler import Handler, Handlers, Progress, Unit
 from scribe.queue.job import Job, Outcome, StopReason
@@ -63,12 +70,14 @@ class RunnerConfig:
         )
 
 
-def breakers_from_settings(settings: Settings) -> ProviderBreakers:
-    """This process's provider circuit breakers, per settings."""
+def breakers_from_settings(settings: Settings, accounts: Pacers | None = None) -> ProviderBreakers:
+    """This process's provider circuit breakers, per settings, kept in ``accounts`` (the
+    clients' provider-account records)."""
     return ProviderBreakers(
         threshold=settings.scribe_breaker_threshold,
         probe_seconds=settings.scribe_breaker_probe_seconds,
         probe_max_seconds=settings.scribe_breaker_probe_max_seconds,
+        accounts=accounts,
     )
 
 
@@ -161,10 +170,14 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            with tracing.span("step {step}", step=unit.name), pacing_meter() as waits:
+            with (
+                tracing.span("step {step}", step=unit.name),
+                pacing_meter(deadline) as meter,
+            ):
+                # Pacing waits hold this timeout (the pacer's time is not the step's).
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
-                ):
+                ) as meter.timeout:
                     state = await handler.run_unit(unit, state)
         except asyncio.CancelledError:
             if job.stop_reason is None:
@@ -179,14 +192,14 @@ class JobRunner:
         finally:
             job.in_step = False
         seconds = round(time.perf_counter() - started, 4)
-        return state, StepDone(unit.name, seconds, round(sum(waits), 4))
+        return state, StepDone(unit.name, seconds, round(meter.waited, 4))
 
     async def _unit_failed(self, job: Job, unit: str, exc: Exception) -> Outcome:
         """The one mapping from what a unit (or the handler's result write) raised to what
         happens to the item."""
-        if isinstance(exc, PermanentStepError):
+        if isinstance(exc, PermanentStepError | UpstreamRejected):
             return await self._fail(job, unit, _describe(exc), "permanent")
-        if isinstance(exc, TransientStepError) and exc.provider is not None:
+        if isinstance(exc, UpstreamUnavailable):
             return await self._provider_fault(job, unit, exc, exc.provider)
         if isinstance(exc, TransientStepError):
             return await self._retry(job, unit, _describe(exc), exc.retry_after)
@@ -195,7 +208,7 @@ class JobRunner:
         return await self._retry(job, unit, _describe(exc), None)
 
     async def _provider_fault(
-        self, job: Job, step: str, exc: TransientStepError, provider: str
+        self, job: Job, step: str, exc: UpstreamUnavailable, provider: str
     ) -> Outcome:
         """Not the item's fault: no attempt; wait for the provider (longer once it is down)."""
         await self._report(self.breakers.record_failure(provider, _describe(exc)))

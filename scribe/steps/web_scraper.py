@@ -18,7 +18,15 @@ from scribe.clients.fetch import PageFetcher, PageText
 from scribe.clients.search import ExaSearch, SearchHit
 from scribe.domain.names import plain_name
 from scribe.domain.text import is_web_url, plain_title
-from scribe.errors import FetchRefused, PermanentStepError, StepError, TransientStepError
+from scribe.errors import (
+    FetchRefused,
+    NonPublicAddress,
+    PermanentStepError,
+    StepError,
+    TransientStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from scribe.steps.models import (
     Citation,
     EmailInputs,
@@ -93,10 +101,12 @@ async def _search_all(
     )
     errors = [r for r in results if isinstance(r, BaseException)]
     for error in errors:  # a permanent failure wins: retrying would not help the other query
-        if isinstance(error, PermanentStepError):
+        if isinstance(error, PermanentStepError | UpstreamRejected):
             raise error
     for error in errors:
-        raise error if isinstance(error, StepError) else TransientStepError(str(error))
+        if isinstance(error, StepError | UpstreamUnavailable):
+            raise error
+        raise TransientStepError(str(error))
     return {name: r for name, r in zip(names, results, strict=True) if isinstance(r, list)}
 
 
@@ -112,7 +122,7 @@ async def _read_page(clients: WebClients, url: str) -> tuple[PageText | None, Pa
         record.method, record.chars = "httpx", len(page.text)
     except (FetchRefused, httpx.HTTPError) as exc:
         record.error = _error(exc)
-        if isinstance(exc, FetchRefused) and "non-public" in str(exc):
+        if isinstance(exc, NonPublicAddress):
             return None, record
     if (page is None or len(page.text) < THIN_TEXT_CHARS) and clients.browser.available:
         try:

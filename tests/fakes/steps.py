@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scribe.errors import PermanentStepError, TransientStepError
+from scribe.errors import PermanentStepError, TransientStepError, UpstreamUnavailable
 from scribe.steps import STEP_NAMES, Pipeline, Step
 from scribe.steps.models import (
     ArxivMetadata,
@@ -142,7 +142,7 @@ async def _run(name: str, log: StepLog | None, data: EmailState) -> EmailState:
         await asyncio.sleep(rules.delay[name])
     provider = rules.provider_steps.get(name)
     if provider and rules.provider_down_while and os.path.exists(rules.provider_down_while):
-        raise TransientStepError(f"LLM returned HTTP 529: Overloaded ({name})", provider=provider)
+        raise UpstreamUnavailable(f"LLM returned HTTP 529: Overloaded ({name})", provider=provider)
     kind = rules.fail.get(name) or (rules.fail_once.get(name) if first_run else None)
     if kind is not None:
         message = rules.fail_message or f"{kind} failure in {name}"

@@ -6,7 +6,11 @@ import pytest
 
 from scribe.clients import Clients
 from scribe.clients.pacing import ProviderPaused
-from scribe.errors import PermanentStepError, TransientStepError
+from scribe.errors import (
+    PermanentStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from scribe.steps import Step, email_composer
 from scribe.steps.email_composer import Brief
 from scribe.steps.models import ArxivMetadata, PaperSearch, ScrapingMetadata, WebResearch
@@ -48,24 +52,25 @@ async def test_llm_overload_and_server_errors_are_transient(
 ) -> None:
     fakes.script("anthropic", Scripted(status=status, headers={"retry-after-ms": "2500"}))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        with pytest.raises(TransientStepError) as caught:
+        with pytest.raises(UpstreamUnavailable) as caught:
             await step(clients, "template_parser").run(item())
     assert caught.value.retry_after == 2.5
-    assert caught.value.provider == "anthropic"  # not the item's fault: no attempt charged
+    # The account, not the item, is at fault: no attempt charged, its breaker is fed.
+    assert caught.value.provider == "anthropic:claude-haiku"
 
 
 async def test_llm_timeout_is_transient(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(delay=2.0))
     settings = fake_settings(fakes, llm_timeout_seconds=0.3)
     async with fake_clients(settings, fakes) as clients:
-        with pytest.raises(TransientStepError):
+        with pytest.raises(UpstreamUnavailable):
             await step(clients, "template_parser").run(item())
 
 
-async def test_llm_bad_request_is_permanent(fakes: FakeServices) -> None:
+async def test_llm_bad_request_is_rejected(fakes: FakeServices) -> None:
     fakes.script("anthropic", Scripted(status=400))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        with pytest.raises(PermanentStepError):
+        with pytest.raises(UpstreamRejected):
             await step(clients, "template_parser").run(item())
 
 
@@ -81,7 +86,7 @@ async def test_llm_rejected_key_pauses_the_provider_and_names_the_setting_in_the
         paused = clients.pacers.paused()
         assert list(paused) == ["anthropic:claude-haiku"]
         assert paused["anthropic:claude-haiku"].endswith(": HTTP 401")
-    assert failure.value.provider == "anthropic"  # not the item's fault: no attempt charged
+    assert failure.value.provider == "anthropic:claude-haiku"  # the account: no attempt charged
     assert "ANTHROPIC_API_KEY" not in failure.value.message
     assert len(fakes.of("anthropic")) == 1
     logged = [r.getMessage() for r in caplog.records if "paused" in r.getMessage()]
@@ -162,7 +167,7 @@ async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         clients.search._exa.timeout = 0.3  # type: ignore[union-attr]
         data = await step(clients, "template_parser").run(item())
-        with pytest.raises(TransientStepError):
+        with pytest.raises(UpstreamUnavailable):
             await step(clients, "web_scraper").run(data)
 
 
@@ -170,7 +175,7 @@ async def test_exa_503_is_transient(fakes: FakeServices) -> None:
     fakes.script("exa", Scripted(status=503))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await step(clients, "template_parser").run(item())
-        with pytest.raises(TransientStepError):
+        with pytest.raises(UpstreamUnavailable):
             await step(clients, "web_scraper").run(data)
 
 

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 
+from scribe.clients import Clients
+from scribe.clients.pacing import Pacers
+from scribe.clients.sharing import AccountSharing
+from scribe.db import providers as providers_db
 from scribe.db import queue_items, users
 from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem
@@ -17,8 +24,7 @@ from tests.fakes.services import FakeServices, Scripted
 ITEMS = 12
 
 
-async def _drain_batch(pool: Pool, fakes: FakeServices, count: int) -> uuid.UUID:
-    settings = fake_settings(fakes, scribe_concurrency=8, scribe_max_attempts=1)
+async def _enqueue(pool: Pool, count: int) -> uuid.UUID:
     user_id = uuid.uuid4()
     await users.create(pool, user_id, f"{user_id.hex[:8]}@uni.edu", None)
     await queue_items.enqueue(
@@ -28,13 +34,37 @@ async def _drain_batch(pool: Pool, fakes: FakeServices, count: int) -> uuid.UUID
         GENERAL_TEMPLATE,
         max_attempts=1,
     )
+    return user_id
+
+
+@contextlib.asynccontextmanager
+async def _process(
+    pool: Pool, fakes: FakeServices
+) -> AsyncIterator[tuple[Consumer, Clients, AccountSharing]]:
+    """What one worker process has: its own clients (pacers) and consumer, and its row in the
+    provider_users table (registered before the first call, as a process that just started)."""
+    settings = fake_settings(fakes, scribe_concurrency=8, scribe_max_attempts=1)
     async with fake_clients(settings, fakes) as clients:
-        consumer = Consumer(
-            pool,
-            settings,
-            email_handlers(build_pipeline(clients), settings),
-            share=clients.pacers.set_share,
-        )
+        sharing = AccountSharing(pool, clients.pacers, interval=0.5, window=10.0)
+        for pacer in clients.pacers.all():
+            pacer.last_used = pacer.clock()  # about to be used: count in from the start
+        await sharing.refresh()
+        task = asyncio.create_task(sharing.run(), name="test-sharing")
+        try:
+            yield (
+                Consumer(pool, settings, email_handlers(build_pipeline(clients), settings)),
+                clients,
+                sharing,
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _drain_batch(pool: Pool, fakes: FakeServices, count: int) -> uuid.UUID:
+    user_id = await _enqueue(pool, count)
+    async with _process(pool, fakes) as (consumer, _, _):
         await consumer.run(drain=True)
     return user_id
 
@@ -70,3 +100,53 @@ async def test_429s_from_the_provider_are_waited_out_not_charged(
     items = await queue_items.list_recent(pool, user_id)
     assert [item.status for item in items] == ["completed"] * 3
     assert await pool.fetchval("SELECT max(attempts) FROM queue_items") == 0
+
+
+async def test_two_processes_sharing_one_account_divide_it_and_nothing_fails(
+    pool: Pool, fakes: FakeServices
+) -> None:
+    # Two worker processes (each its own pacers and consumer) against one account limited to
+    # 10 requests/min per model family: each paces at half, so the fake refuses nothing.
+    fakes.limits["anthropic"] = FakeLimits(requests=10)
+    user_id = await _enqueue(pool, ITEMS)
+    async with (
+        _process(pool, fakes) as (first, first_clients, first_sharing),
+        _process(pool, fakes) as (second, second_clients, _),
+    ):
+        await first_sharing.refresh()  # the first has seen the second start
+        for clients in (first_clients, second_clients):
+            assert {
+                p.name: p.share for p in clients.pacers.all() if p.name.startswith("anthropic")
+            } == {
+                "anthropic:claude-haiku": 2,
+                "anthropic:claude-sonnet": 2,
+            }
+        await asyncio.gather(first.run(drain=True), second.run(drain=True))
+    items = await queue_items.list_recent(pool, user_id)
+    assert [item.status for item in items] == ["completed"] * ITEMS
+    assert await pool.fetchval("SELECT max(attempts) FROM queue_items") == 0
+    assert sum(limits.rejected for limits in fakes.family_limits.values()) == 0
+    assert sum(limits.accepted for limits in fakes.family_limits.values()) == 2 * ITEMS
+    assert first.outcomes and second.outcomes  # both processes did part of the batch
+
+
+async def test_every_process_divides_by_the_processes_using_the_account_serve_only_included(
+    pool: Pool,
+) -> None:
+    account = "anthropic:claude-sonnet"
+    worker, serve_only = Pacers(), Pacers()
+    worker_pacer, serve_pacer = worker.get(account), serve_only.get(account)
+    working = AccountSharing(pool, worker, interval=1.0, window=10.0)
+    serving = AccountSharing(pool, serve_only, interval=1.0, window=10.0)
+    worker_pacer.last_used = worker_pacer.clock()
+    assert await working.refresh() == {account: 1}
+    # A serve-only process divides before its first template generation call.
+    assert await serving.refresh() == {account: 2}
+    assert serve_pacer.share == 2
+    assert await working.refresh() == {account: 1}  # it has not called: the worker keeps it all
+    serve_pacer.busy = 1  # a template generation call is out
+    await serving.refresh()
+    assert await working.refresh() == {account: 2}
+    assert worker_pacer.share == 2
+    await providers_db.leave_accounts(pool, serving.owner)  # it stops: the worker takes it all
+    assert await working.refresh() == {account: 1}

@@ -262,11 +262,13 @@ async def test_real_clients_529s_wait_and_complete_without_charging_attempts(
         consumer = Consumer(pool, settings, email_handlers(build_pipeline(clients), settings))
         async with running(consumer):
             await wait_until(
-                lambda: _provider_is(pool, "anthropic", "down"), timeout=20, message="open"
+                lambda: _provider_is(pool, "anthropic:claude-haiku", "down"),
+                timeout=20,
+                message="open",
             )
             assert "failed" not in await _statuses(pool, ids)
             fakes.outages.pop("anthropic")
             await wait_until(lambda: _all(pool, ids, "completed"), timeout=30)
     rows = await item_rows(pool, ids)
     assert {(row["status"], row["attempts"]) for row in rows.values()} == {("completed", 0)}
-    assert await _provider_is(pool, "anthropic", "up")
+    assert await _provider_is(pool, "anthropic:claude-haiku", "up")

@@ -15,7 +15,7 @@ import pytest
 from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Pool
-from scribe.errors import PermanentStepError, TransientStepError
+from scribe.errors import PermanentStepError, TransientStepError, UpstreamUnavailable
 from scribe.queue.backoff import Backoff
 from scribe.queue.job import Job, Outcome, StopReason
 from tests.engine_support import (
@@ -176,7 +176,7 @@ async def test_provider_fault_requeues_without_an_attempt_and_opens_the_breaker(
 ) -> None:
     item = await add_item(pool, user)
     handler = ScriptedHandler(providers={"b": "acme"})
-    handler.actions["b"] = raising(TransientStepError("529 overloaded", provider="acme"))
+    handler.actions["b"] = raising(UpstreamUnavailable("529 overloaded", provider="acme"))
     breakers = ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
     assert await run_once(pool, handler, breakers=breakers) is Outcome.RETRYING
 
@@ -192,7 +192,7 @@ async def test_a_provider_fault_waits_at_least_the_retry_after_it_was_given(
 ) -> None:
     item = await add_item(pool, user)
     handler = ScriptedHandler(providers={"a": "acme"})
-    handler.actions["a"] = raising(TransientStepError("429", provider="acme", retry_after=500))
+    handler.actions["a"] = raising(UpstreamUnavailable("429", provider="acme", retry_after=500))
     assert await run_once(pool, handler) is Outcome.RETRYING
     assert await due_in(pool, item) == pytest.approx(500, abs=1e-3)
 

@@ -14,9 +14,11 @@ from scribe.clients.pacing import (
     ProviderPaused,
     Refusal,
     model_family,
-    parse_limits,
+    pacing_meter,
     send_paced,
 )
+from scribe.clients.ratelimits import parse_limits
+from scribe.errors import UpstreamUnavailable
 
 
 class Clock:
@@ -179,3 +181,52 @@ async def test_a_setting_caps_what_the_headers_allow(clock: Clock) -> None:
     pacer.settle(reservation, anthropic_headers(50, 49, 30000, 29000), Cost(10, 1))
     assert pacer.buckets["requests"].limit == 10
     assert pacer.buckets["input_tokens"].limit == 30000
+
+
+async def _empty(pacer: Pacer) -> None:
+    """Use up the pacer's request bucket (its next request waits for the refill)."""
+    bucket = pacer.buckets["requests"]
+    while bucket.level >= 1:
+        await pacer.acquire(Cost())
+
+
+async def test_a_pacer_wait_longer_than_the_step_timeout_is_not_a_step_timeout() -> None:
+    # 120 requests/min: once the bucket is empty the next request waits 0.5 s, longer than
+    # the 0.1 s step timeout; the wait holds that timeout, so the step goes on.
+    pacer = Pacer("anthropic:claude-sonnet", caps={"requests": 120})
+    await _empty(pacer)
+    loop = asyncio.get_running_loop()
+    with pacing_meter(deadline=loop.time() + 60) as meter:
+        async with asyncio.timeout(0.1) as meter.timeout:
+            await pacer.acquire(Cost())
+            step_work_left = meter.timeout.when()
+    assert meter.waits  # the wait was metered apart from the step's own time
+    assert step_work_left is not None
+
+
+async def test_a_pacer_wait_past_the_job_deadline_is_upstream_unavailable_at_once() -> None:
+    pacer = Pacer("anthropic:claude-sonnet", caps={"requests": 1})  # one a minute
+    await _empty(pacer)
+    loop = asyncio.get_running_loop()
+    with pacing_meter(deadline=loop.time() + 5) as meter:
+        async with asyncio.timeout(1) as meter.timeout:
+            with pytest.raises(UpstreamUnavailable) as caught:
+                await pacer.acquire(Cost())
+    # The item waits in the queue for the provider (no attempt), for about the pacer's wait.
+    assert caught.value.provider == "anthropic:claude-sonnet"
+    assert caught.value.retry_after is not None and caught.value.retry_after > 5
+    assert pacer.waiting == 0
+
+
+async def test_a_waiter_takes_capacity_a_settle_gives_back_without_sleeping_out_its_wait() -> None:
+    # 600 input tokens a minute: after the first request's 600 the next would wait a minute;
+    # the first used none of its estimate, so the waiter goes at once (the guard is 10 s).
+    pacer = Pacer("anthropic:claude-sonnet", caps={"input_tokens": 600})
+    first = await pacer.acquire(Cost(input_tokens=600))
+    waiter = asyncio.create_task(pacer.acquire(Cost(input_tokens=600)))
+    while not pacer.waiting:
+        await asyncio.sleep(0)
+    pacer.settle(first, None, Cost(input_tokens=0))
+    async with asyncio.timeout(10):
+        second = await waiter
+    assert second.cost.input_tokens == 600

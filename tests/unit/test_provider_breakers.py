@@ -1,8 +1,9 @@
-"""The per-provider circuit breaker (scribe.clients.providers), on a fake clock."""
+"""The per-account circuit breaker (scribe.clients.providers), on a fake clock."""
 
 from __future__ import annotations
 
-from scribe.clients.providers import ProviderBreakers, pacing_meter, record_pacing_wait
+from scribe.clients.pacing import Pacers
+from scribe.clients.providers import ProviderBreakers
 
 
 class Clock:
@@ -55,15 +56,6 @@ def test_one_probe_per_window_backs_off_doubling_to_the_cap_and_success_closes()
     assert breakers.wait_for("exa") is None
 
 
-def test_pacing_waits_are_metered_only_inside_a_meter() -> None:
-    record_pacing_wait(1.0)  # no meter: ignored
-    with pacing_meter() as waits:
-        record_pacing_wait(0.5)
-        record_pacing_wait(0.0)
-        record_pacing_wait(1.5)
-    assert sum(waits) == 2.0
-
-
 def test_one_waiting_item_carries_the_next_probe_the_others_are_parked() -> None:
     clock = Clock()
     breakers = _breakers(clock)
@@ -73,3 +65,43 @@ def test_one_waiting_item_carries_the_next_probe_the_others_are_parked() -> None
     assert breakers.release_delay("openai") == 30  # parked: 6 x the longest probe interval
     clock.now += 5  # the carrier did not show up (taken by another process): a new one
     assert breakers.release_delay("openai") == 0
+
+
+def test_the_breaker_lives_in_the_accounts_one_record_and_a_provider_name_covers_its_accounts() -> (
+    None
+):
+    clock = Clock()
+    accounts = Pacers()
+    sonnet = accounts.get("anthropic:claude-sonnet")
+    haiku = accounts.get("anthropic:claude-haiku")
+    breakers = ProviderBreakers(
+        threshold=1, probe_seconds=2, probe_max_seconds=5, clock=clock, accounts=accounts
+    )
+    opened = breakers.record_failure("anthropic:claude-sonnet", "HTTP 529")
+    assert opened is not None and opened.state is sonnet.state  # the pacer's own record
+    assert not sonnet.state.up and haiku.state.up
+    # A step names only its provider: it waits while any account of it is down.
+    assert breakers.wait_for("anthropic") == 2
+    assert breakers.state("anthropic") is sonnet.state
+    assert breakers.wait_for("anthropic:claude-haiku") is None
+    clock.now += 2
+    assert breakers.wait_for("anthropic") is None  # this caller probes
+    closed = breakers.record_success("anthropic")
+    assert closed is not None and sonnet.state.up
+
+
+def test_an_account_counts_as_used_while_waiting_out_or_within_the_window() -> None:
+    clock = Clock()
+    accounts = Pacers()
+    pacer = accounts.get("exa")
+    pacer.clock = clock
+    assert accounts.active(10) == []
+    pacer.last_used = clock.now
+    clock.now += 10
+    assert accounts.active(10) == ["exa"]
+    clock.now += 1
+    assert accounts.active(10) == []
+    pacer.busy = 1  # a request is out
+    assert accounts.active(10) == ["exa"]
+    accounts.set_shares({"exa": 3, "arxiv": 2})  # accounts it never made are ignored
+    assert pacer.share == 3
