@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
+from scribe.background import running
 from scribe.clients.pacing import Pacers
 from scribe.db import providers as providers_db
 from scribe.db.pool import Pool
@@ -71,16 +72,9 @@ class AccountSharing:
 @contextlib.asynccontextmanager
 async def sharing_accounts(sharing: AccountSharing) -> AsyncIterator[AccountSharing]:
     """Run ``sharing`` for the duration of the block (a tracked, named task)."""
-    task = asyncio.create_task(sharing.run(), name="provider-account-sharing")
-    task.add_done_callback(_surface)
-    try:
+    async with running(
+        sharing.run(),
+        name="provider-account-sharing",
+        if_it_dies="stopped; shares stay as they were",
+    ):
         yield sharing
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _surface(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("provider account sharing stopped; shares stay as they were", exc_info=exc)

@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 
+from scribe.background import running
 from scribe.db.listen import ListenConnection
 from scribe.errors import DatabaseUnavailable
 
@@ -124,17 +125,8 @@ class Listener:
 @contextlib.asynccontextmanager
 async def running_listener(listener: Listener) -> AsyncIterator[Listener]:
     """Run ``listener`` in a tracked task for the duration of the block."""
-    task = asyncio.create_task(listener.run(), name="queue-listener")
-    task.add_done_callback(_log_unexpected_end)
-    try:
+    # Consumers keep polling, so the queue still works; only wake-ups get slower.
+    async with running(
+        listener.run(), name="queue-listener", if_it_dies="crashed; falling back to polling"
+    ):
         yield listener
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def _log_unexpected_end(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # Consumers keep polling, so the queue still works; only wake-ups get slower.
-        log.error("the LISTEN task crashed; falling back to polling", exc_info=task.exception())
