@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,8 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scribe.db import databases, migrations, queue_items, users
 from scribe.db.embedded import with_database
-from scribe.db.pool import Pool, create_pool
-from scribe.db.queue_items import NewItem
+from scribe.db.pool import Connection, Pool, create_pool
+from scribe.db.queue_items import ClaimedItem, NewItem
+from scribe.deps import open_deps
+from scribe.queue.consumer import Consumer
+from scribe.queue.handler import Progress, Unit
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES, Pipeline, Step, StepFunction
 from scribe.steps.pipeline import EmailState
@@ -84,6 +87,41 @@ def no_op_pipeline() -> Pipeline:
     return tuple(Step(name, _instant(name)) for name in STEP_NAMES)
 
 
+NO_OP_KIND = "no-op"
+NO_OP_UNITS = tuple(Unit(f"no-op {n}") for n in range(1, 5))
+
+
+class NoOpHandler:
+    """A job kind of four instant units that keeps no state and produces nothing: what the
+    engine itself costs per item (claim, units, completion), as the peers' no-op jobs measure
+    theirs. With nothing to resume from, it has no checkpoint to save."""
+
+    def units(self) -> Sequence[Unit]:
+        return NO_OP_UNITS
+
+    def resume(self, item: ClaimedItem) -> tuple[None, Progress]:
+        return None, Progress()
+
+    async def run_unit(self, unit: Unit, state: None) -> None:
+        return state
+
+    def checkpoint(self, state: None, progress: Progress) -> None:
+        return None
+
+    async def complete(
+        self, conn: Connection, item: ClaimedItem, state: None, progress: Progress
+    ) -> None:
+        return None
+
+
+async def run_no_op_worker(settings: Settings) -> None:
+    """A worker process's consumer running only no-op jobs, until the queue is empty."""
+    async with open_deps(settings) as deps:
+        handlers = {NO_OP_KIND: NoOpHandler()}
+        consumer = Consumer(deps.pool, settings, handlers, listener=deps.listener)
+        await consumer.run(drain=True)
+
+
 def worker_settings(dsn: str, **overrides: object) -> Settings:
     """Settings for a bench worker."""
     values: dict[str, object] = {
@@ -128,8 +166,10 @@ async def open_pool(dsn: str) -> Pool:
     return await create_pool(dsn, size=2, transaction_pooler=False)
 
 
-async def enqueue(pool: Pool, count: int, users_count: int = 10) -> None:
-    """``count`` items spread over ``users_count`` users, in batches of 100."""
+async def enqueue(
+    pool: Pool, count: int, users_count: int = 10, kind: str = queue_items.DEFAULT_KIND
+) -> None:
+    """``count`` items (jobs of ``kind``) spread over ``users_count`` users, in batches of 100."""
     owners = []
     for _ in range(users_count):
         user_id = uuid.uuid4()
@@ -143,6 +183,7 @@ async def enqueue(pool: Pool, count: int, users_count: int = 10) -> None:
             [NewItem("Bench Recipient", "benchmarks")] * size,
             "Dear {{name}}",
             max_attempts=3,
+            kind=kind,
         )
 
 

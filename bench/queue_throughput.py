@@ -1,8 +1,14 @@
 """Cost per no-op queue item, side by side in one run on one PostgreSQL: Scribe's engine (one
 worker process x 8 slots), procrastinate, pgqueuer and a bare SKIP LOCKED claim + fenced update
 loop (bench/_peers.py), each in its own database and its own worker process. Per item: jobs/s,
-WAL bytes, CPU (worker process + database server) and statements sent. Then the claim's cost
-from 100 to 100,000 pending items spread over 1,000 users, and after most of them drained.
+WAL bytes, CPU (worker process + database server) and statements sent.
+
+Scribe runs twice: "scribe" is the engine with a no-op job kind (four instant units, no state,
+no result: the peers' no-op jobs are the same), "scribe email" is the email job with four
+instant steps, which checkpoints after each step and writes its email with the completion.
+
+Then the claim's cost from 100 to 100,000 pending items spread over 1,000 users, and after most
+of them drained.
 Last, Scribe alone with 1 and 4 worker processes over one backlog, and the database
 connections each process holds (target: <= 5).
 
@@ -28,11 +34,13 @@ import asyncpg
 import psutil
 from _peers import PEERS, empty_database
 from _support import (
+    NO_OP_KIND,
     REPO,
     bench_database,
     enqueue,
     no_op_pipeline,
     open_pool,
+    run_no_op_worker,
     run_worker_main,
     server_dsn,
     spawn,
@@ -51,7 +59,8 @@ CLAIM_LEVELS = (100, 1_000, 10_000, 100_000)
 CLAIM_SAMPLES = 50
 DRAIN_BITE = 1000
 ROUNDS = 2  # every system runs this many times, alternating; the best run counts (shared box)
-SCRIBE = "scribe"
+SCRIBE = "scribe"  # the engine, no-op job kind
+SCRIBE_EMAIL = "scribe email"  # the email job, instant steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,15 +185,16 @@ async def compare(items: int) -> None:
 
 async def _round(server: str, items: int) -> list[Figures]:
     results = []
-    async with bench_database(server) as dsn:
-        await _checkpoint(dsn)
-        pool = await open_pool(dsn)
-        try:
-            await enqueue(pool, items, USERS)
-            await pool.execute("ANALYZE")
-        finally:
-            await pool.close()
-        results.append(await measure(SCRIBE, dsn, items))
+    for name, kind in ((SCRIBE, NO_OP_KIND), (SCRIBE_EMAIL, queue_items.DEFAULT_KIND)):
+        async with bench_database(server) as dsn:
+            await _checkpoint(dsn)
+            pool = await open_pool(dsn)
+            try:
+                await enqueue(pool, items, USERS, kind)
+                await pool.execute("ANALYZE")
+            finally:
+                await pool.close()
+            results.append(await measure(name, dsn, items))
     for peer in PEERS.values():
         async with empty_database(server) as dsn:
             await _checkpoint(dsn)
@@ -324,7 +334,7 @@ async def _claim_ms(pool: asyncpg.Pool) -> tuple[float, float]:
 def _worker(name: str, dsn: str) -> None:
     """Worker process: work the queue empty; print seconds, CPU seconds and statements as JSON."""
     counts: Counter[str] = Counter()
-    if name == SCRIBE:
+    if name in (SCRIBE, SCRIBE_EMAIL):
         from scribe.db import pool as pool_module
         from scribe.worker import run_worker
 
@@ -338,7 +348,10 @@ def _worker(name: str, dsn: str) -> None:
         settings = worker_settings(dsn, scribe_listen=True, scribe_poll_seconds=2.0)
 
         async def work() -> None:
-            await run_worker(settings, lambda deps: no_op_pipeline(), drain=True)
+            if name == SCRIBE:
+                await run_no_op_worker(settings)
+            else:
+                await run_worker(settings, lambda deps: no_op_pipeline(), drain=True)
 
     else:
 

@@ -37,6 +37,7 @@ class ScriptedHandler:
         self.actions: dict[str, Action] = {}
         self.runs: list[str] = []
         self.refuse: Exception | None = None  # raised by complete() after writing its row
+        self.not_worth_saving: set[str] = set()  # no checkpoint after these units
         self._providers = providers or {}
 
     def units(self) -> Sequence[Unit]:
@@ -55,7 +56,9 @@ class ScriptedHandler:
             await action()
         return [*state, unit.name]
 
-    def checkpoint(self, state: list[str], progress: Progress) -> dict[str, Any]:
+    def checkpoint(self, state: list[str], progress: Progress) -> dict[str, Any] | None:
+        if progress.completed[-1] in self.not_worth_saving:
+            return None
         return {"ran": state, "completed": progress.completed, "timings": progress.timings}
 
     async def complete(

@@ -114,8 +114,8 @@ SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || $2, 72639
 SELECT id FROM queue_items WHERE user_id = $1 AND idempotency_key = $2 ORDER BY seq
 
 -- insert_queue_items --
--- Enqueue items in submission order ($4 names and $5 interests are parallel to $3 ids), their
--- template once in batch $2, and wake the consumers (delivered at commit).
+-- Enqueue items of job kind $9 in submission order ($4 names and $5 interests are parallel to
+-- $3 ids), their template once in batch $2, and wake the consumers (delivered at commit).
 WITH batch AS (
     INSERT INTO queue_batches (id, user_id, email_template) VALUES ($2, $1, $6)
 ),
@@ -130,9 +130,9 @@ start AS (
 ),
 inserted AS (
     INSERT INTO queue_items (id, user_id, batch_id, recipient_name, recipient_interest,
-                             max_attempts, idempotency_key, fair_round)
+                             max_attempts, idempotency_key, fair_round, kind)
     SELECT item.id, $1, $2, item.recipient_name, item.recipient_interest, $7, $8,
-           start.round + item.position
+           start.round + item.position, $9
     FROM unnest($3::uuid[], $4::text[], $5::text[]) WITH ORDINALITY
          AS item(id, recipient_name, recipient_interest, position), start
     ORDER BY item.position
@@ -245,22 +245,21 @@ RETURNING q.id, q.claims, q.cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- save_checkpoint --
 -- Store the data after a completed step ($4 checkpoint, $5 timings, $6 next step), fenced, and
--- add the step ($7 name, $8 seconds, $9 of which pacing wait) to the claim's step log.
+-- add the steps finished since the last write ($7, step log entries) to the claim's step log.
 -- Committed asynchronously (no fsync wait): a checkpoint lost in a server crash only means a step
 -- runs again (the item itself is never lost or duplicated: claims and completion are durable),
 -- while flushing 3 of every 4 commits per item would dominate throughput and SD wear.
 UPDATE queue_items
 SET checkpoint = $4, step_timings = $5, current_step = $6, step_started_at = now(),
-    step_log = coalesce(step_log, '[]'::jsonb) || jsonb_build_array(jsonb_build_array(
-        $7::text, $8::float8, $9::float8, extract(epoch FROM now()))),
+    step_log = coalesce(step_log, '[]'::jsonb) || $7::jsonb,
     updated_at = now()
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
 RETURNING cancel_requested_at IS NOT NULL AS cancel_requested
 
 -- complete_queue_item --
--- Fenced completion unless cancelled ($4 step timings), the last step ($5 name, $6 seconds,
--- $7 pacing wait) in the step log. The row keeps its owner (`locked_by`; no lease) and step log:
+-- Fenced completion unless cancelled ($4 step timings), the steps finished since the last write
+-- ($5, step log entries) added to the step log. The row keeps its owner (`locked_by`; no lease) and step log:
 -- they are the completed claim's history. The job's result (the email) is written by its handler
 -- in the same transaction, after this returns the item.
 WITH done AS (
@@ -268,10 +267,7 @@ WITH done AS (
     SET status = 'completed', lease_expires_at = NULL,
         step_timings = $4, error_message = NULL, failed_step = NULL, completed_at = now(),
         -- Never NULL once completed here: the history view reads the claim from it.
-        step_log = CASE WHEN $5::text IS NULL THEN coalesce(step_log, '[]'::jsonb)
-                        ELSE coalesce(step_log, '[]'::jsonb) || jsonb_build_array(
-                            jsonb_build_array($5::text, $6::float8, $7::float8,
-                                              extract(epoch FROM now()))) END,
+        step_log = coalesce(step_log, '[]'::jsonb) || $5::jsonb,
         checkpoint = NULL,  -- a completed item is never resumed: its result holds what it made
         updated_at = now()
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 # newest finished ones of the last 24 h. It is above the default pending quota (200), so a
 # normal user always sees all their live items.
 RECENT_ITEMS_LIMIT = 300
+DEFAULT_KIND = "email"  # the job kind of items enqueued without one (the column's default, 0008)
 PENDING_RETRY_SECONDS = 60  # Retry-After when the pending quota is full: items finish meanwhile
 
 
@@ -157,8 +159,9 @@ async def enqueue(
     max_attempts: int,
     idempotency_key: str | None = None,
     quota: QueueQuota | None = None,
+    kind: str = DEFAULT_KIND,
 ) -> list[uuid.UUID]:
-    """Insert items in one transaction and wake consumers; with an idempotency key already used
+    """Insert items (jobs of ``kind``) in one transaction and wake consumers; with an idempotency key already used
     by this user, return the ids of that earlier request instead (race-safe).
 
     With a ``quota`` (None: exempt), QuotaExceeded when the items would pass it. The check holds
@@ -194,6 +197,7 @@ async def enqueue(
             email_template,
             max_attempts,
             idempotency_key,
+            kind,
         )
     return ids
 
@@ -276,11 +280,13 @@ async def renew_leases(
 
 @dataclass(frozen=True, slots=True)
 class StepDone:
-    """A finished step, for its event row: name, seconds, and of those the pacing wait."""
+    """A finished step, for the step log: name, seconds, of those the pacing wait, and when it
+    finished (epoch seconds; by default when this is made)."""
 
     name: str
     seconds: float
     wait_seconds: float
+    at: float = field(default_factory=time.time)
 
 
 async def save_checkpoint(
@@ -289,9 +295,10 @@ async def save_checkpoint(
     checkpoint: dict[str, Any],
     step_timings: dict[str, float],
     next_step: str,
-    done: StepDone,
+    steps: Sequence[StepDone],
 ) -> bool | None:
-    """Save a step's output; None when the lease was lost, else whether cancel was requested."""
+    """Save the output after a step (``steps``: those finished since the last write); None when
+    the lease was lost, else whether cancel was requested."""
     async with connection_errors():
         row = await pool.fetchrow(
             sql("save_checkpoint"),
@@ -299,7 +306,7 @@ async def save_checkpoint(
             storable(checkpoint),
             step_timings,
             next_step,
-            *_step_args(done),
+            _step_log(steps),
         )
     return None if row is None else bool(row["cancel_requested"])
 
@@ -308,15 +315,16 @@ async def complete(
     pool: Pool,
     fence: Fence,
     step_timings: dict[str, float],
-    done: StepDone | None,
+    steps: Sequence[StepDone],
     write_result: Callable[[Connection], Awaitable[None]],
 ) -> bool:
-    """Complete the item and, in the same transaction, let ``write_result`` write the job's
-    result on the transaction's connection; False when fenced out or cancelled (then nothing
+    """Complete the item (``steps``: those finished since the last write, for the step log) and,
+    in the same transaction, let ``write_result`` write the job's result on the transaction's
+    connection; False when fenced out or cancelled (then nothing
     was written). An exception from ``write_result`` rolls everything back and propagates."""
     async with connection_errors(), pool.acquire() as conn, conn.transaction():
         completed = await conn.fetchval(
-            sql("complete_queue_item"), *_fenced(fence), step_timings, *_step_args(done)
+            sql("complete_queue_item"), *_fenced(fence), step_timings, _step_log(steps)
         )
         if completed is None:
             return False
@@ -485,10 +493,9 @@ def _fenced(fence: Fence) -> tuple[uuid.UUID, str, int]:
     return fence.id, fence.owner, fence.claim
 
 
-def _step_args(done: StepDone | None) -> tuple[str | None, float | None, float | None]:
-    if done is None:
-        return None, None, None
-    return done.name, done.seconds, done.wait_seconds
+def _step_log(steps: Sequence[StepDone]) -> list[list[str | float]]:
+    """Step log entries (queue_step_entry in the migrations reads them back)."""
+    return [[step.name, step.seconds, step.wait_seconds, step.at] for step in steps]
 
 
 async def _fenced_write(query: str, pool: Pool, fence: Fence, *args: object) -> bool:

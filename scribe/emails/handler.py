@@ -16,7 +16,7 @@ from scribe import tracing
 from scribe.db import emails
 from scribe.db.emails import CompletedEmail
 from scribe.db.pool import Connection
-from scribe.db.queue_items import ClaimedItem
+from scribe.db.queue_items import DEFAULT_KIND, ClaimedItem
 from scribe.domain.text import bounded_text
 from scribe.errors import PermanentStepError
 from scribe.queue.handler import Handler, Progress, Unit
@@ -31,7 +31,7 @@ from scribe.steps.pipeline import (
     load_checkpoint,
 )
 
-EMAIL_KIND = "email"  # queue_items.kind of every row enqueued without one (migration 0008)
+EMAIL_KIND = DEFAULT_KIND  # every row enqueued without a kind is an email job
 
 
 class EmailHandler:

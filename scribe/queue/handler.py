@@ -3,8 +3,9 @@
 The engine knows claims, leases, attempts, checkpoints, retries and cancel; a handler knows the
 work. A job is a fixed, ordered list of units (an email job's are the pipeline's four steps).
 The engine runs the units not yet completed one by one, times them, bounds them by the step and
-job timeouts, saves the handler's checkpoint (opaque JSON) after each one, and finally completes
-the item in one fenced transaction inside which the handler writes its result. A unit raises
+job timeouts, saves the handler's checkpoint (opaque JSON) after each one that has one, and
+finally completes the item in one fenced transaction inside which the handler writes its result.
+A unit raises
 ``TransientStepError`` (retry later, or wait for its provider) or ``PermanentStepError`` (fail
 now); anything else is a bug in the unit, retried and charged like a transient error.
 
@@ -58,8 +59,11 @@ class Handler(Protocol[State]):
         """Run one unit on ``state``; the new state."""
         ...
 
-    def checkpoint(self, state: State, progress: Progress) -> dict[str, Any]:
-        """The JSON document to store after a unit (``resume`` reads it back)."""
+    def checkpoint(self, state: State, progress: Progress) -> dict[str, Any] | None:
+        """The JSON document to store after a unit (``resume`` reads it back), or None when
+        nothing after this unit is worth a write (re-running it costs less): the engine then
+        writes nothing until the next checkpoint or the completion, which carries the unit's
+        step log entry. A retry after such a unit re-runs it."""
         ...
 
     async def complete(

@@ -1,7 +1,8 @@
 """The job runner: drives a claimed item's units one by one through the handler of its kind.
 
 Each unit is timed and bounded by the step and job timeouts; after each unit the handler's
-checkpoint is saved (fenced), so a retry resumes after the last completed unit; the end is one
+checkpoint is saved (fenced), so a retry resumes after the last completed unit (a handler with
+nothing worth saving after a unit says so, and the write is skipped); the end is one
 fenced completion transaction inside which the handler writes its result. Units say "retry
 later" or "failed" through exception types (``_unit_failed`` maps them); only this module turns
 that into attempts and backoff. The runner knows nothing of what a job produces.
@@ -138,7 +139,7 @@ class JobRunner:
         state, progress = handler.resume(job.item)
         units = handler.units()
         deadline = asyncio.get_running_loop().time() + self._config.job_timeout
-        last: StepDone | None = None
+        unsaved: list[StepDone] = []  # finished units not yet in the step log
         for index, unit in enumerate(units):
             if unit.name in progress.completed:
                 continue
@@ -147,21 +148,22 @@ class JobRunner:
             if self.breakers.wait_for(unit.provider) is not None:
                 return await self._wait_for_provider(job, unit)
             try:
-                state, last = await self._run_unit(job, handler, unit, state, deadline)
+                state, done = await self._run_unit(job, handler, unit, state, deadline)
             except _Stopped:
                 return await self._stop(job)
             except Exception as exc:
                 return await self._unit_failed(job, unit.name, exc)
             await self._report(self.breakers.record_success(unit.provider))
             progress.completed.append(unit.name)
-            progress.timings[unit.name] = last.seconds
-            if index + 1 < len(units):
-                next_unit = units[index + 1].name
-                await self._checkpoint(job, handler, state, progress, next_unit, last)
-                last = None
+            progress.timings[unit.name] = done.seconds
+            unsaved.append(done)
+            if index + 1 < len(units) and await self._checkpoint(
+                job, handler.checkpoint(state, progress), progress, units[index + 1], unsaved
+            ):
+                unsaved = []
         if job.stop_reason is not None:
             return await self._stop(job)
-        return await self._complete(job, handler, units, state, progress, last)
+        return await self._complete(job, handler, units, state, progress, unsaved)
 
     async def _run_unit(
         self, job: Job, handler: Handler[Any], unit: Unit, state: Any, deadline: float
@@ -298,22 +300,25 @@ class JobRunner:
     async def _checkpoint(
         self,
         job: Job,
-        handler: Handler[Any],
-        state: Any,
+        checkpoint: dict[str, Any] | None,
         progress: Progress,
-        next_unit: str,
-        done: StepDone,
-    ) -> None:
-        checkpoint = handler.checkpoint(state, progress)
+        next_unit: Unit,
+        steps: Sequence[StepDone],
+    ) -> bool:
+        """Save the checkpoint and the ``steps`` since the last write; False when the handler
+        had nothing worth saving (then nothing is written)."""
+        if checkpoint is None:
+            return False
         cancel_requested = await self._write(
             lambda: queue_items.save_checkpoint(
-                self._pool, job.fence, checkpoint, progress.timings, next_unit, done
+                self._pool, job.fence, checkpoint, progress.timings, next_unit.name, steps
             )
         )
         if cancel_requested is None:
             raise _Lost
         if cancel_requested:
             job.request_stop(StopReason.CANCELLED)
+        return True
 
     async def _complete(
         self,
@@ -322,7 +327,7 @@ class JobRunner:
         units: Sequence[Unit],
         state: Any,
         progress: Progress,
-        last: StepDone | None,
+        steps: Sequence[StepDone],
     ) -> Outcome:
         async def write_result(conn: Connection) -> None:
             await handler.complete(conn, job.item, state, progress)
@@ -330,7 +335,7 @@ class JobRunner:
         try:
             completed = await self._write(
                 lambda: queue_items.complete(
-                    self._pool, job.fence, progress.timings, last, write_result
+                    self._pool, job.fence, progress.timings, steps, write_result
                 )
             )
         except _Lost:

@@ -83,6 +83,55 @@ async def test_a_job_of_another_kind_completes_with_its_result_written_atomicall
     ]
 
 
+async def test_a_unit_with_no_checkpoint_writes_nothing_until_the_next_write_logs_it(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    item = await add_item(pool, user)
+    handler = ScriptedHandler()
+    handler.not_worth_saving = {"a", "b"}
+    seen_while_c_ran = []
+
+    async def look() -> None:
+        seen_while_c_ran.append(await row(pool, item))
+
+    handler.actions["c"] = look
+    assert await run_once(pool, handler) is Outcome.COMPLETED
+
+    [during] = seen_while_c_ran
+    # No write after a or b: the row still shows the claim's state.
+    assert (during["checkpoint"], during["step_log"], during["current_step"]) == (None, None, "a")
+    done = await row(pool, item)
+    assert [entry[0] for entry in done["step_log"]] == list(UNITS)  # the completion logged all
+    steps = await pool.fetch(
+        "SELECT step, seconds, at FROM queue_item_history WHERE item_id = $1 AND kind = 'step'"
+        " ORDER BY at",
+        item,
+    )
+    assert [(s["step"], s["seconds"]) for s in steps] == [
+        (name, done["step_timings"][name]) for name in UNITS
+    ]
+    assert steps[0]["at"] < steps[1]["at"] < steps[2]["at"]  # each when it ended, not the write
+    assert handler.runs == list(UNITS)
+
+
+async def test_a_retry_after_a_unit_with_no_checkpoint_runs_it_again(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    item = await add_item(pool, user)
+    handler = ScriptedHandler()
+    handler.not_worth_saving = {"b"}
+    handler.actions["c"] = raising(TransientStepError("busy", retry_after=0))
+    assert await run_once(pool, handler) is Outcome.RETRYING
+
+    retried = await row(pool, item)
+    assert (retried["checkpoint"]["completed"], retried["current_step"]) == (["a"], "b")
+    del handler.actions["c"]
+    assert await run_once(pool, handler) is Outcome.COMPLETED
+    assert handler.runs == ["a", "b", "c", "b", "c"]  # resumed after a, the last checkpoint
+    [result] = await results(pool)
+    assert result["ran"] == list(UNITS)
+
+
 async def test_unexpected_exception_in_a_unit_is_retried_charged_and_logged(
     pool: Pool, user: uuid.UUID, caplog: pytest.LogCaptureFixture
 ) -> None:

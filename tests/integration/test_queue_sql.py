@@ -73,7 +73,7 @@ async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> 
     assert (again.claims, again.attempts) == (2, 0)
 
     step = queue_items.StepDone("a", 1.0, 0.0)
-    assert await queue_items.save_checkpoint(pool, stale, {}, {}, "b", step) is None
+    assert await queue_items.save_checkpoint(pool, stale, {}, {}, "b", [step]) is None
     retried = await queue_items.retry_later(
         pool, stale, 0, "e", "a", charge=True, reason="r", max_age_seconds=86400
     )
@@ -81,7 +81,7 @@ async def test_fenced_writes_touch_nothing_after_the_lease_moved(pool: Pool) -> 
     assert await queue_items.fail(pool, stale, "e", "a", "permanent") is False
     assert await queue_items.release(pool, stale) is False
     assert await queue_items.mark_cancelled(pool, stale) is False
-    assert await queue_items.complete(pool, stale, {}, None, _write_nothing) is False
+    assert await queue_items.complete(pool, stale, {}, [], _write_nothing) is False
     assert await queue_items.renew_leases(pool, "old", [stale], 60) == {}
 
     row = (await item_rows(pool, [item.id]))[item.id]
@@ -287,7 +287,7 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
     checkpoint = {"data": {"scraped_content": "page\x00text", "k\x00": ["a\x00"]}}
     step = queue_items.StepDone("a", 1.0, 0.0)
     assert (
-        await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b", step) is False
+        await queue_items.save_checkpoint(pool, fence, checkpoint, {"a": 1.0}, "b", [step]) is False
     )
     saved = await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id)
     assert saved == {"data": {"scraped_content": "pagetext", "k": ["a"]}}
@@ -309,7 +309,7 @@ async def test_nul_characters_in_pipeline_output_are_stored_without_them(pool: P
             recipient_interest=item.recipient_interest,
         )
 
-    assert await queue_items.complete(pool, fence, {"a": 1.0}, None, write_email)
+    assert await queue_items.complete(pool, fence, {"a": 1.0}, [], write_email)
     # A completed item is never resumed: its checkpoint is not kept (the email holds the result).
     assert await pool.fetchval("SELECT checkpoint FROM queue_items WHERE id = $1", item_id) is None
     stored = await pool.fetchrow(
