@@ -161,8 +161,9 @@ async def enqueue(
     quota: QueueQuota | None = None,
     kind: str = DEFAULT_KIND,
 ) -> list[uuid.UUID]:
-    """Insert items (jobs of ``kind``) in one transaction and wake consumers; with an idempotency key already used
-    by this user, return the ids of that earlier request instead (race-safe).
+    """Insert items (jobs of ``kind``) in one transaction and wake consumers; with an
+    idempotency key already used by this user, return the ids of that earlier request instead
+    (race-safe).
 
     With a ``quota`` (None: exempt), QuotaExceeded when the items would pass it. The check holds
     a per-user lock until commit, so concurrent requests, from any process, are counted one
