@@ -106,3 +106,15 @@ async def wait_exit(process: subprocess.Popen[bytes], timeout: float) -> int:
             raise AssertionError(f"worker {process.pid} did not exit within {timeout}s")
         await asyncio.sleep(0.02)
     return process.returncode
+
+
+async def item_history(pool: Pool, item_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The history of one item (the queue_item_history view), oldest first: a claim before its
+    steps before how it ended."""
+    rows = await pool.fetch(
+        "SELECT at, kind, claim, step, seconds, wait_seconds, reason, error, owner"
+        " FROM queue_item_history WHERE item_id = $1"
+        " ORDER BY at, CASE kind WHEN 'claim' THEN 0 WHEN 'step' THEN 1 ELSE 2 END",
+        item_id,
+    )
+    return [dict(row) for row in rows]

@@ -46,7 +46,6 @@ from scribe.errors import UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
-KINDS = ("requests", "input_tokens", "output_tokens", "tokens")
 # A 429 without any reset or retry-after blocks this long (the providers' windows are a minute).
 DEFAULT_BLOCK_SECONDS = 5.0
 # A paused provider (bad key, no credit) is tried again after this long by one caller.

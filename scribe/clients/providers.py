@@ -65,10 +65,6 @@ class ProviderBreakers:
         exact = [pacer.state for pacer in records if pacer.name == provider]
         return exact[0] if exact else self._accounts.get(provider).state
 
-    def states(self) -> list[ProviderState]:
-        """Every account seen so far."""
-        return [pacer.state for pacer in self._accounts.all()]
-
     def wait_for(self, provider: str | None) -> float | None:
         """Seconds until ``provider`` may be called again, or None when it may be called now
         (up, or this caller is the probe)."""

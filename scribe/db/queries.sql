@@ -670,12 +670,6 @@ SELECT provider, reason, since FROM provider_states
 WHERE state = 'down' AND next_probe_at > now() - interval '15 minutes'
 ORDER BY provider
 
--- item_events --
--- The history of one item, oldest first (a claim before its steps before how it ended).
-SELECT at, kind, claim, step, seconds, wait_seconds, reason, error, owner
-FROM queue_item_history WHERE item_id = $1
-ORDER BY at, CASE kind WHEN 'claim' THEN 0 WHEN 'step' THEN 1 ELSE 2 END
-
 -- queue_workers --
 -- Processes holding items, with their heartbeat age.
 SELECT * FROM queue_workers

@@ -456,13 +456,6 @@ async def operator_view(pool: Pool, name: str) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
-async def item_events(pool: Pool, item_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The history of one item (queue_item_events), oldest first."""
-    async with connection_errors():
-        rows = await pool.fetch(sql("item_events"), item_id)
-    return [dict(row) for row in rows]
-
-
 async def requeue_failed(
     pool: Pool,
     *,
