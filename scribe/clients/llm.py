@@ -58,6 +58,12 @@ class LLM(Protocol):
         """The model id recorded in metadata (``anthropic:…``, ``openai:…`` or ``offline``)."""
         ...
 
+    @property
+    def account(self) -> str | None:
+        """The provider account this model's calls are paced and broken under
+        (``anthropic:claude-sonnet``, ``openai:<base url>``), or None (offline)."""
+        ...
+
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
         """Answer the request; raise UpstreamUnavailable (try later), UpstreamRejected (the
         provider refused this request) or PermanentStepError (malformed answers) on failure."""

@@ -21,6 +21,11 @@ class OfflineLLM:
         """Always ``offline``."""
         return OFFLINE
 
+    @property
+    def account(self) -> None:
+        """No provider account: nothing to pace or wait for."""
+        return None
+
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
         """The request's offline answer, at no cost (computed in a thread: the rules scan the
         whole template, up to 10,000 characters with any number of placeholders)."""

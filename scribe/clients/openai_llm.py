@@ -72,6 +72,11 @@ class OpenAILLM:
         """``openai:<model>``."""
         return f"openai:{self._model}"
 
+    @property
+    def account(self) -> str:
+        """The provider account (its pacer) these calls go through."""
+        return self._pacer.name
+
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
         """Ask the model; retry a malformed answer once, then fail permanently."""
 

@@ -74,8 +74,9 @@ class Step:
 
     name: str
     run: StepFunction
-    # The external provider the step cannot work without (anthropic, openai, exa), if any: while
-    # its circuit breaker is open, items waiting for this step wait instead of running it.
+    # The provider account the step cannot work without (``anthropic:claude-sonnet``, ``exa``),
+    # if any: while its circuit breaker is open, items waiting for this step wait instead of
+    # running it (a step on another account, or another model family, runs on).
     provider: str | None = None
 
 
@@ -93,11 +94,6 @@ class StepSpec:
     provider: Callable[[Clients], str | None]
 
 
-def _llm_provider(model: str) -> str | None:
-    provider = model.partition(":")[0]
-    return provider if provider in ("anthropic", "openai") else None
-
-
 def _web_clients(clients: Clients) -> WebClients:
     return WebClients(clients.search, clients.pages, clients.browser)
 
@@ -109,7 +105,7 @@ STEPS: tuple[StepSpec, ...] = (
         "template_parser",
         ParsedTemplate,
         lambda state, clients: template_parser.run(state.inputs, clients.parser_llm),
-        lambda clients: _llm_provider(clients.parser_llm.model),
+        lambda clients: clients.parser_llm.account,
     ),
     StepSpec(
         "web_scraper",
@@ -127,7 +123,7 @@ STEPS: tuple[StepSpec, ...] = (
         "email_composer",
         WrittenEmail,
         lambda state, clients: email_composer.run(state.brief(), clients.composer_llm),
-        lambda clients: _llm_provider(clients.composer_llm.model),
+        lambda clients: clients.composer_llm.account,
     ),
 )
 

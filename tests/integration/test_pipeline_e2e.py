@@ -122,11 +122,12 @@ async def test_the_pipeline_is_the_four_contract_steps_with_their_providers(
     settings = fake_settings(fakes, email_composer_model="openai:accounts/fireworks/models/x")
     async with fake_clients(settings, fakes) as clients:
         providers = {step.name: step.provider for step in build_pipeline(clients)}
+    # Each step waits for its own account: Haiku down does not hold a Sonnet or OpenAI step.
     assert providers == {
-        "template_parser": "anthropic",
+        "template_parser": "anthropic:claude-haiku",
         "web_scraper": "exa",
         "arxiv_helper": None,  # optional: its failure never fails the email
-        "email_composer": "openai",
+        "email_composer": f"openai:{settings.openai_base_url}",
     }
     offline = fake_settings(fakes, anthropic_api_key=None, openai_api_key=None, exa_api_key=None)
     async with fake_clients(offline, fakes) as clients:

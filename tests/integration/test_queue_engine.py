@@ -280,6 +280,31 @@ async def test_unit_whose_provider_is_down_waits_without_running_or_an_attempt(
     assert handler.runs == []
 
 
+async def test_a_unit_on_another_account_of_a_down_provider_runs_on(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    """One model family down (its account's breaker open) holds only the units on it."""
+    await add_item(pool, user)
+    handler = ScriptedHandler(
+        providers={"a": "anthropic:claude-haiku", "c": "anthropic:claude-sonnet"}
+    )
+    handler.actions["a"] = raising(
+        UpstreamUnavailable("HTTP 529", provider="anthropic:claude-haiku")
+    )
+    breakers = ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
+    assert await run_once(pool, handler, breakers=breakers) is Outcome.RETRYING
+    assert not breakers.state("anthropic:claude-haiku").up
+    assert breakers.wait_for("anthropic:claude-sonnet") is None
+
+    other = await add_item(pool, user)
+    await pool.execute(
+        "UPDATE queue_items SET run_after = now() + interval '1 hour' WHERE id <> $1", other
+    )
+    sonnet_only = ScriptedHandler(providers={"a": "anthropic:claude-sonnet"})
+    assert await run_once(pool, sonnet_only, breakers=breakers) is Outcome.COMPLETED
+    assert sonnet_only.runs == list(UNITS)
+
+
 @pytest.mark.parametrize("during", ["b", "c"], ids=["before-checkpoint", "before-completion"])
 async def test_lease_lost_mid_job_writes_nothing_more(
     pool: Pool, user: uuid.UUID, during: str

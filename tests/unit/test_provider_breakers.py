@@ -80,7 +80,7 @@ def test_the_breaker_lives_in_the_accounts_one_record_and_a_provider_name_covers
     opened = breakers.record_failure("anthropic:claude-sonnet", "HTTP 529")
     assert opened is not None and opened.state is sonnet.state  # the pacer's own record
     assert not sonnet.state.up and haiku.state.up
-    # A step names only its provider: it waits while any account of it is down.
+    # A bare provider name covers its accounts: down while any of them is.
     assert breakers.wait_for("anthropic") == 2
     assert breakers.state("anthropic") is sonnet.state
     assert breakers.wait_for("anthropic:claude-haiku") is None
