@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from scribe.db.pool import Pool
+from scribe.queue.requeue import RequeueFilter, requeue
 from scribe.settings import Settings
 from tests.conftest import auth_headers, serve
 from tests.queue_support import create_user, enqueue, item_rows
@@ -67,7 +70,7 @@ async def test_admin_retry_needs_a_filter_and_an_admin(admin_client: httpx.Async
     url = "/api/admin/queue/retry"
     no_filter = await admin_client.post(url, json={}, headers=auth_headers(ADMIN))
     assert no_filter.status_code == 400
-    assert "at least one" in no_filter.json()["detail"]
+    assert no_filter.json()["detail"] == "Give at least one of ids, user_id, failed_since or step."
     bad_step = await admin_client.post(url, json={"step": "nope"}, headers=auth_headers(ADMIN))
     assert bad_step.status_code == 422
     naive = await admin_client.post(
@@ -121,6 +124,30 @@ async def test_cli_queue_retry_requeues_by_id_and_failed_since(
 
     rows = await item_rows(pool)
     assert [rows[i]["status"] for i in (first, second, old)] == ["pending", "failed", "failed"]
+
+
+async def test_requeue_matches_every_filter_given_up_to_the_limit_and_logs_who(
+    pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process (the CLI test above runs in a subprocess): ids and failed_since together, the
+    limit, and the log line naming who asked."""
+    user = await create_user(pool)
+    first, second, old = await _failed_items(pool, user, 3, "web_scraper")
+    await pool.execute(
+        "UPDATE queue_items SET completed_at = now() - interval '3 hours' WHERE id = $1", old
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    with caplog.at_level(logging.INFO, logger="scribe.queue.requeue"):
+        both = RequeueFilter(ids=[first, old], failed_since=since)
+        assert await requeue(pool, both, requested_by="ops@uni.edu") == [first]
+        assert await requeue(pool, RequeueFilter(user_id=user), requested_by="ops", limit=1) == [
+            second
+        ]
+    [by_both, by_user] = [r.getMessage() for r in caplog.records]
+    assert by_both.startswith("ops@uni.edu re-queued 1 failed item(s) (RequeueFilter(ids=")
+    assert by_user.startswith("ops re-queued 1 failed item(s)")
+    rows = await item_rows(pool)
+    assert [rows[i]["status"] for i in (first, second, old)] == ["pending", "pending", "failed"]
 
 
 async def _scribe(env: dict[str, str], *args: str) -> tuple[int, str]:
