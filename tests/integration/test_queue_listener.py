@@ -12,6 +12,7 @@ import pytest
 
 from scribe.db.listen import ListenConnection
 from scribe.db.pool import Pool
+from scribe.errors import DatabaseUnavailable
 from scribe.queue.listener import (
     CANCEL_CHANNEL,
     ITEMS_CHANNEL,
@@ -199,3 +200,49 @@ async def test_an_outage_logs_its_first_failed_connect_as_a_warning_and_the_retr
     # The delay doubles up to its cap.
     assert [r.getMessage().rsplit(" ", 1)[1] for r in failures[1:4]] == ["0.2s", "0.3s", "0.3s"]
     assert listener.reconnects == 0
+
+
+async def test_after_an_outage_the_connection_is_announced_and_a_new_outage_is_news_again(
+    pool: Pool, database_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusals = 2  # the next connects that fail
+    open_connection = ListenConnection.open
+
+    async def flaky(*args: object, **kwargs: object) -> ListenConnection:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise DatabaseUnavailable("connection refused")
+        return await open_connection(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ListenConnection, "open", flaky)
+    listener = Listener(database_url, ping_seconds=3600, max_reconnect_delay=0.2)
+    with caplog.at_level(logging.DEBUG, logger="scribe.queue.listener"):
+        async with running_listener(listener):
+            await asyncio.wait_for(listener.connected.wait(), 5)
+            assert listener.reconnects == 0
+            first = [(r.levelno, r.getMessage()) for r in caplog.records]
+            caplog.clear()
+            for lost in (1, 2):
+                refusals = 1
+                assert await terminate_listener(pool) == 1
+                await wait_until(
+                    is_true(lambda lost=lost: listener.reconnects == lost),  # type: ignore[misc]
+                    timeout=10,
+                )
+                await asyncio.wait_for(listener.connected.wait(), 5)
+            again = [(r.levelno, r.getMessage()) for r in caplog.records]
+
+    refused = "LISTEN connection failed (connection refused); retrying in"
+    assert first == [
+        (logging.WARNING, f"{refused} 0.1s"),
+        (logging.DEBUG, f"{refused} 0.2s"),
+        (logging.INFO, "LISTEN connection (re)established"),
+    ]
+    # Each loss: a warning, the failed reconnect is news again (a warning), then connected.
+    one_loss = [
+        (logging.WARNING, "LISTEN connection lost; reconnecting"),
+        (logging.WARNING, f"{refused} 0.1s"),
+        (logging.INFO, "LISTEN connection (re)established"),
+    ]
+    assert again == one_loss * 2
