@@ -58,13 +58,14 @@ def build_verifier(settings: Settings, http: httpx.AsyncClient) -> TokenVerifier
 
 
 def freeze_startup_heap() -> int:
-    """Once start-up is done (``scribe serve``, ``scribe worker``; never in tests): collect the
-    start-up garbage, then move every object left (modules, classes, settings, clients, which
-    live as long as the process) to the permanent generation, so that a full collection no
-    longer walks them and holds the event loop that long (bench/lean_start.py measures it).
-    Turns the collector on (the CLI keeps it off during start-up). Returns how many objects were
-    frozen."""
-    gc.collect()
+    """Once start-up is done (``scribe serve``, ``scribe worker``; never in tests): move every
+    object (modules, classes, settings, clients, which live as long as the process) to the
+    permanent generation, so that a full collection no longer walks them and holds the event loop
+    that long (bench/lean_start.py measures it), and turn the collector on (the CLI keeps it off
+    during start-up). Returns how many objects were frozen.
+
+    No collection first: it took ~60 ms of start time to find ~2.4k objects (~0.4 MB) of start-up
+    garbage, which are kept instead."""
     gc.freeze()
     gc.enable()
     frozen = gc.get_freeze_count()
