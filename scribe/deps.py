@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -82,6 +83,13 @@ async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
         await conn.close()
 
 
+async def _migrated_database(settings: Settings) -> str:
+    """The database's DSN (the embedded server started if it is the one), migrations applied."""
+    dsn = await db.resolve_dsn(settings)
+    await apply_migrations(dsn, settings)
+    return dsn
+
+
 @asynccontextmanager
 async def open_deps(
     settings: Settings, *, address_policy: AddressPolicy | None = None
@@ -89,13 +97,14 @@ async def open_deps(
     """Open database (embedded if needed), migrations, pool, HTTP client, the external-service
     clients and the LISTEN connection (unless poll-only); close in reverse.
     ``address_policy`` is a test-only SSRF widening (see ``open_clients``)."""
-    dsn = await db.resolve_dsn(settings)
-    await apply_migrations(dsn, settings)
+    # One TLS context for both HTTP clients. Loading its CA bundle (~50 ms, without the GIL) runs
+    # in a thread while the database is started or reached and migrated.
+    dsn, tls = await asyncio.gather(
+        _migrated_database(settings), asyncio.to_thread(httpx.create_ssl_context)
+    )
     pool = await create_pool(
         dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
     )
-    # One TLS context for both HTTP clients: loading the CA bundle costs ~35 ms per context.
-    tls = httpx.create_ssl_context()
     try:
         async with (
             httpx.AsyncClient(
