@@ -99,9 +99,8 @@ def _wrap(create_app: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
-def _collector_on_without_freeze() -> int:
+def _collector_on_without_freeze() -> None:
     gc.enable()
-    return 0
 
 
 if __name__ == "__main__":

@@ -299,8 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if long_running:
         # Start-up (imports, app, lifespan) allocates some 70k long-lived objects and little
         # garbage: the collector's passes over them cost about 0.1 s of start time for nothing.
-        # It is off until the end of start-up, where freeze_startup_heap collects once, freezes
-        # what is left and turns it back on.
+        # It is off until the end of start-up, where freeze_startup_heap freezes what is there
+        # and turns it back on.
         gc.disable()
     try:
         from scribe.settings import load_settings
