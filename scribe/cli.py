@@ -264,13 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prestart_database(settings: Settings) -> None:
-    """Have the embedded PostgreSQL (when it is the database) start in a thread while the app's
-    modules load: its start is mostly waiting on ``pg_ctl``."""
+def _begin_slow_steps(settings: Settings) -> None:
+    """Begin, in threads, the start-up steps that mostly wait (scribe.startup): the embedded
+    PostgreSQL (when it is the database) and the TLS context, while the app's modules load."""
+    from scribe import startup
+    from scribe.tls import tls_context
+
     if settings.database_url is None:
         from scribe.db.embedded import prestart
 
         prestart(settings.data_dir)
+    startup.begin(tls_context)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -308,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         _configure_logging(settings)
         if long_running:
-            _prestart_database(settings)
+            _begin_slow_steps(settings)
         return _run(settings, args)
     except ScribeError as exc:
         print(f"scribe: {exc}", file=sys.stderr)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 from starlette.requests import Request
 
-from scribe import db
+from scribe import db, startup
 from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
 from scribe.clients import Clients, open_clients
 from scribe.clients.netguard import AddressPolicy
@@ -23,6 +22,7 @@ from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
+from scribe.tls import tls_context
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,6 @@ async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
         await conn.close()
 
 
-def _tls_context() -> ssl.SSLContext:
-    """The TLS context the HTTP clients share, with httpx's connection layer loaded beside it
-    (httpcore and h11: ~30 ms of imports the first client would do on the loop's thread)."""
-    import httpcore  # noqa: F401
-
-    return httpx.create_ssl_context()
-
-
 async def _migrated_database(settings: Settings) -> str:
     """The database's DSN (the embedded server started if it is the one), migrations applied."""
     dsn = await db.resolve_dsn(settings)
@@ -103,9 +95,9 @@ async def open_deps(
     """Open database (embedded if needed), migrations, pool, HTTP client, the external-service
     clients and the LISTEN connection (unless poll-only); close in reverse.
     ``address_policy`` is a test-only SSRF widening (see ``open_clients``)."""
-    # One TLS context for both HTTP clients. Loading its CA bundle (~50 ms, without the GIL) runs
-    # in a thread while the database is started or reached and migrated.
-    dsn, tls = await asyncio.gather(_migrated_database(settings), asyncio.to_thread(_tls_context))
+    # One TLS context for both HTTP clients, loaded (or, when begun ahead, collected) while the
+    # database is started or reached and migrated.
+    dsn, tls = await asyncio.gather(_migrated_database(settings), startup.collect(tls_context))
     pool = await create_pool(
         dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
     )

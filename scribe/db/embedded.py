@@ -5,9 +5,9 @@ only on a Unix socket there. A server already running on that directory (another
 or one left by a crash) is reused; the last process holding it stops it on exit.
 
 Starting it (``pg_ctl start``, about 0.15 s; ``initdb`` on the first run) and creating its
-``scribe`` database are mostly waiting on other processes, so both run in a thread, and ``scribe
-serve`` begins them (``prestart``) before its imports: the server comes up while the app's modules
-load, and ``start_embedded`` then only collects the result.
+``scribe`` database are mostly waiting on other processes, so both run in a thread, which
+``scribe serve`` begins before its imports (``prestart``, see scribe.startup): the server comes up
+while the app's modules load, and ``start_embedded`` then only collects the result.
 """
 
 from __future__ import annotations
@@ -15,20 +15,16 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from scribe import startup
 from scribe.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "scribe"
-
-# Servers being started ahead of use by ``prestart``, by data directory: at most one per process
-# in practice (the CLI's), collected (and removed) by the first ``start_embedded`` on that dir.
-_prestarted: dict[Path, Future[str]] = {}
 
 
 def _start(pgdata: Path) -> str:
@@ -80,23 +76,14 @@ def _start_with_database(pgdata: Path) -> str:
 def prestart(data_dir: Path) -> None:
     """Begin starting (or finding) the embedded server of ``data_dir`` in a thread now; the next
     ``start_embedded(data_dir)`` waits for it (and reports its failure) instead of starting it."""
-    pgdata = data_dir / "postgres"
-    if pgdata in _prestarted:
-        return
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedded-postgres")
-    _prestarted[pgdata] = executor.submit(_start_with_database, pgdata)
-    executor.shutdown(wait=False)  # the thread ends when the start does
+    startup.begin(_start_with_database, data_dir / "postgres")
 
 
 async def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server and return a DSN for its ``scribe`` database."""
     pgdata = data_dir / "postgres"
-    prestarted = _prestarted.pop(pgdata, None)
     try:
-        if prestarted is not None:
-            dsn = await asyncio.wrap_future(prestarted)
-        else:
-            dsn = await asyncio.to_thread(_start_with_database, pgdata)
+        dsn = await startup.collect(_start_with_database, pgdata)
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
