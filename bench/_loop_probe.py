@@ -7,7 +7,8 @@ service's own ``gc.freeze()`` included), a task sleeps 10 ms at a time and recor
 wakes (a loop pause: a callback or a collection holding the loop), and ``gc.callbacks`` time every
 collection. At exit the samples go to ``$PROBE_OUT`` as JSON, stamped with ``time.monotonic()``
 (system-wide on Linux) so the bench can split them into its phases. ``PROBE_UNFREEZE=1`` skips
-the service's ``freeze_startup_heap()``, to measure what it is worth.
+the service's ``freeze_startup_heap()`` (only its freeze: the collector, off during start-up, is
+turned on as usual), to measure what it is worth.
 """
 
 from __future__ import annotations
@@ -98,8 +99,12 @@ def _wrap(create_app: Callable[..., Any]) -> Callable[..., Any]:
     return create
 
 
+def _collector_on_without_freeze() -> None:
+    gc.enable()
+
+
 if __name__ == "__main__":
     scribe.app.create_app = _wrap(scribe.app.create_app)  # type: ignore[assignment]
     if os.environ.get("PROBE_UNFREEZE") and hasattr(scribe.deps, "freeze_startup_heap"):
-        scribe.deps.freeze_startup_heap = lambda: 0
+        scribe.deps.freeze_startup_heap = _collector_on_without_freeze
     sys.exit(cli.main(sys.argv[1:]))

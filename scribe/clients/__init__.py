@@ -7,6 +7,7 @@ worker) open it once per process and close it on shutdown.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -97,17 +98,22 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
 
 @asynccontextmanager
 async def open_clients(
-    settings: Settings, http: httpx.AsyncClient, *, address_policy: AddressPolicy | None = None
+    settings: Settings,
+    http: httpx.AsyncClient,
+    *,
+    tls: ssl.SSLContext | None = None,
+    address_policy: AddressPolicy | None = None,
 ) -> AsyncIterator[Clients]:
     """Open every client for these settings; close them in reverse on exit.
 
-    ``http`` is the process's trusted HTTP client (arXiv). ``address_policy`` is a TEST-ONLY
-    hook widening the SSRF rule (for the fakes on loopback); production passes nothing.
+    ``http`` is the process's trusted HTTP client (arXiv); ``tls`` the TLS context to share with
+    it (default: a context of the guarded client's own). ``address_policy`` is a TEST-ONLY hook
+    widening the SSRF rule (for the fakes on loopback); production passes nothing.
     """
     policy = address_policy or AddressPolicy()
     pacers = Pacers(pacing_caps(settings))
     async with AsyncExitStack() as stack:
-        fetch_http = guarded_client(policy)
+        fetch_http = guarded_client(policy, verify=tls if tls is not None else True)
         stack.push_async_callback(fetch_http.aclose)
         llms: dict[str, LLM] = {}
         for model_id in (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ USER_AGENT = "Mozilla/5.0 (compatible; ScribeBot/0.1; +https://github.com/scribe
 class GuardedTransport(httpx.AsyncBaseTransport):
     """An httpx transport that connects only to addresses the policy permits."""
 
-    def __init__(self, policy: AddressPolicy, *, verify: bool = True) -> None:
+    def __init__(self, policy: AddressPolicy, *, verify: ssl.SSLContext | bool = True) -> None:
         self._policy = policy
         # No keep-alive: requests go to IP-addressed origins, and a pooled TLS connection must
         # never be reused for another host name served from the same address.
@@ -59,10 +60,13 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def guarded_client(policy: AddressPolicy, *, timeout: float = 15.0) -> httpx.AsyncClient:
-    """An httpx client for untrusted URLs: SSRF-guarded, redirects followed hop by hop."""
+def guarded_client(
+    policy: AddressPolicy, *, timeout: float = 15.0, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
+    """An httpx client for untrusted URLs: SSRF-guarded, redirects followed hop by hop.
+    ``verify``: httpx's (an ``ssl.SSLContext`` to share one, see ``scribe.deps.open_deps``)."""
     return httpx.AsyncClient(
-        transport=GuardedTransport(policy),
+        transport=GuardedTransport(policy, verify=verify),
         timeout=httpx.Timeout(timeout, connect=5.0),
         follow_redirects=True,
         max_redirects=MAX_REDIRECTS,

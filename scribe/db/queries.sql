@@ -18,6 +18,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 -- Serialise migrators across processes until the end of the transaction.
 SELECT pg_advisory_xact_lock(7263918401)
 
+-- list_schema_migrations --
+-- Every applied migration with its checksum.
+SELECT version, checksum FROM schema_migrations
+
 -- get_schema_migration --
 -- Checksum of one applied migration (NULL if not applied).
 SELECT checksum FROM schema_migrations WHERE version = $1

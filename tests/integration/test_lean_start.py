@@ -46,6 +46,7 @@ HEAVY = (
     "logfire",
     "opentelemetry",
     "google",  # protobuf, which logfire's exporters bring
+    "rich",  # with click and pygments: httpx's command-line client (kept out by scribe/__init__)
 )
 
 
@@ -96,4 +97,6 @@ async def test_serve_loads_the_sdks_of_the_configured_providers_only(
     assert {"anthropic", "exa_py"} <= loaded
     # Loaded on first use (a page, a JavaScript page, a paper, a PDF in its child) or with a
     # token. (The SDKs bring their own: exa_py imports openai, anthropic opentelemetry's API.)
-    assert loaded.isdisjoint({"trafilatura", "playwright", "arxiv", "pypdf", "logfire", "google"})
+    assert loaded.isdisjoint(
+        {"trafilatura", "playwright", "arxiv", "pypdf", "logfire", "google", "rich"}
+    )
