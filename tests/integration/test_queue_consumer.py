@@ -263,6 +263,28 @@ async def test_a_lone_free_slot_is_refilled_while_the_backlog_runs(
         assert {row["status"] for row in rows.values()} == {"processing"}
 
 
+async def test_a_consumer_never_runs_more_jobs_than_its_slots(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    items = await enqueue(pool, user, [behaviour(hang=["web_scraper"])] * 5)
+    consumer = consumer_for(
+        scribe_concurrency=2, scribe_poll_seconds=0.05, scribe_shutdown_grace_seconds=0
+    )
+
+    async def statuses() -> list[str]:
+        return sorted(row["status"] for row in (await item_rows(pool, items)).values())
+
+    async def two_running() -> bool:
+        return await statuses() == ["pending"] * 3 + ["processing"] * 2
+
+    async with running(consumer):
+        await wait_until(two_running, timeout=10)
+        await asyncio.sleep(0.5)  # some ten polls: none may claim a third item
+        assert await two_running()
+        assert consumer.running == 2
+
+
 @pytest.mark.parametrize("listen", ["disabled", "unreachable"])
 async def test_without_listen_items_start_within_the_poll_interval(
     pool: Pool, consumer_for: Callable[..., Consumer], database_url: str, listen: str
