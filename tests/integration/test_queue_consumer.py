@@ -13,6 +13,7 @@ import pytest
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.emails.handler import email_handlers
+from scribe.errors import DatabaseUnavailable
 from scribe.queue.consumer import Consumer
 from scribe.queue.job import Outcome
 from scribe.queue.listener import Listener, running_listener
@@ -283,6 +284,45 @@ async def test_a_consumer_never_runs_more_jobs_than_its_slots(
         await asyncio.sleep(0.5)  # some ten polls: none may claim a third item
         assert await two_running()
         assert consumer.running == 2
+
+
+def test_a_consumer_needs_handlers_each_with_units(
+    pool: Pool, make_settings: Callable[..., Settings]
+) -> None:
+    class NoUnits:
+        def units(self) -> list[object]:
+            return []
+
+    for handlers in ({}, {"empty": NoUnits()}):
+        with pytest.raises(ValueError, match=r"^no handlers, or a handler without units$"):
+            Consumer(pool, make_settings(), handlers)  # type: ignore[arg-type]
+
+
+async def test_a_claimed_item_shows_its_kinds_first_unit_while_it_runs(
+    pool: Pool, consumer_for: Callable[..., Consumer]
+) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, [behaviour(hang=["template_parser"])])
+    consumer = consumer_for(scribe_shutdown_grace_seconds=0)
+    async with running(consumer):
+        await wait_until(lambda: _status_is(pool, item, "processing"), timeout=10)
+        row = (await item_rows(pool, [item]))[item]
+        assert row["current_step"] == STEP_NAMES[0]
+
+
+async def test_when_the_next_due_time_cannot_be_read_the_consumer_claims_again_soon(
+    pool: Pool, consumer_for: Callable[..., Consumer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def away(pool: Pool) -> float | None:
+        raise DatabaseUnavailable("connection refused")
+
+    monkeypatch.setattr(queue_items, "seconds_until_next_due", away)
+    user = await create_user(pool)
+    consumer = consumer_for(scribe_poll_seconds=3600)  # no LISTEN: only the retry wakes it
+    async with running(consumer):
+        await asyncio.sleep(0.1)  # its first (empty) claim, then the failed due-time lookup
+        [item] = await enqueue(pool, user, ["optics"])
+        await wait_until(lambda: _status_is(pool, item, "completed"), timeout=10)
 
 
 @pytest.mark.parametrize("listen", ["disabled", "unreachable"])
