@@ -148,6 +148,10 @@ async def test_requeue_matches_every_filter_given_up_to_the_limit_and_logs_who(
     assert by_user.startswith("ops re-queued 1 failed item(s)")
     rows = await item_rows(pool)
     assert [rows[i]["status"] for i in (first, second, old)] == ["pending", "pending", "failed"]
+    asked = await pool.fetch(
+        "SELECT item_id, owner FROM queue_item_events WHERE kind = 'requeue' ORDER BY owner"
+    )
+    assert [(e["item_id"], e["owner"]) for e in asked] == [(second, "ops"), (first, "ops@uni.edu")]
 
 
 async def _scribe(env: dict[str, str], *args: str) -> tuple[int, str]:
