@@ -5,9 +5,9 @@ work. A job is a fixed, ordered list of units (an email job's are the pipeline's
 The engine runs the units not yet completed one by one, times them, bounds them by the step and
 job timeouts, saves the handler's checkpoint (opaque JSON) after each one that has one, and
 finally completes the item in one fenced transaction inside which the handler writes its result.
-A unit raises
-``TransientStepError`` (retry later, or wait for its provider) or ``PermanentStepError`` (fail
-now); anything else is a bug in the unit, retried and charged like a transient error.
+A unit raises ``TransientStepError`` (retry later, or wait for its provider) or
+``PermanentStepError`` (fail now); anything else is a bug in the unit, retried and charged like
+a transient error.
 
 The state a handler passes between units is opaque to the engine (the ``State`` type variable).
 """
