@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.emails.handler import email_handlers
 from scribe.errors import DatabaseUnavailable
-from scribe.queue.consumer import Consumer
+from scribe.queue import consumer as consumer_module
+from scribe.queue.consumer import Consumer, ConsumerCrashed
 from scribe.queue.job import Outcome
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
@@ -193,7 +195,8 @@ async def test_cancel_processing_item_stops_it_without_email_or_count(
         if listen:
             listener = await stack.enter_async_context(running_listener(Listener(database_url)))
             await asyncio.wait_for(listener.connected.wait(), 5)
-        consumer = consumer_for(listener, scribe_lease_seconds=0.4)
+        # With LISTEN the heartbeat is minutes away, so only the notification can stop it.
+        consumer = consumer_for(listener, scribe_lease_seconds=600 if listen else 0.4)
         await stack.enter_async_context(running(consumer))
         await wait_until(lambda: _started(step_log, item, "web_scraper"), timeout=5)
         assert await queue_items.cancel(pool, item, user) == "processing"
@@ -323,6 +326,29 @@ async def test_when_the_next_due_time_cannot_be_read_the_consumer_claims_again_s
         await asyncio.sleep(0.1)  # its first (empty) claim, then the failed due-time lookup
         [item] = await enqueue(pool, user, ["optics"])
         await wait_until(lambda: _status_is(pool, item, "completed"), timeout=10)
+
+
+async def test_a_crashed_reaper_stops_the_consumer_which_says_why(
+    pool: Pool,
+    consumer_for: Callable[..., Consumer],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken_reaper(pool: Pool, settings: Settings) -> None:
+        raise RuntimeError("reaper bug")
+
+    monkeypatch.setattr(consumer_module, "reap_forever", broken_reaper)
+    consumer = consumer_for(scribe_poll_seconds=3600)  # only the crash can end this run
+    with (
+        caplog.at_level(logging.ERROR, logger="scribe.queue.consumer"),
+        pytest.raises(
+            ConsumerCrashed, match=r"^consumer task failed: RuntimeError\('reaper bug'\)$"
+        ),
+    ):
+        await asyncio.wait_for(consumer.run(), 10)
+    [record] = caplog.records
+    assert record.getMessage() == "queue-reaper crashed; stopping the consumer"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "reaper bug"
 
 
 @pytest.mark.parametrize("listen", ["disabled", "unreachable"])
