@@ -14,7 +14,7 @@ from typing import Any
 
 from scribe.db import queue_items, users
 from scribe.db.pool import Pool
-from scribe.db.queue_items import NewItem
+from scribe.db.queue_items import ClaimedItem, NewItem
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,3 +118,20 @@ async def item_history(pool: Pool, item_id: uuid.UUID) -> list[dict[str, Any]]:
         item_id,
     )
     return [dict(row) for row in rows]
+
+
+def claimed_item(checkpoint: dict[str, Any] | None = None) -> ClaimedItem:
+    """A claimed email item that is in no database (first claim, no attempts yet)."""
+    return ClaimedItem(
+        id=uuid.uuid4(),
+        kind="email",
+        user_id=uuid.uuid4(),
+        recipient_name="Ada",
+        recipient_interest="engines",
+        email_template="Dear {{name}}",
+        claims=1,
+        attempts=0,
+        max_attempts=3,
+        checkpoint=checkpoint,
+        cancel_requested=False,
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,7 +15,7 @@ from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import renew_once
-from tests.queue_support import create_user, enqueue, item_rows
+from tests.queue_support import claimed_item, create_user, enqueue, item_rows
 
 OWNER = "lease-test"
 LEASE_SECONDS = 600.0
@@ -100,19 +99,7 @@ async def test_with_the_database_away_a_heartbeat_logs_once_and_stops_nothing(
 
 
 async def test_a_stop_request_cancels_a_running_step_once_and_the_strongest_reason_wins() -> None:
-    item = queue_items.ClaimedItem(
-        id=uuid.uuid4(),
-        kind="email",
-        user_id=uuid.uuid4(),
-        recipient_name="x",
-        recipient_interest="y",
-        email_template="z",
-        claims=1,
-        attempts=0,
-        max_attempts=3,
-        checkpoint=None,
-        cancel_requested=False,
-    )
+    item = claimed_item()
     job = Job(item, item.fence(OWNER), task=asyncio.create_task(_in_step()), in_step=True)
     assert job.task is not None
     job.request_stop(StopReason.CANCELLED)

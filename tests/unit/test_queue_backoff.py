@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
-from typing import Any
 
 import pytest
 
-from scribe.db.queue_items import ClaimedItem
 from scribe.emails.handler import EmailHandler
 from scribe.queue.backoff import Backoff, truncate_error
 from scribe.queue.job import Job, StopReason
 from scribe.steps import STEP_NAMES, Step
 from scribe.steps.models import ParsedTemplate
 from scribe.steps.state import EmailState
+from tests.queue_support import claimed_item
 
 
 @pytest.mark.parametrize(("attempt", "low", "high"), [(1, 5, 10), (2, 10, 20), (3, 20, 40)])
@@ -59,7 +57,7 @@ def test_error_messages_fit_the_column() -> None:
 
 
 def test_stronger_stop_reason_wins_and_weaker_does_not_replace_it() -> None:
-    item = _item(None)
+    item = claimed_item(None)
     job = Job(item, item.fence("me"))
     job.request_stop(StopReason.SHUTDOWN)
     job.request_stop(StopReason.LEASE_LOST)
@@ -69,7 +67,7 @@ def test_stronger_stop_reason_wins_and_weaker_does_not_replace_it() -> None:
 
 def test_email_job_resumes_after_the_checkpointed_steps_with_their_timings() -> None:
     handler = _handler()
-    fresh, progress = handler.resume(_item(None))
+    fresh, progress = handler.resume(claimed_item(None))
     assert progress.completed == [] and fresh.inputs.recipient_name == "Ada"
     progress.completed.append("template_parser")
     progress.timings["template_parser"] = 1.5
@@ -82,14 +80,14 @@ def test_email_job_resumes_after_the_checkpointed_steps_with_their_timings() -> 
     )
     checkpoint = handler.checkpoint(saved, progress)
     assert "Dear {{name}}" not in json.dumps(checkpoint)  # inputs come from the item
-    data, resumed = handler.resume(_item(checkpoint))
+    data, resumed = handler.resume(claimed_item(checkpoint))
     assert resumed.completed == ["template_parser"] and data.parsed().search_terms == ["Ada"]
     assert resumed.timings == {"template_parser": 1.5}
     assert data.inputs.email_template == "Dear {{name}}"
 
 
 def test_unreadable_checkpoint_starts_over() -> None:
-    data, progress = _handler().resume(_item({"completed": ["x"], "data": {"bogus": 1}}))
+    data, progress = _handler().resume(claimed_item({"completed": ["x"], "data": {"bogus": 1}}))
     assert progress.completed == [] and data.template_parser is None
 
 
@@ -99,19 +97,3 @@ async def _unused(data: EmailState) -> EmailState:
 
 def _handler() -> EmailHandler:
     return EmailHandler([Step(name, _unused) for name in STEP_NAMES], max_email_chars=20_000)
-
-
-def _item(checkpoint: dict[str, Any] | None) -> ClaimedItem:
-    return ClaimedItem(
-        id=uuid.uuid4(),
-        kind="email",
-        user_id=uuid.uuid4(),
-        recipient_name="Ada",
-        recipient_interest="engines",
-        email_template="Dear {{name}}",
-        claims=1,
-        attempts=0,
-        max_attempts=3,
-        checkpoint=checkpoint,
-        cancel_requested=False,
-    )
