@@ -3,8 +3,6 @@ lifespan). The only module that knows HTTP status codes for the project's errors
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +23,7 @@ from scribe import errors
 from scribe.api import admin, admin_queue, emails, health, queue, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_operations
+from scribe.background import running
 from scribe.clients.netguard import AddressPolicy
 from scribe.db import health as health_db
 from scribe.db import providers as providers_db
@@ -275,13 +274,12 @@ async def _watchdog() -> AsyncIterator[None]:
     if interval is None:
         yield
         return
-    task = asyncio.create_task(watchdog_loop(interval), name="systemd-watchdog")
-    try:
+    async with running(
+        watchdog_loop(interval),
+        name="systemd-watchdog",
+        if_it_dies="stopped pinging; systemd will restart the service",
+    ):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def create_app(

@@ -1,6 +1,6 @@
 """Background tasks that live for the duration of a block (the lifespan's LISTEN connection, the
-provider-account sharing): started named and tracked, logged once if they die early, cancelled
-and awaited when the block ends."""
+provider-account sharing, the systemd watchdog): started named and tracked, logged once if they
+die early, cancelled and awaited when the block ends."""
 
 from __future__ import annotations
 
