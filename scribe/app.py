@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scribe import errors
-from scribe.api import admin, admin_queue, emails, health, queue, templates, users
+from scribe.api import admin, admin_queue, emails, health, queue, queue_stream, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_operations
 from scribe.background import running
@@ -231,7 +231,7 @@ class UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
-API_MODULES = (health, users, emails, queue, templates, admin, admin_queue)
+API_MODULES = (health, users, emails, queue, queue_stream, templates, admin, admin_queue)
 
 
 def build_routes(metrics: Metrics) -> list[BaseRoute]:
@@ -297,16 +297,18 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with open_deps(settings, address_policy=address_policy) as deps, _watchdog():
+            streams = queue_stream.StreamSlots(settings.scribe_sse_max_streams_per_user)
+            state = {"deps": deps, "streams": streams}
             if settings.scribe_worker:
                 async with supervised_consumer(deps, pipeline_factory) as release_now:
                     # Read by `scribe serve` on a second SIGTERM/SIGINT.
                     app.state.release_queue_now = release_now
                     notify("READY=1")
-                    yield {"deps": deps}
+                    yield state
                     notify("STOPPING=1")
             else:
                 notify("READY=1")
-                yield {"deps": deps}
+                yield state
                 notify("STOPPING=1")
 
     metrics = Metrics()

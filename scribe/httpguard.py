@@ -1,46 +1,64 @@
-"""HTTP/1.1 limits uvicorn lacks, enforced in its protocol, on every connection it accepts.
+"""The HTTP/1.1 server ``scribe serve`` runs: uvicorn's h11 protocol, plus the limits it lacks.
 
-uvicorn's default protocol (httptools) has no cap on the request line and headers: a 100 MB header
-is buffered (and re-concatenated as it grows) before the app sees anything, and it never times out
-a client that sends its headers or body slowly. Its h11 protocol caps headers
-(``h11_max_incomplete_event_size``) but answers 400 rather than 431, has no header or body
-timeout either and is slower. So ``scribe serve`` runs httptools through
-``GuardedHttpToolsProtocol``, which adds, per connection:
+Why h11 and not uvicorn's default (httptools): h11 bounds every incomplete protocol event itself
+(``max_incomplete_event_size``): the request line and headers, each chunk-size line with its
+extensions, and the trailers. httptools buffers all of those without a bound (a 200 MB trailer
+is concatenated in memory), so every one needed byte counting of our own in its callbacks, and
+each such count was a hole. h11 is pure Python: about half of httptools' requests per second on a
+trivial app (``bench/http_protocols.py``), a cost well under a millisecond per request that the
+app's own work (a database round trip per request) dwarfs.
 
-- a cap on request-line + header bytes (431), counted as bytes arrive, before httptools buffers
-  them, and on the number of header fields (431);
-- a deadline for the whole header block from the first byte (or from the connection's start), and
-  one for the whole body from the end of the headers (408, then close): slowloris connections are
-  cut after ``header_timeout`` seconds whatever they trickle in;
+What this module adds, per connection (``GuardedH11Protocol``):
+
+- JSON refusals: 431 for a header block (or trailer, or chunk line) past ``max_header_bytes`` or
+  more than ``max_headers`` fields, 400 for anything else h11 rejects;
+- a deadline for the whole header block from its first byte, and one for the body from the end of
+  the headers (408, then close): slowloris connections are cut whatever they trickle in;
+- a send deadline: a client that stops reading an answer is disconnected after ``send_timeout``
+  (a stalled reader pins at most the transport's write buffer that long);
 - uvicorn's own idle keep-alive timeout, from settings;
-- a cap on open connections (503 and close past it).
+- caps on open connections: ``max_connections_per_peer`` per client address (an IPv6 client per
+  /64), so one client cannot take the server's connections from everyone else, except for the
+  trusted proxies (cloudflared on loopback) whose clients are told apart per request; and
+  ``max_connections`` for all (503 and close past either).
 
-Every refusal is a JSON ``{"detail": …}`` with ``X-Content-Type-Options: nosniff`` and one log line
-(throttled: a flood of refusals logs one line per kind every few seconds).
+A refusal while the app is already answering the request turns the app's later writes into
+no-ops (as uvicorn does for a client that went away), and every refusal logs one line, throttled
+per kind (``scribe.logthrottle``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
-import time
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httptools
+import h11
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from scribe.logthrottle import ThrottledLog, throttle_logger
 
 if TYPE_CHECKING:
     from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_LOG_EVERY_SECONDS = 10.0
 _HEADER_FIELD_OVERHEAD = 4  # ": " and CRLF around each header field
-_REQUEST_LINE_OVERHEAD = 32  # method, spaces, "HTTP/1.1", CRLF
 _LINGER_SECONDS = 1.0  # after a refusal, input is dropped this long before the socket closes
+_STATUS_LINES = {
+    400: b"HTTP/1.1 400 Bad Request\r\n",
+    408: b"HTTP/1.1 408 Request Timeout\r\n",
+    431: b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+    503: b"HTTP/1.1 503 Service Unavailable\r\n",
+}
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,62 +69,100 @@ class HttpLimits:
     max_headers: int = 100
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    send_timeout: float = 30.0
     keepalive_timeout: float = 5.0
     max_connections: int = 1000
+    max_connections_per_peer: int = 64
+    # Peers whose connections count only against max_connections: proxies that carry many
+    # clients (their clients are told apart per request, by scribe.ratelimit.ClientIdentity).
+    trusted_peers: tuple[Network, ...] = field(default=())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpLimits:
         """The limits of the ``SCRIBE_HTTP_*`` settings."""
+        trusted = [*settings.scribe_cf_trusted_proxies, *settings.scribe_xff_trusted_proxies]
         return cls(
             max_header_bytes=settings.scribe_http_max_header_bytes,
             max_headers=settings.scribe_http_max_headers,
             header_timeout=settings.scribe_http_header_timeout_seconds,
             body_timeout=settings.scribe_http_body_timeout_seconds,
+            send_timeout=settings.scribe_http_send_timeout_seconds,
             keepalive_timeout=settings.scribe_http_keepalive_seconds,
             max_connections=settings.scribe_http_max_connections,
+            max_connections_per_peer=settings.scribe_http_max_connections_per_peer,
+            trusted_peers=tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted),
         )
 
 
-class _ThrottledLog:
-    """One log line per kind of refusal every _LOG_EVERY_SECONDS, with the count in between."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def info(self, kind: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, float("-inf")) < _LOG_EVERY_SECONDS:
-            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
-            return
-        self._last[kind] = now
-        more = self._suppressed.pop(kind, 0)
-        suffix = f" (and {more} more since the last such line)" if more else ""
-        log.info(message + suffix, *args)
+def peer_key(host: str) -> str:
+    """The address a client's connections are counted under: IPv4 as is, IPv6 per /64 (one
+    subscriber's allocation), an IPv4-mapped IPv6 address as its IPv4 address."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # a Unix socket path, or whatever the transport reports
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
-_refusals = _ThrottledLog()
+_refusals = ThrottledLog(log)
 
 
-class _Refused(Exception):
-    """Raised inside a parser callback to stop parsing; data_received answers it."""
+class _LimitedConnection(h11.Connection):
+    """h11's server connection, also refusing more than ``max_headers`` header fields, and
+    remembering why it refused a request (h11 raises before uvicorn can tell us)."""
+
+    def __init__(self, max_header_bytes: int, max_headers: int) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=max_header_bytes)
+        self.max_headers = max_headers
+        self.refusal: h11.RemoteProtocolError | None = None
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = exc
+            raise
+        if isinstance(event, h11.Request):
+            self._check(event)
+        return event
+
+    def _check(self, request: h11.Request) -> None:
+        # h11 bounds an *incomplete* event; a complete one that arrived in a single read may be
+        # larger, up to the read size. The limit is ours to keep exactly.
+        if len(request.headers) > self.max_headers:
+            self.refusal = h11.RemoteProtocolError(
+                f"More than {self.max_headers} header fields.", error_status_hint=431
+            )
+            raise self.refusal
+        size = len(request.target) + sum(
+            len(name) + len(value) + _HEADER_FIELD_OVERHEAD for name, value in request.headers
+        )
+        if size > self._max_incomplete_event_size:
+            self.refusal = h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431)
+            raise self.refusal
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the limits of ``limits`` (set on a subclass by
-    ``guarded_protocol``)."""
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with the limits of ``limits`` (set on a subclass, with its own
+    per-peer counts, by ``guarded_protocol``)."""
 
     limits: ClassVar[HttpLimits] = HttpLimits()
+    peers: ClassVar[Counter[str]] = Counter()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._reading_headers = True  # between a message's start (or the last's end) and headers
-        self._header_bytes = 0  # raw bytes received while the header block is incomplete
-        self._parsed_header_bytes = 0  # url + header fields, as the parser reports them
-        self._header_count = 0
-        self._message_begun = False
-        self._refusal: tuple[int, str] | None = None
+        self.conn: _LimitedConnection = _LimitedConnection(
+            self.limits.max_header_bytes, self.limits.max_headers
+        )
+        self._peer: str | None = None  # counted in ``peers`` while connected
         self._deadline: asyncio.TimerHandle | None = None
+        self._awaiting: object = None  # the h11 state of the client a deadline is for
+        self._fresh = True  # no request yet: the header deadline runs from the connection's start
+        self._send_deadline: asyncio.TimerHandle | None = None
         self._draining = False
 
     # Connection
@@ -114,148 +170,167 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            _refusals.info(
-                "connections", "refused a connection: %d open", self.limits.max_connections
-            )
+            _refusals.info("connections", "refused a connection: %d open", len(self.connections))
             self._refuse(503, "Too many open connections; try again shortly.")
             return
-        self._arm(self.limits.header_timeout, self._header_deadline_passed)
+        if not self._admit_peer():
+            _refusals.info("peer-connections", "refused a connection: its client has too many")
+            self._refuse(503, "Too many open connections from your address; close some.")
+            return
+        self._watch_state()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._cancel_send_deadline()
+        if self._peer is not None:
+            self.peers[self._peer] -= 1
+            if self.peers[self._peer] <= 0:
+                del self.peers[self._peer]
+            self._peer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._draining:
             return  # refused: what was already read is dropped
-        self._unset_keepalive_if_required()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():  # as uvicorn does (the app serves no websockets)
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
-        except httptools.HttpParserError:
-            if self._refusal is not None:
-                self._refuse(*self._refusal)
-            else:
-                _refusals.info("invalid", "refused an invalid HTTP request")
-                self._refuse(400, "Invalid HTTP request.")
-            return
-        if self._reading_headers:
-            # Still inside a header block: every byte of this chunk counts (an over-count only
-            # for a pipelined message ending inside it).
-            self._header_bytes += len(data)
-            if self._header_bytes > self.limits.max_header_bytes:
-                self._refuse_headers_too_large()
+        super().data_received(data)
+        if not self._draining:
+            self._watch_state()
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, msg)
+        refusal, self.conn.refusal = self.conn.refusal, None
+        if refusal is not None and refusal.error_status_hint == 431:
+            _refusals.info("headers", "refused a request: %s", refusal)
+            detail = str(refusal)
+            if detail == "Receive buffer too long":
+                detail = (
+                    "Request line, headers or a chunk line are larger than "
+                    f"{self.limits.max_header_bytes} bytes."
+                )
+            self._refuse(431, detail)
+            return
+        _refusals.info("invalid", "refused an invalid HTTP request: %s", refusal)
+        self._refuse(400, "Invalid HTTP request.")
 
-    # Parser callbacks
+    def shutdown(self) -> None:
+        if self._draining:  # refused, lingering: nothing more to say on it
+            self._close()
+            return
+        super().shutdown()
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._reading_headers = True
-        self._message_begun = True
-        self._header_bytes = 0
-        self._parsed_header_bytes = _REQUEST_LINE_OVERHEAD
-        self._header_count = 0
-        if self._deadline is None:  # a keep-alive connection's next request
-            self._arm(self.limits.header_timeout, self._header_deadline_passed)
+    def on_response_complete(self) -> None:
+        # uvicorn arms its keep-alive timer here, and starts a pipelined next request if one is
+        # buffered: a deadline for that one, none for an idle connection (keep-alive's turn).
+        super().on_response_complete()
+        if not self._draining and not self.transport.is_closing():
+            self._watch_state()
 
-    def on_url(self, url: bytes) -> None:
-        self._count_header_bytes(len(url))
-        super().on_url(url)
+    # Flow control: a reader that stops reading is cut after send_timeout.
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
-            self._refusal = (431, f"More than {self.limits.max_headers} header fields.")
-            raise _Refused
-        self._count_header_bytes(len(name) + len(value) + _HEADER_FIELD_OVERHEAD)
-        super().on_header(name, value)
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_deadline is None:
+            self._send_deadline = self.loop.call_later(
+                self.limits.send_timeout, self._send_deadline_passed
+            )
 
-    def on_headers_complete(self) -> None:
-        self._reading_headers = False
-        self._arm(self.limits.body_timeout, self._body_deadline_passed)
-        super().on_headers_complete()
+    def resume_writing(self) -> None:
+        self._cancel_send_deadline()
+        super().resume_writing()
 
-    def on_message_complete(self) -> None:
-        self._disarm()
-        self._reading_headers = True
-        self._message_begun = False
-        self._header_bytes = 0
-        super().on_message_complete()
+    def _send_deadline_passed(self) -> None:
+        self._send_deadline = None
+        _refusals.info("send-timeout", "closed a connection: the client stopped reading")
+        self.transport.abort()  # what is buffered for it is dropped with the connection
 
-    # Limits
+    def _cancel_send_deadline(self) -> None:
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
 
-    def _count_header_bytes(self, size: int) -> None:
-        self._parsed_header_bytes += size
-        if self._parsed_header_bytes > self.limits.max_header_bytes:
-            self._refusal = self._headers_too_large()
-            raise _Refused
+    # Deadlines follow h11's view of the client: waiting for a request's headers, or its body.
 
-    def _headers_too_large(self) -> tuple[int, str]:
-        return (
-            431,
-            f"Request line and headers are larger than {self.limits.max_header_bytes} bytes.",
-        )
+    def _watch_state(self) -> None:
+        state = self.conn.their_state
+        if state is h11.IDLE:
+            if self._fresh or self.conn.trailing_data[0]:
+                self._expect(h11.IDLE, self.limits.header_timeout, self._header_deadline_passed)
+            else:
+                self._disarm()  # idle between requests: uvicorn's keep-alive timeout closes it
+            return
+        self._fresh = False
+        if state is h11.SEND_BODY:
+            self._expect(h11.SEND_BODY, self.limits.body_timeout, self._body_deadline_passed)
+        else:
+            self._disarm()  # the request is in; the app answers it (or the connection closes)
 
-    def _refuse_headers_too_large(self) -> None:
-        _refusals.info("headers", "refused a request: header block past the cap")
-        self._refuse(*self._headers_too_large())
+    def _expect(self, state: Any, delay: float, callback: Callable[[], None]) -> None:
+        if self._awaiting is not state:
+            self._disarm()
+            self._awaiting = state
+            self._deadline = self.loop.call_later(delay, callback)
 
     def _header_deadline_passed(self) -> None:
-        self._deadline = None
-        if not self._message_begun:
-            self._close()  # connected but never sent a byte (or idle before a next request)
+        self._deadline = self._awaiting = None
+        if not self.conn.trailing_data[0]:
+            self._close()  # connected (or idle after an answer) but never sent a byte
             return
         _refusals.info("header-timeout", "closed a connection: headers too slow")
         self._refuse(408, f"Request headers not received within {self.limits.header_timeout} s.")
 
     def _body_deadline_passed(self) -> None:
-        self._deadline = None
+        self._deadline = self._awaiting = None
         _refusals.info("body-timeout", "closed a connection: request body too slow")
         if self.cycle is not None and not self.cycle.response_started:
-            self.cycle.keep_alive = False
             self._refuse(408, f"Request body not received within {self.limits.body_timeout} s.")
         else:
             self._close()
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(delay, callback)
-
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-            self._deadline = None
+        self._deadline = self._awaiting = None
+
+    # Refusals
+
+    def _admit_peer(self) -> bool:
+        peer = self.client[0] if self.client else None
+        if peer is None or self._trusted(peer):
+            return True
+        key = peer_key(peer)
+        if self.peers[key] >= self.limits.max_connections_per_peer:
+            return False
+        self.peers[key] += 1
+        self._peer = key
+        return True
+
+    def _trusted(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return True  # not an IP peer (a Unix socket): only the global cap applies
+        return any(address in network for network in self.limits.trusted_peers)
 
     def _refuse(self, status: int, detail: str) -> None:
-        """Answer ``status`` with a JSON detail (if the transport is open) and close."""
+        """Answer ``status`` with a JSON detail (if the transport is open) and close; a request
+        the app is still answering sees a disconnect, and its later writes are dropped."""
         self._disarm()
+        if self.conn.our_state is not h11.ERROR:
+            self.conn.send_failed()  # the answer goes out below, past h11: it says nothing more
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+            self.cycle.keep_alive = False
+            self.cycle.message_event.set()  # a receive() waiting for more body returns now
         if self.transport.is_closing():
             return
-        body = json.dumps({"detail": detail}).encode()
-        head = [
-            STATUS_LINE[status],
-            b"content-type: application/json\r\n",
-            b"content-length: " + str(len(body)).encode() + b"\r\n",
-            b"x-content-type-options: nosniff\r\n",
-            b"connection: close\r\n",
-            b"\r\n",
-        ]
-        self.transport.write(b"".join([*head, body]))
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(_json_answer(status, detail))
         if not self.transport.can_write_eof():
             self._close()
             return
         # Lingering close: closing a socket at once with input still arriving sends a reset,
         # which can destroy the answer before the client reads it. Half-close instead, stop
-        # reading (a 100 MB header is not read to its end, only left in the kernel's buffers),
-        # and close for good after a short grace in which the client reads the answer.
+        # reading (the rest of a 100 MB header is never read, only left in the kernel's
+        # buffers), and close for good after a short grace in which the client reads the answer.
         self.transport.write_eof()
         self._draining = True
         self.transport.pause_reading()
@@ -267,18 +342,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
-    """A protocol class for uvicorn's ``http=`` enforcing ``limits``."""
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+def _json_answer(status: int, detail: str) -> bytes:
+    body = json.dumps({"detail": detail}).encode()
+    head = [
+        _STATUS_LINES[status],
+        b"content-type: application/json\r\n",
+        b"content-length: " + str(len(body)).encode() + b"\r\n",
+        b"x-content-type-options: nosniff\r\n",
+        b"connection: close\r\n",
+        b"\r\n",
+    ]
+    return b"".join([*head, body])
+
+
+def guarded_protocol(limits: HttpLimits) -> type[GuardedH11Protocol]:
+    """A protocol class for uvicorn's ``http=`` enforcing ``limits``, with its own peer counts."""
+    attributes = {"limits": limits, "peers": Counter()}
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), attributes)
 
 
 def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
-    """The uvicorn configuration ``scribe serve`` runs with: the guarded protocol, the keep-alive
-    timeout of the settings, and no ``X-Forwarded-For`` rewriting of the client address (the rate
-    limiter decides whom to believe: scribe.ratelimit.ClientIdentity)."""
+    """The uvicorn configuration ``scribe serve`` runs with: the guarded h11 protocol, the
+    keep-alive timeout of the settings, and no ``X-Forwarded-For`` rewriting of the client address
+    (the rate limiter decides whom to believe: scribe.ratelimit.ClientIdentity). uvicorn's own
+    warnings about invalid requests are throttled like ours."""
     limits = HttpLimits.from_settings(settings)
+    throttle_logger(logging.getLogger("uvicorn.error"))
     defaults: dict[str, Any] = {
         "http": guarded_protocol(limits),
+        "h11_max_incomplete_event_size": limits.max_header_bytes,
         "timeout_keep_alive": limits.keepalive_timeout,
         "proxy_headers": False,
         "server_header": False,

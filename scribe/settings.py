@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     scribe_shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     scribe_retention_days: float = Field(default=30.0, gt=0)
     scribe_sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Open queue streams per user and process (a newer one ends the oldest), and how long one
+    # stream lives before it tells the browser to reconnect.
+    scribe_sse_max_streams_per_user: int = Field(default=5, ge=1, le=100)
+    scribe_sse_max_lifetime_seconds: float = Field(default=1800.0, gt=0)
     scribe_retry_base_seconds: float = Field(default=5.0, ge=0)
     scribe_retry_max_seconds: float = Field(default=600.0, ge=0)
 
@@ -120,6 +124,10 @@ class Settings(BaseSettings):
     scribe_http_body_timeout_seconds: float = Field(default=30.0, gt=0)
     scribe_http_keepalive_seconds: float = Field(default=5.0, gt=0)
     scribe_http_max_connections: int = Field(default=1000, ge=1)
+    # Per client address (IPv6 per /64); the trusted proxies' connections count only above.
+    scribe_http_max_connections_per_peer: int = Field(default=64, ge=1)
+    # A client that reads nothing of an answer for this long is disconnected.
+    scribe_http_send_timeout_seconds: float = Field(default=30.0, gt=0)
     # Peers whose CF-Connecting-IP / X-Forwarded-For name the real client (IPs or CIDRs).
     scribe_cf_trusted_proxies: CommaList = ["127.0.0.1/32", "::1/128"]
     scribe_xff_trusted_proxies: CommaList = []

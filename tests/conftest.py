@@ -84,8 +84,9 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 @contextlib.asynccontextmanager
 async def serve(settings: Settings, **app_options: Any) -> AsyncIterator[str]:
-    """Serve ``create_app(settings, **app_options)`` over real HTTP on loopback; yield its URL."""
-    async with serve_asgi(create_app(settings, **app_options)) as (url, _port):
+    """Serve ``create_app(settings, **app_options)`` over real HTTP on loopback, on the server
+    ``scribe serve`` runs; yield its URL."""
+    async with serve_asgi(create_app(settings, **app_options), settings) as (url, _port):
         yield url
 
 

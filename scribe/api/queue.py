@@ -1,18 +1,12 @@
-"""/api/queue: batch enqueue, the caller's recent items, cancel, and a live SSE stream."""
+"""/api/queue: batch enqueue, the caller's recent items, cancel (the live stream of them:
+scribe.api.queue_stream)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-import anyio
 from pydantic import Field, StringConstraints, field_validator
-from sse_starlette import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -27,13 +21,11 @@ from scribe.api.common import (
 from scribe.api.openapi import Operation
 from scribe.auth import Principal, is_admin
 from scribe.db import queue_items
-from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
 from scribe.db.users import User
 from scribe.deps import get_deps
 from scribe.domain.templates import validate_template
-from scribe.errors import Conflict, DatabaseUnavailable, InvalidRequest, NotFound
-from scribe.queue.listener import ITEMS_CHANNEL
+from scribe.errors import Conflict, InvalidRequest, NotFound
 from scribe.settings import Settings
 
 RecipientName = Annotated[
@@ -46,19 +38,6 @@ EmailTemplate = Annotated[str, StringConstraints(min_length=1, max_length=10000)
 
 MAX_BATCH = 100
 MAX_IDEMPOTENCY_KEY = 255
-STREAM_REFRESH_SECONDS = 30.0  # re-read even without a notification, in case one was missed
-# An open stream registers its user (changes are announced only for watched users) for this long
-# and renews the registration every STREAM_REFRESH_SECONDS; it lapses if its process dies.
-STREAM_WATCH_SECONDS = 3 * STREAM_REFRESH_SECONDS
-# On shutdown the stream sends a last event and ends itself within this time (a clean close,
-# not a cancelled response); the client's EventSource reconnects to the next process.
-STREAM_SHUTDOWN_GRACE_SECONDS = 5.0
-STREAM_RECONNECT_MILLISECONDS = 2000
-SHUTDOWN_EVENT: dict[str, str | int] = {
-    "event": "shutdown",
-    "data": json.dumps({"detail": "The server is restarting; reconnect shortly."}),
-    "retry": STREAM_RECONNECT_MILLISECONDS,
-}
 
 
 class BatchItem(ApiModel):
@@ -176,107 +155,6 @@ async def cancel_item(request: Request) -> Response:
     raise Conflict(f"Queue item already {task.status}; it cannot be cancelled.")
 
 
-async def stream_queue(request: Request) -> Response:
-    """Server-Sent Events: ``item`` events with the caller's items as they change, ``removed``
-    when one leaves the list; driven by NOTIFY (polling in poll-only mode), with heartbeats."""
-    user = await current_user(request)
-    deps = get_deps(request)
-    changed = asyncio.Event()
-    user_key = str(user.id)
-    # Without LISTEN (poll-only mode) nothing is announced: no registration either.
-    watch = _Watch(deps.pool, user.id, enabled=deps.listener is not None)
-
-    def on_change(payload: str | None) -> None:
-        watch.noticed(payload)
-        if payload is None or payload == user_key:
-            changed.set()
-
-    if deps.listener is not None:
-        unsubscribe = deps.listener.subscribe(ITEMS_CHANNEL, on_change)
-        refresh = STREAM_REFRESH_SECONDS
-    else:
-        unsubscribe, refresh = (lambda: None), deps.settings.scribe_poll_seconds
-
-    shutdown = anyio.Event()  # set by sse-starlette when the server starts shutting down
-
-    async def events() -> AsyncIterator[dict[str, str | int]]:
-        sent: dict[uuid.UUID, QueueItemOut] = {}
-        try:
-            while not shutdown.is_set():
-                changed.clear()
-                try:
-                    await watch.renew_if_due()
-                    rows = await queue_items.list_recent(deps.pool, user.id)
-                except DatabaseUnavailable:
-                    # Keep the stream open (heartbeats go on) and read again at the next wake-up
-                    # (the LISTEN reconnect announces itself) or poll; the outage is logged
-                    # once by the HTTP layer, not by every open stream.
-                    await _first_of(changed, shutdown, timeout=deps.settings.scribe_poll_seconds)
-                    continue
-                current = {row.id: QueueItemOut.of(row) for row in rows}
-                for item_id, item in current.items():
-                    if sent.get(item_id) != item:
-                        yield {"event": "item", "data": item.model_dump_json()}
-                for item_id in sent.keys() - current.keys():
-                    yield {"event": "removed", "data": json.dumps({"id": str(item_id)})}
-                sent = current
-                await _first_of(changed, shutdown, timeout=refresh)
-            yield SHUTDOWN_EVENT
-        finally:
-            unsubscribe()
-            await watch.close()
-
-    return EventSourceResponse(
-        events(),
-        ping=deps.settings.scribe_sse_heartbeat_seconds,
-        shutdown_event=shutdown,
-        shutdown_grace_period=STREAM_SHUTDOWN_GRACE_SECONDS,
-    )
-
-
-class _Watch:
-    """One open stream's registration as a watcher of its user's items (their changes are
-    announced only while someone watches), renewed every STREAM_REFRESH_SECONDS."""
-
-    def __init__(self, pool: Pool, user_id: uuid.UUID, *, enabled: bool) -> None:
-        self._pool = pool
-        self._user_id = user_id
-        self._id = uuid.uuid4()
-        self._enabled = enabled
-        self._renew_at = 0.0  # monotonic
-
-    def noticed(self, payload: str | None) -> None:
-        """After a LISTEN reconnect (payload None), register again at the next renewal: the
-        database may have lost the row (a crash empties UNLOGGED tables)."""
-        if payload is None:
-            self._renew_at = 0.0
-
-    async def renew_if_due(self) -> None:
-        """Register, or renew a registration about to lapse."""
-        if self._enabled and time.monotonic() >= self._renew_at:
-            await queue_items.watch(self._pool, self._user_id, self._id, STREAM_WATCH_SECONDS)
-            self._renew_at = time.monotonic() + STREAM_REFRESH_SECONDS
-
-    async def close(self) -> None:
-        """Unregister (when the database is away, the registration lapses by itself)."""
-        if self._enabled:
-            with contextlib.suppress(DatabaseUnavailable):
-                await queue_items.unwatch(self._pool, self._user_id, self._id)
-
-
-async def _first_of(*events: asyncio.Event | anyio.Event, timeout: float) -> None:
-    """Return when any of ``events`` is set, or after ``timeout`` seconds."""
-    with anyio.move_on_after(timeout):
-        async with anyio.create_task_group() as group:
-
-            async def wait_for(event: asyncio.Event | anyio.Event) -> None:
-                await event.wait()
-                group.cancel_scope.cancel()
-
-            for event in events:
-                group.start_soon(wait_for, event)
-
-
 operations = [
     Operation(
         "POST",
@@ -295,13 +173,6 @@ operations = [
         response=QueueItemOut,
         response_list=True,
         endpoint=list_queue,
-    ),
-    Operation(
-        "GET",
-        "/api/queue/stream",
-        "Server-Sent Events of the caller's item changes.",
-        content_type="text/event-stream",
-        endpoint=stream_queue,
     ),
     Operation(
         "DELETE",

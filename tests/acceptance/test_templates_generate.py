@@ -28,7 +28,10 @@ async def app_client(
     provider = fake_settings(fakes, **overrides).model_dump(exclude_unset=True)
     settings = make_settings(**{**provider, **overrides})
     app = create_app(settings, address_policy=fake_policy(fakes.port))
-    async with serve_asgi(app) as (url, _port), httpx.AsyncClient(base_url=url, timeout=30) as c:
+    async with (
+        serve_asgi(app, settings) as (url, _port),
+        httpx.AsyncClient(base_url=url, timeout=30) as c,
+    ):
         init = await c.post("/api/user/init", json={}, headers=HEADERS)
         assert init.status_code in (200, 201)
         yield c

@@ -1,4 +1,7 @@
-"""Serve an ASGI app on a free 127.0.0.1 port (uvicorn, in the current event loop)."""
+"""Serve an ASGI app on a free 127.0.0.1 port (uvicorn, in the current event loop).
+
+The app under test is served as ``scribe serve`` serves it (its settings' HTTP server: the
+guarded h11 protocol and its limits); the fakes of external services on plain uvicorn."""
 
 from __future__ import annotations
 
@@ -6,9 +9,15 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.types import ASGIApp
+
+from scribe.httpguard import uvicorn_config
+
+if TYPE_CHECKING:
+    from scribe.settings import Settings
 
 
 class _QuietServer(uvicorn.Server):
@@ -18,13 +27,23 @@ class _QuietServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: ASGIApp) -> AsyncIterator[tuple[str, int]]:
-    """Serve ``app``; yield (base URL, port); stop on exit."""
+async def serve_asgi(
+    app: ASGIApp, settings: Settings | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """Serve ``app`` (with ``settings``: on the server of ``scribe serve``); yield (base URL,
+    port); stop on exit."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, lifespan="on", log_level="warning", timeout_graceful_shutdown=1
+        options: dict[str, Any] = {
+            "lifespan": "on",
+            "log_level": "warning",
+            "timeout_graceful_shutdown": 1,
+        }
+        config = (
+            uvicorn.Config(app, **options)
+            if settings is None
+            else uvicorn_config(app, settings, **options)
         )
         server = _QuietServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"asgi-server-{port}")

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from scribe import tracing
 from scribe.cli import _serve, _Server, build_parser
-from scribe.httpguard import GuardedHttpToolsProtocol
+from scribe.httpguard import GuardedH11Protocol
 from scribe.settings import Settings
 
 
@@ -51,7 +51,7 @@ def test_serve_runs_the_guarded_protocol_on_any_bind_address(
     _serve(settings, args)
     (config,) = configs
     assert config.host == "0.0.0.0"
-    assert isinstance(config.http, type) and issubclass(config.http, GuardedHttpToolsProtocol)
+    assert isinstance(config.http, type) and issubclass(config.http, GuardedH11Protocol)
     assert config.http.limits.max_header_bytes == 8192
     assert config.proxy_headers is False
     assert config.timeout_keep_alive == settings.scribe_http_keepalive_seconds
