@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 THROTTLE_SECONDS = 10.0
 MAX_KINDS = 256  # kinds remembered; the least recently logged is forgotten past this
@@ -20,13 +21,14 @@ MAX_KINDS = 256  # kinds remembered; the least recently logged is forgotten past
 class _Window:
     """When each kind was last let through, and how many were held back since."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._last: OrderedDict[object, float] = OrderedDict()
         self._held: dict[object, int] = {}
 
     def admit(self, kind: object) -> int | None:
         """None to hold this one back; else how many of its kind were held back before it."""
-        now = time.monotonic()
+        now = self._clock()
         last = self._last.get(kind)
         if last is not None and now - last < THROTTLE_SECONDS:
             self._held[kind] = self._held.get(kind, 0) + 1
@@ -46,9 +48,9 @@ def _suffix(held: int) -> str:
 class ThrottledLog:
     """One INFO line per kind every THROTTLE_SECONDS, on ``logger``."""
 
-    def __init__(self, logger: logging.Logger) -> None:
+    def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._logger = logger
-        self._window = _Window()
+        self._window = _Window(clock)
 
     def info(self, kind: str, message: str, *args: object) -> None:
         """Log ``message % args`` unless a line of this ``kind`` went out moments ago."""
