@@ -29,6 +29,7 @@ from scribe.db import health as health_db
 from scribe.db import providers as providers_db
 from scribe.db.outage import OutageLog, note_refused
 from scribe.deps import get_deps, open_deps
+from scribe.logthrottle import throttle_logger
 from scribe.metrics import Metrics, MetricsMiddleware
 from scribe.ratelimit import ClientIdentity, RateLimitMiddleware
 from scribe.settings import Settings
@@ -311,6 +312,7 @@ def create_app(
                 yield state
                 notify("STOPPING=1")
 
+    throttle_logger(log)  # a flood of one failure logs one line (and traceback) per window
     metrics = Metrics()
     middleware = [
         Middleware(SecurityHeadersMiddleware),
