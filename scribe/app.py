@@ -29,6 +29,7 @@ from scribe.db import health as health_db
 from scribe.db import providers as providers_db
 from scribe.db.outage import OutageLog, note_refused
 from scribe.deps import get_deps, open_deps
+from scribe.httpguard import ProxiedClientShare
 from scribe.logthrottle import throttle_logger
 from scribe.metrics import Metrics, MetricsMiddleware
 from scribe.ratelimit import ClientIdentity, RateLimitMiddleware
@@ -325,6 +326,11 @@ def create_app(
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type", "X-Request-ID", "Idempotency-Key"],
             expose_headers=["X-Request-ID", "Retry-After"],
+        ),
+        Middleware(
+            ProxiedClientShare,
+            identity=ClientIdentity.from_settings(settings),
+            limit=settings.scribe_http_max_connections_per_peer,
         ),
         Middleware(
             RateLimitMiddleware,

@@ -19,7 +19,8 @@ What this module adds, per connection (``GuardedH11Protocol``):
 - uvicorn's own idle keep-alive timeout, from settings;
 - caps on open connections: ``max_connections_per_peer`` per client address (an IPv6 client per
   /64), so one client cannot take the server's connections from everyone else, except for the
-  trusted proxies (cloudflared on loopback) whose clients are told apart per request; and
+  trusted proxies (cloudflared on loopback), whose clients are told apart per request
+  (``ProxiedClientShare``: the same number of requests in flight per client); and
   ``max_connections`` for all (503 and close past either).
 
 A refusal while the app is already answering the request turns the app's later writes into
@@ -40,9 +41,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import h11
 import uvicorn
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from scribe.logthrottle import ThrottledLog, throttle_logger
+from scribe.ratelimit import ClientIdentity
 
 if TYPE_CHECKING:
     from scribe.settings import Settings
@@ -377,3 +381,47 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         "access_log": False,
     }
     return uvicorn.Config(app, **{**defaults, **options})
+
+
+class ProxiedClientShare:
+    """ASGI middleware: the per-peer share for clients behind a trusted proxy.
+
+    Their connections all come from the proxy (cloudflared on loopback), so the protocol cannot
+    tell them apart; here, once the headers are in, each client (``CF-Connecting-IP`` or
+    ``X-Forwarded-For`` as ``identity`` believes them) may have at most ``limit`` requests in
+    flight (open streams included): past it, 503 and one throttled log line. Direct clients are
+    bounded per connection by GuardedH11Protocol instead.
+    """
+
+    def __init__(self, app: ASGIApp, identity: ClientIdentity, limit: int) -> None:
+        self.app = app
+        self.identity = identity
+        self.limit = limit
+        self.in_flight: Counter[str] = Counter()
+        self._proxies = (*identity.cf_proxies, *identity.xff_proxies)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client is None or not self._proxied(client[0]):
+            await self.app(scope, receive, send)
+            return
+        key = self.identity.key(scope)
+        if self.in_flight[key] >= self.limit:
+            _refusals.info("proxied-share", "refused a request: its client has too many open")
+            detail = "Too many open requests from your address; close some."
+            await JSONResponse({"detail": detail}, status_code=503)(scope, receive, send)
+            return
+        self.in_flight[key] += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[key] -= 1
+            if self.in_flight[key] <= 0:
+                del self.in_flight[key]
+
+    def _proxied(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._proxies)

@@ -101,3 +101,29 @@ async def test_closed_streams_leave_no_watcher_rows(
         async with asyncio.timeout(10):
             while await pool.fetchval(count):
                 await asyncio.sleep(0.05)
+
+
+async def test_a_client_behind_the_proxy_at_its_share_leaves_the_others_served(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Behind cloudflared (a trusted proxy on loopback) every client shares its connections:
+    they are told apart by CF-Connecting-IP, each with the per-peer number of open requests."""
+    settings = make_settings(
+        scribe_worker=False,
+        scribe_sse_heartbeat_seconds=0.2,
+        scribe_http_max_connections_per_peer=2,
+    )
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as api:
+        headers = await _user(api)
+        busy = {**headers, "CF-Connecting-IP": "203.0.113.9"}
+        other = {**headers, "CF-Connecting-IP": "203.0.113.10"}
+        async with _stream(api, busy), _stream(api, busy):
+            refused = await api.get("/api/user/profile", headers=busy)
+            served = await api.get("/api/user/profile", headers=other)
+        # Its streams closed: its share is free again once the server notices.
+        async with asyncio.timeout(10):
+            while (await api.get("/api/user/profile", headers=busy)).status_code != 200:
+                await asyncio.sleep(0.05)
+    assert refused.status_code == 503
+    assert "Too many open requests from your address" in refused.json()["detail"]
+    assert served.status_code == 200
