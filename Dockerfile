@@ -10,8 +10,10 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY requirements/serve.lock ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/serve.lock
 COPY scribe ./scribe
-RUN pip install --no-cache-dir . && mkdir -p /data && chown scribe:scribe /data
+RUN pip install --no-cache-dir --no-deps . && mkdir -p /data && chown scribe:scribe /data
 
 USER scribe
 ENV SCRIBE_DATA_DIR=/data \

@@ -2,24 +2,30 @@
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
-# Two installs: what serving needs (serve, worker, demo, install-serve) and, on top, the dev
-# extras (pytest, ruff, mypy, import-linter, psutil) for test, lint, typecheck, check, bench
-# and install.
+# Two installs, each exactly the versions of its lock file (hashes checked): what serving needs
+# (serve, worker, demo, install-serve: requirements/serve.lock) and, on top, the dev extras
+# (pytest, ruff, mypy, import-linter, psutil, uv) for test, lint, typecheck, check, bench and
+# install (requirements/dev.lock). `make lock` re-resolves both from pyproject.toml.
 STAMP   := $(VENV)/.installed-stamp
 SERVE_STAMP := $(VENV)/.installed-serve-stamp
+SERVE_LOCK := requirements/serve.lock
+DEV_LOCK   := requirements/dev.lock
+# Locks hold every platform's wheels (x86_64 CI, an aarch64 Raspberry Pi) and Python >= 3.11.
+COMPILE := $(BIN)/uv pip compile pyproject.toml --universal --generate-hashes --python-version 3.11
 
-.PHONY: install install-serve serve worker demo test lint typecheck check bench mutants clean
+.PHONY: install install-serve serve worker demo test lint typecheck check bench mutants lock \
+	lock-upgrade clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PYTHON) tools/make_venv.py $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP) $(SERVE_STAMP)
 
-$(SERVE_STAMP): pyproject.toml
+$(SERVE_STAMP): pyproject.toml $(SERVE_LOCK)
 	$(PYTHON) tools/make_venv.py $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r $(SERVE_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(SERVE_STAMP)
 
 install: $(STAMP)        ## everything, dev extras included
@@ -56,6 +62,15 @@ MUTANTS ?=
 mutants: $(STAMP)        ## mutation testing of the queue engine; prints the surviving mutants
 	$(BIN)/mutmut run $(MUTANTS) || true
 	$(BIN)/mutmut results
+
+# The serving lock is resolved within the dev lock, so both hold the same version of a package.
+lock: $(STAMP)           ## re-resolve the locks after a pyproject.toml change (keeps other pins)
+	$(COMPILE) --extra dev -o $(DEV_LOCK)
+	$(COMPILE) -c $(DEV_LOCK) -o $(SERVE_LOCK)
+
+lock-upgrade: $(STAMP)   ## re-resolve the locks to the newest versions pyproject.toml allows
+	$(COMPILE) --extra dev --upgrade -o $(DEV_LOCK)
+	$(COMPILE) -c $(DEV_LOCK) -o $(SERVE_LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache .import_linter_cache mutants
