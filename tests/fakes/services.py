@@ -104,11 +104,13 @@ class FakeServices:
             who = name.group(1).strip() if name else "someone"
             template = prompt.split("<template>", 1)[-1]
             kind = "research" if re.search(r"paper|research", template, re.I) else "general"
-            return {
+            analysis: dict[str, Any] = {
                 "template_type": kind,
-                "search_terms": [f"{who} quantum widgets"],
                 "placeholders": PLACEHOLDER.findall(template),
             }
+            if "search_terms" in properties:  # the parser's schema before search terms by code
+                analysis["search_terms"] = [f"{who} quantum widgets"]
+            return analysis
         if "is_confident" in properties:
             template = prompt.split("<template>\n", 1)[1].split("\n</template>", 1)[0]
             fact = EXA_FACT if EXA_FACT in prompt else "your work"
