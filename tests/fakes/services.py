@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from tests.fakes.limits import FakeLimits, retry_after
 from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf
+from tests.fakes.prompt_cache import PromptCache
 
 EXA_FACT = "Zorblax Institute for Quantum Widgets"  # only the fake Exa text contains this
 ARXIV_TITLE = "Entangled Widgets at Scale"  # only the fake arXiv feed contains this
@@ -68,6 +69,7 @@ class FakeServices:
         self.family_limits: dict[str, FakeLimits] = {}
         # service -> HTTP status every request answers while set (an outage: e.g. 529 overloaded)
         self.outages: dict[str, int] = {}
+        self.prompt_cache = PromptCache()  # Anthropic's: cache_control prefixes written and read
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -126,17 +128,23 @@ class FakeServices:
         if scripted is not None and scripted.status != 200:
             return _anthropic_error(scripted)
         prompt = body["messages"][0]["content"]
-        input_tokens = (len(body.get("system") or "") + len(prompt)) // 4
+        cache = self.prompt_cache.measure(body)
         limits = self._anthropic_limits(body["model"])
-        if limits is not None and (wait := limits.admit(input_tokens)) is not None:
+        if limits is not None and (wait := limits.admit(cache.rate_limited_tokens)) is not None:
             return _anthropic_error(
                 Scripted(429, {**limits.anthropic_headers(), **retry_after(wait)})
             )
+        self.prompt_cache.remember(cache)
         kind = json.dumps(body.get("output_config") or body.get("tools"))
         for purpose, marker in (("template_parser", "template_type"), ("email_composer", "is_c")):
             if marker in kind and self.latency.get(purpose):
                 await asyncio.sleep(self.latency[purpose])
-        usage = {"input_tokens": input_tokens, "output_tokens": 120}
+        usage = {
+            "input_tokens": cache.input_tokens,
+            "cache_creation_input_tokens": cache.cache_creation_input_tokens,
+            "cache_read_input_tokens": cache.cache_read_input_tokens,
+            "output_tokens": 120,
+        }
         headers: dict[str, str] = {}
         if limits is not None:
             limits.used_output(usage["output_tokens"])
