@@ -23,6 +23,7 @@ from starlette.routing import Route
 from tests.fakes.limits import FakeLimits, retry_after
 from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf
 from tests.fakes.prompt_cache import PromptCache
+from tests.fakes.research import realistic_hits
 
 EXA_FACT = "Zorblax Institute for Quantum Widgets"  # only the fake Exa text contains this
 ARXIV_TITLE = "Entangled Widgets at Scale"  # only the fake arXiv feed contains this
@@ -63,6 +64,7 @@ class FakeServices:
         self.arxiv_extra_papers = 0  # feeds the size of real ones (50 long entries): soaks
         self.record_requests = True  # off for soaks: the log would grow with every request
         self.exa_extra: list[dict[str, Any]] = []  # more results for every Exa query
+        self.realistic_research = False  # Exa answers ten ~3,000-char hits (token benchmark)
         # Rate limits per service ("anthropic", "openai", "exa"): enforced, with real headers.
         # Anthropic's apply per model family (each family gets its own buckets of these sizes).
         self.limits: dict[str, FakeLimits] = {}
@@ -255,6 +257,8 @@ class FakeServices:
                     "text": f"{ARXIV_TITLE} (2023). " * 30,
                 }
             ]
+        if self.realistic_research:
+            results = realistic_hits(query, site)
         results = [*results, *self.exa_extra]
         return JSONResponse(
             {"requestId": "req", "resolvedSearchType": "neural", "results": results}
@@ -325,7 +329,10 @@ class FakeServices:
         family = "-".join(model.split("-")[:2])
         if family not in self.family_limits:
             self.family_limits[family] = FakeLimits(
-                config.requests, config.input_tokens, config.output_tokens
+                config.requests,
+                config.input_tokens,
+                config.output_tokens,
+                burst_minutes=config.burst_minutes,
             )
         return self.family_limits[family]
 
