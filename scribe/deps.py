@@ -20,6 +20,7 @@ from scribe.clients.netguard import AddressPolicy
 from scribe.clients.sharing import AccountSharing, sharing_accounts
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
+from scribe.db.template_analyses import TemplateAnalysisStore
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
 from scribe.tls import tls_context
@@ -106,7 +107,13 @@ async def open_deps(
             httpx.AsyncClient(
                 timeout=httpx.Timeout(10.0), follow_redirects=False, verify=tls
             ) as http,
-            open_clients(settings, http, tls=tls, address_policy=address_policy) as clients,
+            open_clients(
+                settings,
+                http,
+                tls=tls,
+                address_policy=address_policy,
+                analysis_store=TemplateAnalysisStore(pool),
+            ) as clients,
             contextlib.AsyncExitStack() as stack,
         ):
             sharing = AccountSharing(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from scribe.clients.analyses import AnalysisStore, SharedAnalyses
 from scribe.clients.browser import BrowserPool, find_chromium
 from scribe.clients.fetch import PageFetcher, guarded_client
 from scribe.clients.llm import LLM
@@ -42,6 +43,8 @@ class Clients:
     fetch_http: httpx.AsyncClient  # SSRF-guarded client for untrusted URLs (pages, PDFs)
     pdf: PdfParser = field(default_factory=PdfParser)  # resume text, in bounded child processes
     pacers: Pacers = field(default_factory=Pacers)  # one per provider account
+    # Template analyses shared by the items of this process (and, through the store, by all).
+    analyses: SharedAnalyses = field(default_factory=SharedAnalyses)
 
 
 def pacing_caps(settings: Settings) -> dict[str, float]:
@@ -103,12 +106,14 @@ async def open_clients(
     *,
     tls: ssl.SSLContext | None = None,
     address_policy: AddressPolicy | None = None,
+    analysis_store: AnalysisStore | None = None,
 ) -> AsyncIterator[Clients]:
     """Open every client for these settings; close them in reverse on exit.
 
     ``http`` is the process's trusted HTTP client (arXiv); ``tls`` the TLS context to share with
     it (default: a context of the guarded client's own). ``address_policy`` is a TEST-ONLY hook
     widening the SSRF rule (for the fakes on loopback); production passes nothing.
+    ``analysis_store`` shares template analyses between processes (without it, within this one).
     """
     policy = address_policy or AddressPolicy()
     pacers = Pacers(pacing_caps(settings))
@@ -171,6 +176,7 @@ async def open_clients(
                 concurrency=settings.scribe_pdf_parses,
             ),
             pacers=pacers,
+            analyses=SharedAnalyses(analysis_store),
         )
 
 

@@ -7,7 +7,8 @@ waited out as the rate-limit headers say, 5xx/529/timeouts retried ``max_retries
 bad key or an exhausted credit balance pauses the account (the one table:
 ``scribe.clients.llm.judge_llm_failure``). A malformed answer is asked again once at once; a
 second malformed answer is permanent (the same prompt keeps producing it, so a queue retry
-would only spend money).
+would only spend money). A system prompt long enough for the model's prompt cache is marked as a
+cache breakpoint (``system_blocks``), and the usage counts cache writes and reads.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import anthropic
-from anthropic.types import Message
+from anthropic.types import Message, TextBlockParam
 
 from scribe.clients.llm import (
     Answer,
@@ -43,6 +44,40 @@ log = logging.getLogger(__name__)
 KEY_SETTING = "ANTHROPIC_API_KEY"
 StructuredMode = Literal["json_schema", "tool"]
 _TOOL = "respond"
+
+# Prompt caching: the shortest prefix each model caches (Anthropic's prompt-caching
+# documentation; the first matching prefix of the model id wins). A marked prefix below it is
+# not cached (nor refused), so an unknown model gets the largest minimum: nothing is marked that
+# would not be cached, and no cache write (1.25x the input price) is paid for nothing.
+MIN_CACHEABLE_TOKENS: tuple[tuple[str, int], ...] = (
+    ("claude-opus-4-5", 4096),
+    ("claude-opus-4-6", 4096),
+    ("claude-haiku-4-5", 4096),
+    ("claude-3-5-haiku", 2048),
+    ("claude-3-haiku", 2048),
+    ("claude-sonnet-4", 1024),
+    ("claude-opus-4", 1024),
+    ("claude-3-7-sonnet", 1024),
+)
+UNKNOWN_MIN_CACHEABLE_TOKENS = 4096
+
+
+def min_cacheable_tokens(model: str) -> int:
+    """The shortest prompt prefix ``model`` caches."""
+    return next(
+        (tokens for prefix, tokens in MIN_CACHEABLE_TOKENS if model.startswith(prefix)),
+        UNKNOWN_MIN_CACHEABLE_TOKENS,
+    )
+
+
+def system_blocks(system: str, prefix_tokens: int, model: str) -> str | list[TextBlockParam]:
+    """The system prompt, marked as a prompt-cache breakpoint when the prefix it ends (the
+    system prompt, with the tool definition in tool mode: nothing of one item is in them)
+    meets the model's minimum. Every request with the same prefix then reads it from the cache
+    (0.1x the input price, and not counted against the input-tokens-per-minute limit)."""
+    if prefix_tokens < min_cacheable_tokens(model):
+        return system
+    return [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
 
 
 def judge_anthropic_error(exc: Exception) -> Refusal | None:
@@ -100,10 +135,12 @@ class AnthropicLLM:
         async def ask() -> Answer[T]:
             message = await self._call(request)
             usage = message.usage
-            return (
+            return Answer(
                 usage.input_tokens,
                 usage.output_tokens,
                 lambda: self._parse(message, request.output),
+                usage.cache_creation_input_tokens or 0,
+                usage.cache_read_input_tokens or 0,
             )
 
         return await ask_with_one_repair(request, self.model, ask)
@@ -111,24 +148,29 @@ class AnthropicLLM:
     async def _call(self, request: LLMRequest[T]) -> Message:
         schema = anthropic.transform_schema(request.output)
         extra: dict[str, Any] = {}
+        prefix = [request.system]
         if self._mode == "tool":
             extra["tools"] = [
                 {"name": _TOOL, "description": "Return the answer.", "input_schema": schema}
             ]
             extra["tool_choice"] = {"type": "tool", "name": _TOOL}
+            prefix.append(json.dumps(extra["tools"]))
         else:
             extra["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        system = system_blocks(request.system, estimate_tokens(*prefix), self._model)
 
         async def send() -> tuple[Message, Mapping[str, str], Cost]:
             raw = await self._client.messages.with_raw_response.create(
                 model=self._model,
                 max_tokens=request.max_tokens,
-                system=request.system,
+                system=system,
                 messages=[{"role": "user", "content": request.prompt}],
                 **extra,
             )
             message: Message = await raw.parse()
-            usage = Cost(message.usage.input_tokens, message.usage.output_tokens)
+            # What the input-tokens-per-minute limit counts: cache writes do, cache reads not.
+            written = message.usage.cache_creation_input_tokens or 0
+            usage = Cost(message.usage.input_tokens + written, message.usage.output_tokens)
             return message, raw.headers, usage
 
         cost = Cost(

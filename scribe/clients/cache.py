@@ -1,10 +1,11 @@
-"""A small in-process cache with a size bound and a time to live."""
+"""A small in-process cache with a size bound and a time to live, and single-flight calls."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -54,3 +55,42 @@ class TtlCache(Generic[K, V]):
             if now - stored < self.ttl_seconds and len(self._entries) <= self.max_entries:
                 break
             self._entries.popitem(last=False)
+
+
+class SingleFlight(Generic[K, V]):
+    """Concurrent callers asking for the same key share one computation.
+
+    The first caller of a key computes; callers arriving while it runs await its result (or its
+    error). A cancelled first caller cancels nobody else: a waiter then computes itself. Only
+    keys being computed are held, so the map is bounded by the callers at that moment.
+    """
+
+    def __init__(self) -> None:
+        self._inflight: dict[K, asyncio.Future[V]] = {}
+
+    def __len__(self) -> int:
+        return len(self._inflight)
+
+    async def run(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
+        """``compute()``'s value, shared with every concurrent caller of ``key``."""
+        while (pending := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this caller was cancelled, not the computation
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await compute()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(value)
+        return value

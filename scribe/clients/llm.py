@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,6 +22,10 @@ from scribe.errors import PermanentStepError
 T = TypeVar("T", bound=BaseModel)
 
 # Estimated USD per million tokens (input, output); unknown models are recorded without a cost.
+# Prompt-cache tokens are priced from the input price: a write (5-minute cache) costs 1.25 times
+# it, a read 0.1 times it (Anthropic's prompt-caching prices).
+CACHE_WRITE_PRICE = 1.25
+CACHE_READ_PRICE = 0.1
 PRICES: dict[str, tuple[float, float]] = {
     "claude-haiku-4-5": (1.0, 5.0),
     "claude-sonnet-4-6": (3.0, 15.0),
@@ -75,26 +79,43 @@ class LLM(Protocol):
 
 
 def usage_record(
-    purpose: str, model: str, input_tokens: int, output_tokens: int, seconds: float
+    purpose: str,
+    model: str,
+    input_tokens: int,
+    output_tokens: int,
+    seconds: float,
+    *,
+    cache_write_tokens: int = 0,
+    cache_read_tokens: int = 0,
 ) -> dict[str, Any]:
-    """A usage entry: tokens, an estimated cost in USD (None for unknown prices), latency."""
+    """A usage entry: tokens (``input_tokens`` excludes the prompt-cache writes and reads, as
+    Anthropic reports them), an estimated cost in USD (None for unknown prices), latency."""
     name = model.partition(":")[2] or model
     price = PRICES.get(name)
     cost = None
     if price is not None:
-        cost = round((input_tokens * price[0] + output_tokens * price[1]) / 1_000_000, 6)
+        cached = cache_write_tokens * CACHE_WRITE_PRICE + cache_read_tokens * CACHE_READ_PRICE
+        cost = round(((input_tokens + cached) * price[0] + output_tokens * price[1]) / 1_000_000, 6)
     return {
         "purpose": purpose,
         "model": model,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
+        "cache_creation_input_tokens": cache_write_tokens,
+        "cache_read_input_tokens": cache_read_tokens,
         "estimated_cost_usd": cost,
         "seconds": round(seconds, 3),
     }
 
 
-Answer = tuple[int, int, Callable[[], T]]
-"""One model answer: input tokens, output tokens, and a parser raising MalformedOutput."""
+class Answer(NamedTuple, Generic[T]):
+    """One model answer: its tokens and a parser raising MalformedOutput."""
+
+    input_tokens: int
+    output_tokens: int
+    parse: Callable[[], T]
+    cache_write_tokens: int = 0  # prompt-cache tokens written (priced above input)
+    cache_read_tokens: int = 0  # prompt-cache tokens read (priced well below input)
 
 
 async def ask_with_one_repair(
@@ -103,21 +124,31 @@ async def ask_with_one_repair(
     """Call ``ask``; a malformed answer is asked again once at once, a second one fails the item
     permanently (retrying the same prompt later would only spend money). Usage covers both."""
     started = time.monotonic()
-    input_tokens = output_tokens = 0
+    tokens = [0, 0, 0, 0]  # input, output, cache writes, cache reads
     for attempt in (1, 2):
-        tokens_in, tokens_out, parse = await ask()
-        input_tokens += tokens_in
-        output_tokens += tokens_out
+        answer = await ask()
+        for index, count in enumerate(
+            (answer[0], answer[1], answer.cache_write_tokens, answer.cache_read_tokens)
+        ):
+            tokens[index] += count
         try:
             # Off the event loop: an answer can be megabytes of JSON, and the output model's
             # validators clean its text (linear, but still milliseconds per 100 kB).
-            value = await asyncio.to_thread(parse)
+            value = await asyncio.to_thread(answer.parse)
         except MalformedOutput as exc:
             if attempt == 2:
                 raise PermanentStepError(str(exc)[:500]) from exc
             continue
         seconds = time.monotonic() - started
-        usage = usage_record(request.purpose, model, input_tokens, output_tokens, seconds)
+        usage = usage_record(
+            request.purpose,
+            model,
+            tokens[0],
+            tokens[1],
+            seconds,
+            cache_write_tokens=tokens[2],
+            cache_read_tokens=tokens[3],
+        )
         return LLMResponse(value, usage)
     raise AssertionError("unreachable")
 

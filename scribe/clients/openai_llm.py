@@ -84,7 +84,7 @@ class OpenAILLM:
             completion = await self._call(request)
             usage = completion.usage
             text = completion.choices[0].message.content if completion.choices else None
-            return (
+            return Answer(
                 usage.prompt_tokens if usage else 0,
                 usage.completion_tokens if usage else 0,
                 lambda: parse_output(text or "", request.output),

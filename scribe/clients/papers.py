@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from scribe.clients.cache import TtlCache
+from scribe.clients.cache import SingleFlight, TtlCache
 from scribe.clients.pacing import Cost, Pacer
 from scribe.domain.names import fold
 from scribe.domain.papers import PAPER_YEARS, Paper, own_recent
@@ -50,7 +50,7 @@ class ArxivPapers:
         self._timeout = timeout
         self._max_results = max_results
         self.cache: TtlCache[str, list[Paper]] = TtlCache(cache_entries, cache_seconds)
-        self._inflight: dict[str, asyncio.Future[list[Paper]]] = {}
+        self._lookups: SingleFlight[str, list[Paper]] = SingleFlight()
 
     async def papers_by(self, author: str) -> list[Paper]:
         """``author``'s own papers of the last ``PAPER_YEARS`` years (the only ones an email may
@@ -59,20 +59,11 @@ class ArxivPapers:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        if key in self._inflight:  # another task is asking arXiv for this author right now
-            return await asyncio.shield(self._inflight[key])
-        future: asyncio.Future[list[Paper]] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            papers = await self._query(author)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        own = own_recent(author, papers, years=PAPER_YEARS)
-        future.set_result(own)
+        # Items asking for the same author at once share one request.
+        return await self._lookups.run(key, lambda: self._lookup(author, key))
+
+    async def _lookup(self, author: str, key: str) -> list[Paper]:
+        own = own_recent(author, await self._query(author), years=PAPER_YEARS)
         self.cache.put(key, own)
         return own
 

@@ -101,6 +101,31 @@ INSERT INTO templates (id, user_id, pdf_url, template_text, user_instructions)
 VALUES ($1, $2, $3, $4, $5)
 RETURNING id, user_id, pdf_url, template_text, user_instructions, created_at
 
+-- ===== template analyses =====
+-- A template's analysis (type, placeholders), keyed by a hash of what it depends on
+-- (scribe/migrations/0009_template_analyses.sql).
+
+-- get_template_analysis --
+-- The stored analysis of key $1, if any.
+SELECT analysis FROM template_analyses WHERE key = $1
+
+-- save_template_analysis --
+-- Store the analysis $2 of key $1; two processes that analysed the same template at once store
+-- the same answer, so the second write changes nothing that matters.
+INSERT INTO template_analyses (key, analysis) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET analysis = excluded.analysis
+
+-- prune_template_analyses --
+-- Delete up to $2 analyses stored more than $1 seconds ago.
+WITH doomed AS MATERIALIZED (
+    SELECT key FROM template_analyses
+    WHERE created_at < now() - make_interval(secs => $1)
+    ORDER BY created_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM template_analyses a USING doomed WHERE a.key = doomed.key
+
 -- ===== queue =====
 -- Every worker write is fenced on ($1 id, $2 owner, $3 claim): it touches 0 rows once the
 -- lease was lost (reaped, cancelled, taken by another process), and the worker then stops.

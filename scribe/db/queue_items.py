@@ -429,10 +429,11 @@ async def reap_expired(
 
 async def prune_finished(pool: Pool, *, older_than_seconds: float, limit: int) -> int:
     """Delete up to ``limit`` finished items older than the retention age, then the batches
-    (stored templates) left without items; how many items."""
+    (stored templates) left without items and the template analyses as old; how many items."""
     async with connection_errors():
         status = await pool.execute(sql("prune_finished_queue_items"), older_than_seconds, limit)
         await pool.execute(sql("prune_orphan_queue_batches"), older_than_seconds, limit)
+        await pool.execute(sql("prune_template_analyses"), older_than_seconds, limit)
     return int(status.split()[-1])
 
 

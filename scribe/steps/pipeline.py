@@ -104,7 +104,9 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec(
         "template_parser",
         ParsedTemplate,
-        lambda state, clients: template_parser.run(state.inputs, clients.parser_llm),
+        lambda state, clients: template_parser.run(
+            state.inputs, clients.parser_llm, clients.analyses
+        ),
         lambda clients: clients.parser_llm.account,
     ),
     StepSpec(

@@ -82,7 +82,9 @@ async def test_batch_flows_through_all_four_steps_with_facts_from_search_and_arx
         assert metadata["search_terms"] and metadata["scraped_urls"]
         assert metadata["arxiv_papers"][0]["title"] == ARXIV_TITLE
         assert metadata["model"] == "anthropic:claude-sonnet-4-6"
-        assert len(metadata["usage"]) == 2
+    # The batch's template was analysed once: one email carries that call's usage.
+    purposes = sorted(u["purpose"] for email in emails for u in email["metadata"]["usage"])
+    assert purposes == ["email_composer", "email_composer", "template_parser"]
     composer_prompts = [
         r.body["messages"][0]["content"] for r in fakes.of("anthropic") if EXA_FACT in str(r.body)
     ]

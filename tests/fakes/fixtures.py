@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from scribe.clients import Clients, open_clients
+from scribe.clients.analyses import AnalysisStore
 from scribe.clients.netguard import AddressPolicy, IPAddress, system_resolver
 from scribe.settings import Settings
 from scribe.steps.email_composer import Brief
@@ -87,11 +88,16 @@ def fake_settings(fakes: FakeServices, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def fake_clients(settings: Settings, fakes: FakeServices) -> AsyncIterator[Clients]:
-    """``open_clients`` for these settings with the test SSRF hook for the fakes' port."""
+async def fake_clients(
+    settings: Settings, fakes: FakeServices, analysis_store: AnalysisStore | None = None
+) -> AsyncIterator[Clients]:
+    """``open_clients`` for these settings with the test SSRF hook for the fakes' port (and the
+    shared template analyses ``analysis_store``, if given)."""
     async with (
         httpx.AsyncClient(timeout=10) as http,
-        open_clients(settings, http, address_policy=fake_policy(fakes.port)) as clients,
+        open_clients(
+            settings, http, address_policy=fake_policy(fakes.port), analysis_store=analysis_store
+        ) as clients,
     ):
         yield clients
 

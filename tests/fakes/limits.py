@@ -18,16 +18,17 @@ from datetime import UTC, datetime, timedelta
 
 @dataclass
 class _Bucket:
-    limit: float
+    limit: float  # per minute (what the limit headers say)
     level: float
     updated: float
+    capacity: float  # what the bucket holds: a minute's worth unless the window is shortened
 
     def refill(self, now: float) -> None:
-        self.level = min(self.limit, self.level + (now - self.updated) * self.limit / 60.0)
+        self.level = min(self.capacity, self.level + (now - self.updated) * self.limit / 60.0)
         self.updated = now
 
     def seconds_to(self, amount: float) -> float:
-        missing = min(amount, self.limit) - self.level
+        missing = min(amount, self.capacity) - self.level
         return max(0.0, missing * 60.0 / self.limit)
 
 
@@ -38,6 +39,9 @@ class FakeLimits:
     requests: float | None = None
     input_tokens: float | None = None
     output_tokens: float | None = None
+    # Minutes' worth of each limit a bucket holds. Below 1 a benchmark compresses time: limits
+    # k times the real ones with buckets of 1/k minute are the real limits run k times faster.
+    burst_minutes: float = 1.0
     clock: Callable[[], float] = time.monotonic
     accepted: int = 0
     rejected: int = 0
@@ -48,7 +52,8 @@ class FakeLimits:
         for kind in ("requests", "input_tokens", "output_tokens"):
             limit = getattr(self, kind)
             if limit is not None:
-                self._buckets[kind] = _Bucket(float(limit), float(limit), now)
+                capacity = float(limit) * self.burst_minutes
+                self._buckets[kind] = _Bucket(float(limit), capacity, now, capacity)
 
     def admit(self, input_tokens: int) -> float | None:
         """Take one request of ``input_tokens``; None when admitted, else the seconds to wait."""
@@ -57,7 +62,7 @@ class FakeLimits:
         wait = 0.0
         for kind, bucket in self._buckets.items():
             bucket.refill(now)
-            if bucket.level < min(wanted[kind], bucket.limit):
+            if bucket.level < min(wanted[kind], bucket.capacity):
                 wait = max(wait, bucket.seconds_to(wanted[kind]))
         if wait > 0:
             self.rejected += 1
@@ -82,7 +87,7 @@ class FakeLimits:
         for kind, bucket in self._buckets.items():
             bucket.refill(now)
             name = kind.replace("_", "-")
-            full_at = datetime.now(UTC) + timedelta(seconds=bucket.seconds_to(bucket.limit))
+            full_at = datetime.now(UTC) + timedelta(seconds=bucket.seconds_to(bucket.capacity))
             headers[f"anthropic-ratelimit-{name}-limit"] = str(int(bucket.limit))
             headers[f"anthropic-ratelimit-{name}-remaining"] = str(max(0, int(bucket.level)))
             headers[f"anthropic-ratelimit-{name}-reset"] = full_at.isoformat().replace(
@@ -101,7 +106,7 @@ class FakeLimits:
             bucket.refill(now)
             headers[f"x-ratelimit-limit-{name}"] = str(int(bucket.limit))
             headers[f"x-ratelimit-remaining-{name}"] = str(max(0, int(bucket.level)))
-            headers[f"x-ratelimit-reset-{name}"] = f"{bucket.seconds_to(bucket.limit):.3f}s"
+            headers[f"x-ratelimit-reset-{name}"] = f"{bucket.seconds_to(bucket.capacity):.3f}s"
         return headers
 
 

@@ -67,7 +67,9 @@ async def _main(latency: dict[str, float]) -> None:
     # Options that are not latencies (soaks: realistic feed sizes, no request log).
     services.arxiv_extra_papers = int(latency.pop("arxiv_extra_papers", 0))
     services.record_requests = not latency.pop("no_request_log", 0)
-    # Rate limits: limit.<service>.<requests|input_tokens|output_tokens>=<per minute>.
+    services.realistic_research = bool(latency.pop("realistic_research", 0))
+    # Rate limits: limit.<service>.<requests|input_tokens|output_tokens>=<per minute>, and
+    # limit.<service>.burst_minutes=<minutes of each limit a bucket holds> (default 1).
     per_service: dict[str, dict[str, float]] = {}
     for name in [name for name in latency if name.startswith("limit.")]:
         _, service, kind = name.split(".", 2)
@@ -77,6 +79,7 @@ async def _main(latency: dict[str, float]) -> None:
             requests=values.get("requests"),
             input_tokens=values.get("input_tokens"),
             output_tokens=values.get("output_tokens"),
+            burst_minutes=values.get("burst_minutes", 1.0),
         )
     services.latency.update(latency)
     async with serve_asgi(services.app()) as (url, port):

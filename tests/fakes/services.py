@@ -22,6 +22,8 @@ from starlette.routing import Route
 
 from tests.fakes.limits import FakeLimits, retry_after
 from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf
+from tests.fakes.prompt_cache import PromptCache
+from tests.fakes.research import realistic_hits
 
 EXA_FACT = "Zorblax Institute for Quantum Widgets"  # only the fake Exa text contains this
 ARXIV_TITLE = "Entangled Widgets at Scale"  # only the fake arXiv feed contains this
@@ -62,12 +64,14 @@ class FakeServices:
         self.arxiv_extra_papers = 0  # feeds the size of real ones (50 long entries): soaks
         self.record_requests = True  # off for soaks: the log would grow with every request
         self.exa_extra: list[dict[str, Any]] = []  # more results for every Exa query
+        self.realistic_research = False  # Exa answers ten ~3,000-char hits (token benchmark)
         # Rate limits per service ("anthropic", "openai", "exa"): enforced, with real headers.
         # Anthropic's apply per model family (each family gets its own buckets of these sizes).
         self.limits: dict[str, FakeLimits] = {}
         self.family_limits: dict[str, FakeLimits] = {}
         # service -> HTTP status every request answers while set (an outage: e.g. 529 overloaded)
         self.outages: dict[str, int] = {}
+        self.prompt_cache = PromptCache()  # Anthropic's: cache_control prefixes written and read
 
     def script(self, service: str, *answers: Scripted) -> None:
         """Queue answers for the next requests to ``service``."""
@@ -104,11 +108,13 @@ class FakeServices:
             who = name.group(1).strip() if name else "someone"
             template = prompt.split("<template>", 1)[-1]
             kind = "research" if re.search(r"paper|research", template, re.I) else "general"
-            return {
+            analysis: dict[str, Any] = {
                 "template_type": kind,
-                "search_terms": [f"{who} quantum widgets"],
                 "placeholders": PLACEHOLDER.findall(template),
             }
+            if "search_terms" in properties:  # the parser's schema before search terms by code
+                analysis["search_terms"] = [f"{who} quantum widgets"]
+            return analysis
         if "is_confident" in properties:
             template = prompt.split("<template>\n", 1)[1].split("\n</template>", 1)[0]
             fact = EXA_FACT if EXA_FACT in prompt else "your work"
@@ -124,17 +130,23 @@ class FakeServices:
         if scripted is not None and scripted.status != 200:
             return _anthropic_error(scripted)
         prompt = body["messages"][0]["content"]
-        input_tokens = (len(body.get("system") or "") + len(prompt)) // 4
+        cache = self.prompt_cache.measure(body)
         limits = self._anthropic_limits(body["model"])
-        if limits is not None and (wait := limits.admit(input_tokens)) is not None:
+        if limits is not None and (wait := limits.admit(cache.rate_limited_tokens)) is not None:
             return _anthropic_error(
                 Scripted(429, {**limits.anthropic_headers(), **retry_after(wait)})
             )
+        self.prompt_cache.remember(cache)
         kind = json.dumps(body.get("output_config") or body.get("tools"))
         for purpose, marker in (("template_parser", "template_type"), ("email_composer", "is_c")):
             if marker in kind and self.latency.get(purpose):
                 await asyncio.sleep(self.latency[purpose])
-        usage = {"input_tokens": input_tokens, "output_tokens": 120}
+        usage = {
+            "input_tokens": cache.input_tokens,
+            "cache_creation_input_tokens": cache.cache_creation_input_tokens,
+            "cache_read_input_tokens": cache.cache_read_input_tokens,
+            "output_tokens": 120,
+        }
         headers: dict[str, str] = {}
         if limits is not None:
             limits.used_output(usage["output_tokens"])
@@ -245,6 +257,8 @@ class FakeServices:
                     "text": f"{ARXIV_TITLE} (2023). " * 30,
                 }
             ]
+        if self.realistic_research:
+            results = realistic_hits(query, site)
         results = [*results, *self.exa_extra]
         return JSONResponse(
             {"requestId": "req", "resolvedSearchType": "neural", "results": results}
@@ -315,7 +329,10 @@ class FakeServices:
         family = "-".join(model.split("-")[:2])
         if family not in self.family_limits:
             self.family_limits[family] = FakeLimits(
-                config.requests, config.input_tokens, config.output_tokens
+                config.requests,
+                config.input_tokens,
+                config.output_tokens,
+                burst_minutes=config.burst_minutes,
             )
         return self.family_limits[family]
 

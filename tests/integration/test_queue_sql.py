@@ -16,6 +16,7 @@ from scribe.db.emails import CompletedEmail
 from scribe.db.pool import Connection, Pool
 from scribe.db.queries import sql
 from scribe.db.queue_items import NewItem
+from scribe.db.template_analyses import TemplateAnalysisStore
 from scribe.queue import reaper
 from scribe.settings import Settings
 from tests.queue_support import create_user, enqueue, item_rows
@@ -164,6 +165,21 @@ async def test_retention_prunes_a_batch_template_only_once_its_items_are_gone(
     assert await pool.fetchval("SELECT count(*) FROM queue_batches") == 1
     [claimed] = await queue_items.claim(pool, "me", 1, lease_seconds=60, first_steps={"email": "a"})
     assert (claimed.id, claimed.email_template) == (kept[1], "Dear {{name}}, I enjoyed your work.")
+
+
+async def test_retention_prunes_template_analyses_older_than_the_retention_age(
+    pool: Pool,
+) -> None:
+    store = TemplateAnalysisStore(pool)
+    await store.save("old", {"template_type": "general", "placeholders": []})
+    await store.save("new", {"template_type": "research", "placeholders": ["{{paper}}"]})
+    old = datetime.now(UTC) - timedelta(days=40)
+    await pool.execute("UPDATE template_analyses SET created_at = $1 WHERE key = 'old'", old)
+
+    await reaper.reap_once(pool, _settings(retry_base=0))
+
+    assert await store.load("old") is None
+    assert await store.load("new") == {"template_type": "research", "placeholders": ["{{paper}}"]}
 
 
 async def test_a_batch_stores_its_template_once_and_every_item_reads_it(pool: Pool) -> None:
