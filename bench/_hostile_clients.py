@@ -23,7 +23,8 @@ async def _status_line(reader: asyncio.StreamReader) -> str:
 
 
 async def big_trailer(port: int, size: int) -> tuple[str, int]:
-    """A chunked POST whose trailer field is ``size`` bytes; the status line and bytes sent."""
+    """A chunked POST whose trailer field is ``size`` bytes, sent to its end unless the server
+    cuts the connection (an answer alone does not stop it); the status line and bytes sent."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     answer = asyncio.create_task(_status_line(reader))
     sent = 0
@@ -32,9 +33,9 @@ async def big_trailer(port: int, size: int) -> tuple[str, int]:
             b"POST /api/queue/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: application/json\r\n\r\n2\r\n{}\r\n0\r\nX-Trailer: "
         )
-        while sent < size and not answer.done():
+        while sent < size:
             writer.write(TRAILER_CHUNK)
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), 60)
             sent += len(TRAILER_CHUNK)
     status = await answer
     writer.close()
@@ -48,31 +49,31 @@ async def trailers(port: int, parallel: int, size: int) -> str:
     for status, _ in results:
         statuses[status] = statuses.get(status, 0) + 1
     most = max(sent for _, sent in results) / 2**20
-    return f"{statuses}; at most {most:.0f} MiB of a trailer sent before the answer"
+    return f"{statuses}; at most {most:.0f} MiB of a trailer sent before the server cut it"
 
 
 async def idle_sockets(port: int, count: int, seconds: float) -> str:
-    """Open ``count`` connections from 127.0.0.1 that send nothing; hold them ``seconds``; count
-    those the server refused (a 503) or closed."""
-    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    failed = 0
-    for _ in range(count):
-        try:
-            held.append(await asyncio.open_connection("127.0.0.1", port))
-        except OSError:
-            failed += 1
-    await asyncio.sleep(seconds)
-    refused = closed = 0
-    for reader, writer in held:
-        with contextlib.suppress(TimeoutError, ConnectionError):
-            data = await asyncio.wait_for(reader.read(20), 0.01)
-            refused += data.startswith(b"HTTP/1.1 503")
-            closed += not data
-        writer.close()
-    return (
-        f"{count} idle sockets from 127.0.0.1: {refused} answered 503, {closed} closed silently, "
-        f"{failed} failed to connect"
-    )
+    """Keep ``count`` connections from 127.0.0.1 open and silent for ``seconds``, opening a new
+    one for each the server refuses or closes; count the refusals (503) and silent closes."""
+    deadline = time.perf_counter() + seconds
+    outcomes = {"503": 0, "closed": 0, "connect failed": 0}
+
+    async def holder() -> None:
+        while time.perf_counter() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                outcomes["connect failed"] += 1
+                await asyncio.sleep(0.5)
+                continue
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(max(0.0, deadline - time.perf_counter())):
+                    data = await reader.read(20)
+                    outcomes["503" if data.startswith(b"HTTP/1.1 503") else "closed"] += 1
+            writer.close()
+
+    await asyncio.gather(*(holder() for _ in range(count)))
+    return f"{count} idle sockets from 127.0.0.1 kept open for {seconds:.0f} s: {outcomes}"
 
 
 async def stream_opens(port: int, token: str, count: int, hold: float) -> str:

@@ -12,7 +12,8 @@ records every latency. Then, one after the other:
   (d) the JWKS provider hanging while 20 concurrent ES256 requests arrive;
   (e) a normal client's req/s (GET /api/user/profile) without, then with 200 slowloris open;
   (f) one 200 MB chunked trailer; (g) eight 100 MB trailers in parallel;
-  (h) 1,100 idle sockets from 127.0.0.1 while a client on 127.0.0.2 makes requests;
+  (h) 1,100 idle sockets from 127.0.0.1 (kept open 30 s: each one cut is opened again) while
+      a client on 127.0.0.2 makes requests;
   (i) 1,000 queue-stream opens by one signed-in user, the 127.0.0.2 client beside them;
   (j) 1,000 malformed chunked requests: the log lines and tracebacks they caused;
   (k) a 100-recipient batch of ~26 KB: its status and how many items were queued;
@@ -75,7 +76,7 @@ TOKEN_VARIABLE = "SCRIBE_BENCH_TOKEN"  # how an attacker process gets its bearer
 
 
 def _spawn(
-    work: Path, dsn: str, port: int, jwks: FakeJwks, code: Path | None
+    work: Path, dsn: str, port: int, jwks: FakeJwks, code: str | None
 ) -> subprocess.Popen[bytes]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("SUPABASE_")}
     env.update(
@@ -442,7 +443,9 @@ async def main() -> None:  # noqa: C901 - one scenario after another
     )
     parser.add_argument("--load-seconds", type=float, default=8.0, help="each req/s window")
     parser.add_argument("--only", default="", help="comma list of scenario letters (a-n)")
-    parser.add_argument("--code", type=Path, help="serve this checkout's code instead")
+    parser.add_argument(
+        "--code", help="serve this checkout's code instead (a PYTHONPATH: dirs joined by :)"
+    )
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("values", nargs="*", type=float, help=argparse.SUPPRESS)
@@ -514,7 +517,7 @@ async def main() -> None:  # noqa: C901 - one scenario after another
                 if "h" in chosen:
                     await observe(
                         "(h) 1,100 idle sockets",
-                        beside_peer(_in_process("idle", port, 1100, 10)),
+                        beside_peer(_in_process("idle", port, 1100, 30)),
                     )
                 if "i" in chosen:
                     await observe(
