@@ -105,18 +105,28 @@ async def stream_opens(port: int, token: str, count: int, hold: float) -> str:
     return f"{count} stream opens: {outcomes}"
 
 
-async def malformed_chunks(port: int, count: int) -> str:
-    """``count`` chunked requests with an invalid chunk after the headers (the app has started)."""
+async def malformed_chunks(port: int, count: int, parallel: int = 50) -> str:
+    """``count`` chunked requests with an invalid chunk after the headers (the app has started),
+    ``parallel`` at a time from as many loopback addresses (127.0.1.x: each stays within its
+    per-address connection share while the server lingers on its refusals)."""
     statuses: dict[str, int] = {}
-    for _ in range(count):
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def one(n: int) -> None:
+        source = (f"127.0.1.{1 + n % parallel}", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source)
         writer.write(
             b"POST /api/queue/batch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
             b"Content-Type: application/json\r\n\r\n2\r\n{}\r\nzz\r\n"
         )
         status = await _status_line(reader)
         statuses[status] = statuses.get(status, 0) + 1
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            while await asyncio.wait_for(reader.read(4096), 10):
+                pass
         writer.close()
+
+    for start in range(0, count, parallel):
+        await asyncio.gather(*(one(n) for n in range(min(parallel, count - start))))
     return f"{count} malformed chunked requests: {statuses}"
 
 

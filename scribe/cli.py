@@ -87,6 +87,30 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+# Descriptors beyond the connection cap: the database pool and LISTEN connection, the embedded
+# PostgreSQL's pipes, the browser, log files.
+_SPARE_DESCRIPTORS = 256
+
+
+def _allow_open_files(connections: int) -> None:
+    """Raise this process's open-file limit so that ``connections`` connections fit (within the
+    hard limit): at the common soft limit of 1024, accept() fails past ~1,000 descriptors and
+    further clients wait in the listen backlog instead of being answered or refused."""
+    import resource
+
+    wanted = connections + _SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    allowed = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < allowed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (allowed, hard))
+    if allowed < wanted:
+        log.warning(
+            "the open-file limit (%d) is below SCRIBE_HTTP_MAX_CONNECTIONS + %d: raise LimitNOFILE",
+            hard,
+            _SPARE_DESCRIPTORS,
+        )
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.app import create_app
     from scribe.httpguard import uvicorn_config
@@ -94,6 +118,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
     if args.no_worker:
         settings = settings.model_copy(update={"scribe_worker": False})
+    _allow_open_files(settings.scribe_http_max_connections)
     app = create_app(settings)
     configure_tracing(settings, app)
     # The HTTP limits (header size and count, slow headers and bodies, connections) hold on every
