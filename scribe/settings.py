@@ -7,6 +7,7 @@ Environment variable names are the field names upper-cased (``DATABASE_URL``, ``
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     # Auth
     supabase_url: str | None = None
     supabase_jwt_secret: SecretStr | None = None
+    # Admins: by Supabase user id (the token's sub), or by an email address the token says is
+    # verified and not anonymous (scribe.auth.is_admin); both lists comma-separated.
+    admin_user_ids: Annotated[list[uuid.UUID], NoDecode] = []
     admin_emails: CommaList = []
 
     # Models and providers
@@ -155,6 +159,7 @@ class Settings(BaseSettings):
     _split = field_validator(
         "allowed_origins",
         "admin_emails",
+        "admin_user_ids",
         "pdf_allowed_hosts",
         "scribe_cf_trusted_proxies",
         "scribe_xff_trusted_proxies",

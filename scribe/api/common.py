@@ -158,12 +158,20 @@ def path_uuid(request: Request, name: str) -> uuid.UUID:
 
 async def current_principal(request: Request, *, require_email: bool = True) -> Principal:
     """The verified caller of this request; 401 without a valid bearer token (or, unless
-    ``require_email`` is false, without an email claim)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("Missing bearer token.")
-    return await get_deps(request).verifier.verify(token.strip(), require_email=require_email)
+    ``require_email`` is false, without an email claim). The token is verified once per
+    request; later calls reuse the answer."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Missing bearer token.")
+        verifier = get_deps(request).verifier
+        principal = await verifier.verify(token.strip(), require_email=False)
+        request.state.principal = principal
+    if require_email and not principal.email:
+        raise AuthenticationError("Invalid token: no email claim")
+    return principal
 
 
 async def current_user(request: Request) -> User:
@@ -176,10 +184,11 @@ async def current_user(request: Request) -> User:
 
 
 async def current_admin(request: Request) -> Principal:
-    """The verified caller when their email is in ``ADMIN_EMAILS``; 401 without a valid token,
-    403 ``Admin access required`` otherwise (a token without an email too). No local user row
-    is needed."""
+    """The verified caller when they are an admin (``scribe.auth.is_admin``: ``ADMIN_USER_IDS``,
+    or a verified, non-anonymous email in ``ADMIN_EMAILS``); 401 without a valid token, 403
+    ``Admin access required`` otherwise (a token without an email too). No local user row is
+    needed."""
     principal = await current_principal(request, require_email=False)
-    if not is_admin(principal, get_deps(request).settings.admin_emails):
+    if not is_admin(principal, get_deps(request).settings):
         raise PermissionDenied("Admin access required")
     return principal

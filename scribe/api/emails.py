@@ -12,6 +12,7 @@ from starlette.responses import Response
 from scribe.api.common import (
     ApiModel,
     UtcDatetime,
+    current_principal,
     current_user,
     json_response,
     parse_body,
@@ -157,7 +158,7 @@ async def generate_email(request: Request) -> Response:
         [NewItem(body.recipient_name, body.recipient_interest)],
         body.email_template,
         max_attempts=deps.settings.scribe_max_attempts,
-        quota=queue_quota(user, deps.settings),
+        quota=queue_quota(await current_principal(request), deps.settings),
     )
     return json_response(TaskCreated(task_id=task_id), 202)
 
