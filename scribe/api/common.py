@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from scribe.auth import Principal, is_admin
 from scribe.db import users
@@ -19,11 +21,14 @@ from scribe.db.users import User
 from scribe.deps import get_deps
 from scribe.errors import (
     AuthenticationError,
+    DatabaseUnavailable,
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
     ProfileNotInitialized,
 )
+
+log = logging.getLogger(__name__)
 
 
 def format_utc(value: datetime) -> str:
@@ -68,6 +73,43 @@ def json_response(
     else:
         body = "[" + ",".join(item.model_dump_json() for item in content) + "]"
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+RowT = TypeVar("RowT")
+
+
+async def streamed_json_list(
+    pages: AsyncGenerator[Sequence[RowT], None], render: Callable[[RowT], BaseModel]
+) -> Response:
+    """A JSON array of ``render(row)`` for every row of ``pages``, sent as the pages are read
+    instead of built in memory: the same bytes ``json_response`` writes for the whole list.
+
+    The first page is read before the answer starts, so a database that cannot be reached is
+    still a 503. A later failure can no longer change the status: the body then ends before its
+    closing bracket (invalid JSON, never a shorter list that looks whole), with one log line.
+    """
+    first = await anext(pages, None)
+    return StreamingResponse(_json_array(first, pages, render), media_type="application/json")
+
+
+async def _json_array(
+    first: Sequence[RowT] | None,
+    pages: AsyncGenerator[Sequence[RowT], None],
+    render: Callable[[RowT], BaseModel],
+) -> AsyncIterator[bytes]:
+    separator = b"["
+    async with contextlib.aclosing(pages):
+        page = first
+        try:
+            while page is not None:
+                for row in page:  # one row at a time: a slow reader holds at most one page
+                    yield separator + render(row).model_dump_json().encode()
+                    separator = b","
+                page = await anext(pages, None)
+        except DatabaseUnavailable as exc:
+            log.warning("list answer cut short after its first page: %s", exc)
+            return
+    yield b"]" if separator == b"," else b"[]"
 
 
 def validation_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
