@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     scribe_pdf_cpu_seconds: int = Field(default=5, ge=1, le=600)  # CPU time of one parse
     scribe_pdf_memory_mb: int = Field(default=512, ge=64)  # address space of one parse
     scribe_pdf_max_pages: int = Field(default=10, ge=1, le=1000)  # pages read from a resume
+    # How long a parse waits for a busy slot before 429 + Retry-After (a normal resume reads in
+    # well under a second; a hostile one holds its slot up to its deadline).
+    scribe_pdf_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+    # The memory the whole service may use, its children (PDF parses, Chromium) included: the
+    # systemd unit's MemoryMax. A PDF parse gets what this leaves after the service's current
+    # use (at most SCRIBE_PDF_MEMORY_MB); 0 = no budget, every parse gets SCRIBE_PDF_MEMORY_MB.
+    scribe_memory_budget_mb: int = Field(default=750, ge=0)
     scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
 
     # ==== issue-7http: HTTP limits, client identity, JWKS ====
