@@ -15,9 +15,10 @@ from scribe.db.pool import Connection, Pool, connection_errors, translated
 from scribe.db.queries import sql
 from scribe.db.queue_items import storable
 
-# Rows per statement when a list of emails is streamed: what one answer holds at once (an email
-# is at most SCRIBE_MAX_EMAIL_CHARS of text plus its metadata).
-EMAIL_PAGE_ROWS = 50
+# Rows per statement when a list of emails is streamed: about what one answer holds at once (an
+# email is at most SCRIBE_MAX_EMAIL_CHARS of text plus its metadata). Measured with 12 clients
+# that never read a 1000-email, 54 MB answer: the service grew 30 MB with 20 rows, 63 MB with 50.
+EMAIL_PAGE_ROWS = 20
 
 
 @dataclass(frozen=True, slots=True)
