@@ -14,16 +14,20 @@ import contextlib
 import logging
 import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
 
 from scribe.errors import AuthenticationError, AuthUnavailable
+
+if TYPE_CHECKING:
+    from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,9 @@ class Principal:
 
     user_id: uuid.UUID
     email: str  # lower-case; "" only from verify(require_email=False) on a token without one
+    email_claim: str = ""  # the token's email claim exactly as signed (admin matching uses it)
+    email_verified: bool = False  # see email_verified()
+    is_anonymous: bool = False  # Supabase's anonymous sign-in; such a caller is never an admin
 
 
 class JwksCache:
@@ -291,13 +298,69 @@ class TokenVerifier:
             if require_email:
                 raise AuthenticationError("Invalid token: no email claim")
             email = ""
-        return Principal(user_id=user_id, email=email.lower())
+        return Principal(
+            user_id=user_id,
+            email=email.lower(),
+            email_claim=email,
+            email_verified=email_verified(claims),
+            # Supabase always sends the claim; anything but a plain false counts as anonymous.
+            is_anonymous=claims.get("is_anonymous", False) is not False,
+        )
 
 
-def is_admin(principal: Principal, admin_emails: list[str]) -> bool:
-    """Whether the caller's (verified) email is one of ``ADMIN_EMAILS`` (trimmed, lower-case)."""
-    email = principal.email.strip().lower()
-    return bool(email) and email in admin_emails
+def email_verified(claims: dict[str, Any]) -> bool:
+    """Whether the token says its email address was confirmed.
+
+    Supabase's access token has no top-level ``email_verified``: it carries the address in
+    ``email`` and Supabase Auth sets ``user_metadata.email_verified: true`` when the address is
+    confirmed (or an OAuth provider vouched for it). A top-level ``email_verified`` appears only
+    when the project's custom access-token hook adds one; when present it decides. Only a JSON
+    ``true`` counts. ``user_metadata`` is also writable by the user (sign-up ``data``,
+    ``PUT /auth/v1/user``), so this proves a confirmed address only on a project that requires
+    email confirmation before sign-in (Supabase's default): ``ADMIN_USER_IDS`` needs no such
+    assumption.
+    """
+    if "email_verified" in claims:
+        return claims["email_verified"] is True
+    metadata = claims.get("user_metadata")
+    return isinstance(metadata, dict) and metadata.get("email_verified") is True
+
+
+def admin_email_key(address: str) -> str | None:
+    """The form in which a token's email claim is compared with ``ADMIN_EMAILS``, or None when
+    the claim may not match any admin address.
+
+    Addresses are compared after NFKC and case folding, but only a claim that those steps change
+    in nothing but the case of its letters can match. NFKC and case folding merge distinct
+    mailboxes: KELVIN SIGN (U+212A) and fullwidth letters become ASCII under NFKC, and ``ß``
+    folds to ``ss``, so ``\u212aelvin@example.com`` or an address at an IDN domain spelled with
+    ``ß`` would otherwise stand for an admin's ``kelvin@example.com`` or ``…ss…`` address. So a
+    claim that is not already in NFKC, or whose case folding differs from its lower case, is
+    refused outright (an admin with such an address is listed in ``ADMIN_USER_IDS`` instead).
+    """
+    if not address or unicodedata.normalize("NFKC", address) != address:
+        return None
+    if address.casefold() != address.lower():
+        return None
+    return normalized_email(address)
+
+
+def normalized_email(address: str) -> str:
+    """NFKC, then case folding, then NFKC again (Unicode's compatibility caseless match)."""
+    folded = unicodedata.normalize("NFKC", address).casefold()
+    return unicodedata.normalize("NFKC", folded)
+
+
+def is_admin(principal: Principal, settings: Settings) -> bool:
+    """Whether the caller is an admin: their user id (the token's ``sub``) is in
+    ``ADMIN_USER_IDS``, or their email is in ``ADMIN_EMAILS`` and the token says it is
+    verified and not anonymous (see ``email_verified`` and ``admin_email_key``)."""
+    if principal.user_id in settings.admin_user_ids:
+        return True
+    if not principal.email_verified or principal.is_anonymous:
+        return False
+    key = admin_email_key(principal.email_claim)
+    return key is not None and any(key == normalized_email(a) for a in settings.admin_emails)
 
 
 def dev_secret(data_dir: Path) -> str:
@@ -317,16 +380,28 @@ def mint_token(
     user_id: uuid.UUID | None = None,
     issuer: str | None = DEV_ISSUER,
     lifetime_seconds: int = 3600,
+    email_verified: bool = True,
+    is_anonymous: bool = False,
 ) -> str:
-    """An HS256 token shaped like Supabase's, for local development and tests."""
+    """An HS256 token shaped like Supabase's (a confirmed email user unless told otherwise),
+    for local development and tests."""
     now = int(time.time())
+    sub = str(user_id or uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{email.lower()}"))
     claims: dict[str, Any] = {
-        "sub": str(user_id or uuid.uuid5(uuid.NAMESPACE_URL, f"mailto:{email.lower()}")),
+        "sub": sub,
         "email": email,
         "aud": AUDIENCE,
         "role": "authenticated",
         "iat": now,
         "exp": now + lifetime_seconds,
+        "app_metadata": {"provider": "email", "providers": ["email"]},
+        "user_metadata": {
+            "email": email,
+            "email_verified": email_verified,
+            "phone_verified": False,
+            "sub": sub,
+        },
+        "is_anonymous": is_anonymous,
     }
     if issuer:
         claims["iss"] = issuer

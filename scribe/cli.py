@@ -179,15 +179,20 @@ async def _queue_retry(pool: Pool, args: argparse.Namespace) -> None:
 
 
 def _since(value: str) -> datetime:
-    """An ISO-8601 time (UTC when no offset is given) or an age such as ``2h``, ``30m``, ``1d``."""
+    """An ISO-8601 time (UTC when no offset is given) or an age such as ``2h``, ``30m``, ``1d``,
+    in the years 1970-2100."""
+    from scribe.queue.requeue import bounded_since
+
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if value and value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
-        return datetime.now(UTC) - timedelta(seconds=float(value[:-1]) * units[value[-1]])
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a time or age: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        if value and value[-1] in units and value[:-1].replace(".", "", 1).isdigit():
+            age = timedelta(seconds=float(value[:-1]) * units[value[-1]])
+            return bounded_since(datetime.now(UTC) - age)
+        return bounded_since(datetime.fromisoformat(value))
+    except (ValueError, OverflowError) as exc:  # a huge age overflows timedelta or the date
+        raise argparse.ArgumentTypeError(
+            f"not a time or age in the years 1970-2100: {value!r}"
+        ) from exc
 
 
 async def _migrate(settings: Settings) -> None:

@@ -19,6 +19,9 @@ _MAX_CLIENTS = 10_000  # oldest buckets are forgotten past this
 _MAX_XFF_HOPS = 16  # X-Forwarded-For entries looked at, from the right
 _MAX_HEADER_CHARS = 2048
 _EXEMPT_PATHS = {"/health", "/metrics"}
+# An IPv6 client is one /64: that is the smallest prefix a provider hands to one subscriber
+# (RFC 6177 and common practice), and any host can pick new addresses inside its /64 at will.
+IPV6_CLIENT_PREFIX = 64
 
 
 class TokenBuckets:
@@ -55,13 +58,14 @@ class TokenBuckets:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def _networks(entries: list[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> Address | None:
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -94,25 +98,32 @@ class ClientIdentity:
         )
 
     def key(self, scope: Scope) -> str:
-        """The client's address as a rate-limit key."""
+        """The client as a rate-limit key: its IPv4 address, or the /64 of its IPv6 address."""
+        client = self.client(scope)
+        if client is None:
+            return "unknown"
+        if isinstance(client, ipaddress.IPv6Address):
+            return str(ipaddress.IPv6Network((client, IPV6_CLIENT_PREFIX), strict=False))
+        return str(client)
+
+    def client(self, scope: Scope) -> Address | None:
+        """The client's address (see the class docstring), or None when it is not known."""
         client = scope.get("client")
         peer = _address(client[0]) if client else None
         if peer is None:
-            return "unknown"
+            return None
         if self._trusted(peer, self.cf_proxies):
             forwarded = _header(scope, b"cf-connecting-ip")
             claimed = _address(forwarded) if forwarded is not None else None
             if claimed is not None:
-                return str(claimed)
+                return claimed
         if self._trusted(peer, self.xff_proxies):
             forwarded = _header(scope, b"x-forwarded-for")
             if forwarded is not None:
-                return str(self._rightmost_untrusted(forwarded, peer))
-        return str(peer)
+                return self._rightmost_untrusted(forwarded, peer)
+        return peer
 
-    def _rightmost_untrusted(
-        self, header: str, peer: ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    def _rightmost_untrusted(self, header: str, peer: Address) -> Address:
         # Each trusted proxy appends the address it saw; entries left of the first untrusted
         # one (from the right) were written by the client and prove nothing.
         hop = peer
@@ -126,9 +137,7 @@ class ClientIdentity:
         return hop
 
     @staticmethod
-    def _trusted(
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: tuple[Network, ...]
-    ) -> bool:
+    def _trusted(address: Address, networks: tuple[Network, ...]) -> bool:
         return any(address in network for network in networks)
 
 

@@ -7,6 +7,7 @@ Environment variable names are the field names upper-cased (``DATABASE_URL``, ``
 from __future__ import annotations
 
 import ipaddress
+import uuid
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     # Auth
     supabase_url: str | None = None
     supabase_jwt_secret: SecretStr | None = None
+    # Admins: by Supabase user id (the token's sub), or by an email address the token says is
+    # verified and not anonymous (scribe.auth.is_admin); both lists comma-separated.
+    admin_user_ids: Annotated[list[uuid.UUID], NoDecode] = []
     admin_emails: CommaList = []
 
     # Models and providers
@@ -114,6 +118,13 @@ class Settings(BaseSettings):
     scribe_pdf_cpu_seconds: int = Field(default=5, ge=1, le=600)  # CPU time of one parse
     scribe_pdf_memory_mb: int = Field(default=512, ge=64)  # address space of one parse
     scribe_pdf_max_pages: int = Field(default=10, ge=1, le=1000)  # pages read from a resume
+    # How long a parse waits for a busy slot before 429 + Retry-After (a normal resume reads in
+    # well under a second; a hostile one holds its slot up to its deadline).
+    scribe_pdf_wait_seconds: float = Field(default=5.0, ge=0, le=60)
+    # The memory the whole service may use, its children (PDF parses, Chromium) included: the
+    # systemd unit's MemoryMax. A PDF parse gets what this leaves after the service's current
+    # use (at most SCRIBE_PDF_MEMORY_MB); 0 = no budget, every parse gets SCRIBE_PDF_MEMORY_MB.
+    scribe_memory_budget_mb: int = Field(default=750, ge=0)
     scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
 
     # ==== issue-7http: HTTP limits, client identity, JWKS ====
@@ -163,6 +174,7 @@ class Settings(BaseSettings):
     _split = field_validator(
         "allowed_origins",
         "admin_emails",
+        "admin_user_ids",
         "pdf_allowed_hosts",
         "scribe_cf_trusted_proxies",
         "scribe_xff_trusted_proxies",

@@ -92,14 +92,20 @@ def offline_template(resume: str) -> GeneratedTemplate:
 
 
 async def generate_template(
-    clients: Clients, pdf_url: str, instructions: str, allowed_hosts: list[str]
+    clients: Clients,
+    pdf_url: str,
+    instructions: str,
+    allowed_hosts: list[str],
+    *,
+    owner: str | None = None,
 ) -> str:
-    """Download and read the resume, then ask the generator model for a template.
+    """Download and read the resume, then ask the generator model for a template. ``owner``
+    (the user) may have one resume being read at a time.
 
     Failures carry a short user-facing message (the template page shows ``detail`` verbatim);
     the provider's or parser's own text goes to the log only.
     """
-    resume = await _read_resume(clients, pdf_url, allowed_hosts)
+    resume = await _read_resume(clients, pdf_url, allowed_hosts, owner)
     response = await _ask_generator(
         clients.generator_llm,
         LLMRequest(
@@ -136,9 +142,13 @@ async def _ask_generator(
         raise UpstreamRejected(MODEL_FAILED, provider=llm.model) from exc
 
 
-async def _read_resume(clients: Clients, pdf_url: str, allowed_hosts: list[str]) -> str:
+async def _read_resume(
+    clients: Clients, pdf_url: str, allowed_hosts: list[str], owner: str | None
+) -> str:
     try:
-        return await resume_text(clients.fetch_http, pdf_url, allowed_hosts, clients.pdf)
+        return await resume_text(
+            clients.fetch_http, pdf_url, allowed_hosts, clients.pdf, owner=owner
+        )
     except PdfTooExpensive:
         raise  # its message names only the limit, and it keeps its own status (422)
     except InvalidRequest as exc:

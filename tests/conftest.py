@@ -69,6 +69,9 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
             "database_url": database_url,
             "scribe_data_dir": tmp_path / "data",
             "supabase_jwt_secret": TEST_JWT_SECRET,
+            # The test runner's own memory is not a service's: PDF parses are not sized from it
+            # (tests/integration/test_pdf_slots.py covers the budget).
+            "scribe_memory_budget_mb": 0,
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -13,7 +13,7 @@ from starlette.responses import Response
 from scribe.api.common import ApiModel, UtcDatetime, current_admin, json_response, parse_body
 from scribe.api.openapi import Operation
 from scribe.deps import get_deps
-from scribe.queue.requeue import RequeueFilter, requeue
+from scribe.queue.requeue import RequeueFilter, bounded_since, requeue
 
 MAX_RETRY_IDS = 1000
 
@@ -30,11 +30,9 @@ class RetryBody(ApiModel):
 
     @field_validator("failed_since")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        """A time without an offset is UTC."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+    def _bounded(cls, value: datetime | None) -> datetime | None:
+        """In UTC (a time without an offset is UTC); 422 outside the years 1970-2100."""
+        return None if value is None else bounded_since(value)
 
 
 class RetryOut(ApiModel):
@@ -49,7 +47,8 @@ async def retry(request: Request) -> Response:
     admin = await current_admin(request)
     body = await parse_body(request, RetryBody)
     which = RequeueFilter(body.ids, body.user_id, body.failed_since, body.step)
-    ids = await requeue(get_deps(request).pool, which, requested_by=f"admin:{admin.email}")
+    who = f"admin:{admin.email or admin.user_id}"
+    ids = await requeue(get_deps(request).pool, which, requested_by=who)
     return json_response(RetryOut(requeued=len(ids), ids=ids))
 
 

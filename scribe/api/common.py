@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from scribe.auth import Principal, is_admin
 from scribe.db import users
@@ -19,11 +21,14 @@ from scribe.db.users import User
 from scribe.deps import get_deps
 from scribe.errors import (
     AuthenticationError,
+    DatabaseUnavailable,
     InvalidRequest,
     PayloadTooLarge,
     PermissionDenied,
     ProfileNotInitialized,
 )
+
+log = logging.getLogger(__name__)
 
 
 def format_utc(value: datetime) -> str:
@@ -68,6 +73,43 @@ def json_response(
     else:
         body = "[" + ",".join(item.model_dump_json() for item in content) + "]"
     return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+RowT = TypeVar("RowT")
+
+
+async def streamed_json_list(
+    pages: AsyncGenerator[Sequence[RowT], None], render: Callable[[RowT], BaseModel]
+) -> Response:
+    """A JSON array of ``render(row)`` for every row of ``pages``, sent as the pages are read
+    instead of built in memory: the same bytes ``json_response`` writes for the whole list.
+
+    The first page is read before the answer starts, so a database that cannot be reached is
+    still a 503. A later failure can no longer change the status: the body then ends before its
+    closing bracket (invalid JSON, never a shorter list that looks whole), with one log line.
+    """
+    first = await anext(pages, None)
+    return StreamingResponse(_json_array(first, pages, render), media_type="application/json")
+
+
+async def _json_array(
+    first: Sequence[RowT] | None,
+    pages: AsyncGenerator[Sequence[RowT], None],
+    render: Callable[[RowT], BaseModel],
+) -> AsyncIterator[bytes]:
+    separator = b"["
+    async with contextlib.aclosing(pages):
+        page = first
+        try:
+            while page is not None:
+                for row in page:  # one row at a time: a slow reader holds at most one page
+                    yield separator + render(row).model_dump_json().encode()
+                    separator = b","
+                page = await anext(pages, None)
+        except DatabaseUnavailable as exc:
+            log.warning("list answer cut short after its first page: %s", exc)
+            return
+    yield b"]" if separator == b"," else b"[]"
 
 
 def validation_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
@@ -158,12 +200,20 @@ def path_uuid(request: Request, name: str) -> uuid.UUID:
 
 async def current_principal(request: Request, *, require_email: bool = True) -> Principal:
     """The verified caller of this request; 401 without a valid bearer token (or, unless
-    ``require_email`` is false, without an email claim)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("Missing bearer token.")
-    return await get_deps(request).verifier.verify(token.strip(), require_email=require_email)
+    ``require_email`` is false, without an email claim). The token is verified once per
+    request; later calls reuse the answer."""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Missing bearer token.")
+        verifier = get_deps(request).verifier
+        principal = await verifier.verify(token.strip(), require_email=False)
+        request.state.principal = principal
+    if require_email and not principal.email:
+        raise AuthenticationError("Invalid token: no email claim")
+    return principal
 
 
 async def current_user(request: Request) -> User:
@@ -176,10 +226,11 @@ async def current_user(request: Request) -> User:
 
 
 async def current_admin(request: Request) -> Principal:
-    """The verified caller when their email is in ``ADMIN_EMAILS``; 401 without a valid token,
-    403 ``Admin access required`` otherwise (a token without an email too). No local user row
-    is needed."""
+    """The verified caller when they are an admin (``scribe.auth.is_admin``: ``ADMIN_USER_IDS``,
+    or a verified, non-anonymous email in ``ADMIN_EMAILS``); 401 without a valid token, 403
+    ``Admin access required`` otherwise (a token without an email too). No local user row is
+    needed."""
     principal = await current_principal(request, require_email=False)
-    if not is_admin(principal, get_deps(request).settings.admin_emails):
+    if not is_admin(principal, get_deps(request).settings):
         raise PermissionDenied("Admin access required")
     return principal

@@ -12,11 +12,13 @@ from starlette.responses import Response
 from scribe.api.common import (
     ApiModel,
     UtcDatetime,
+    current_principal,
     current_user,
     json_response,
     parse_body,
     parse_query,
     path_uuid,
+    streamed_json_list,
 )
 from scribe.api.openapi import Operation
 from scribe.api.queue import EmailTemplate, RecipientInterest, RecipientName, queue_quota
@@ -113,17 +115,19 @@ _NOT_FOUND = "Email not found."
 
 
 async def list_emails(request: Request) -> Response:
-    """The caller's emails, newest first; hidden ones only with include_discarded."""
+    """The caller's emails, newest first; hidden ones only with include_discarded. Streamed:
+    up to 1000 emails of up to SCRIBE_MAX_EMAIL_CHARS each (the frontend's export asks for
+    1000) are read EMAIL_PAGE_ROWS at a time and sent one by one, never held whole."""
     user = await current_user(request)
     query = parse_query(request, ListQuery)
-    rows = await emails.list_for_user(
+    pages = emails.pages_for_user(
         get_deps(request).pool,
         user.id,
         limit=query.limit,
         offset=query.offset,
         include_hidden=query.include_discarded,
     )
-    return json_response([EmailOut.of(row) for row in rows])
+    return await streamed_json_list(pages, EmailOut.of)
 
 
 async def get_email(request: Request) -> Response:
@@ -157,7 +161,7 @@ async def generate_email(request: Request) -> Response:
         [NewItem(body.recipient_name, body.recipient_interest)],
         body.email_template,
         max_attempts=deps.settings.scribe_max_attempts,
-        quota=queue_quota(user, deps.settings),
+        quota=queue_quota(await current_principal(request), deps.settings),
     )
     return json_response(TaskCreated(task_id=task_id), 202)
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from scribe.api.common import (
     ApiModel,
     UtcDatetime,
+    current_principal,
     current_user,
     json_response,
     parse_body,
@@ -22,7 +23,6 @@ from scribe.api.openapi import Operation
 from scribe.auth import Principal, is_admin
 from scribe.db import queue_items
 from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
-from scribe.db.users import User
 from scribe.deps import get_deps
 from scribe.domain.templates import validate_template
 from scribe.errors import Conflict, InvalidRequest, NotFound
@@ -91,9 +91,10 @@ class MessageOut(ApiModel):
     message: str
 
 
-def queue_quota(user: User, settings: Settings) -> QueueQuota | None:
-    """The user's queue quota from the settings; None (exempt) for admins (``ADMIN_EMAILS``)."""
-    if is_admin(Principal(user.id, user.email), settings.admin_emails):
+def queue_quota(caller: Principal, settings: Settings) -> QueueQuota | None:
+    """The caller's queue quota from the settings; None (exempt) for admins, by the token's
+    claims (``scribe.auth.is_admin``), never by the email stored with the profile."""
+    if is_admin(caller, settings):
         return None
     return QueueQuota(settings.scribe_queue_daily_items, settings.scribe_queue_max_pending)
 
@@ -123,7 +124,7 @@ async def enqueue_batch(request: Request) -> Response:
         body.email_template,
         max_attempts=deps.settings.scribe_max_attempts,
         idempotency_key=key,
-        quota=queue_quota(user, deps.settings),
+        quota=queue_quota(await current_principal(request), deps.settings),
     )
     message = f"Queued {len(ids)} email(s) for generation."
     return json_response(BatchCreated(queue_item_ids=ids, message=message), 201)

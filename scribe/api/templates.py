@@ -77,7 +77,11 @@ async def create_template(request: Request) -> Response:
     outcome = "failed"
     try:
         text = await generate_template(
-            deps.clients, body.pdf_url, body.user_instructions, deps.settings.pdf_hosts
+            deps.clients,
+            body.pdf_url,
+            body.user_instructions,
+            deps.settings.pdf_hosts,
+            owner=str(user.id),
         )
         template = await templates.create_within_limit(
             deps.pool,

@@ -22,7 +22,7 @@ from scribe.clients.netguard import AddressPolicy
 from scribe.clients.offline import OfflineLLM
 from scribe.clients.pacing import Pacer, Pacers, model_family
 from scribe.clients.papers import ArxivPapers
-from scribe.clients.pdf import PdfLimits, PdfParser
+from scribe.clients.pdf import PdfParser
 from scribe.clients.search import ExaSearch
 from scribe.settings import Settings
 
@@ -167,14 +167,7 @@ async def open_clients(
                 cache_entries=settings.scribe_arxiv_cache_entries,
             ),
             fetch_http=fetch_http,
-            pdf=PdfParser(
-                PdfLimits(
-                    cpu_seconds=settings.scribe_pdf_cpu_seconds,
-                    memory_mb=settings.scribe_pdf_memory_mb,
-                    max_pages=settings.scribe_pdf_max_pages,
-                ),
-                concurrency=settings.scribe_pdf_parses,
-            ),
+            pdf=PdfParser.from_settings(settings),
             pacers=pacers,
             analyses=SharedAnalyses(analysis_store),
         )

@@ -6,24 +6,40 @@ text operators cost two minutes of CPU, and three such requests took the service
 systemd ``MemoryMax``. So parsing never runs in the service process: each parse is a child
 process with a hard CPU-time and address-space limit (``resource.setrlimit``), a page and a text
 cap, and a wall-clock deadline, and at most ``SCRIBE_PDF_PARSES`` run at once per process.
+
+Parses that find every slot taken wait at most ``SCRIBE_PDF_WAIT_SECONDS``, at most
+``PDF_MAX_WAITING`` of them, one per user: past that the answer is 429 with ``Retry-After`` (the
+time until the oldest running parse reaches its deadline), not a wait behind hostile files. A
+child's address space is what ``SCRIBE_MEMORY_BUDGET_MB`` leaves after the service's current use
+(``scribe.clients.memory``), ``MEMORY_HEADROOM_MB`` and the parses already running, at most
+``SCRIBE_PDF_MEMORY_MB``; with less than ``MIN_PARSE_MEMORY_MB`` left the parse is refused (429).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 import signal
 import sys
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 
 from scribe.clients.fetch import download
-from scribe.errors import FetchRefused, InvalidRequest, PdfTooExpensive
+from scribe.clients.memory import MemoryUse, memory_use
+from scribe.errors import FetchRefused, InvalidRequest, PdfTooExpensive, QuotaExceeded
+
+if TYPE_CHECKING:
+    from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +48,13 @@ MAX_TEXT_CHARS = 20_000
 CHILD = Path(__file__).with_name("pdf_child.py")
 WALL_SECONDS_PER_CPU_SECOND = 3  # the child may wait for a shared CPU core, but not forever
 STARTUP_SECONDS = 10  # interpreter start on a loaded Raspberry Pi
+# Parses waiting for a slot, per process: each holds its downloaded PDF (up to MAX_PDF_BYTES).
+PDF_MAX_WAITING = 4
+# Kept free under the memory budget for the service's own growth while a parse runs.
+MEMORY_HEADROOM_MB = 64
+# Less than this left for a child and the parse is refused: an interpreter with pypdf reads a
+# small text resume in 48 MB of address space (x86_64); real resumes carry fonts and images.
+MIN_PARSE_MEMORY_MB = 96
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +80,135 @@ def _too_expensive(limits: PdfLimits, what: str) -> PdfTooExpensive:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryBudget:
+    """The memory the whole service may use, its children included (``SCRIBE_MEMORY_BUDGET_MB``:
+    the systemd unit's ``MemoryMax``); the system's own limit when that is lower."""
+
+    budget_mb: int
+    measure: Callable[[], MemoryUse | None] = memory_use
+
+    def left_mb(self, granted_mb: int) -> int:
+        """What a new child may have: the budget less the service's use now, the headroom and
+        ``granted_mb`` (children already running; where the use is the cgroup's, which counts
+        them too, this errs on the safe side)."""
+        use = self.measure()
+        budget = self.budget_mb
+        if use is not None and use.limit is not None:
+            budget = min(budget, use.limit >> 20)
+        used_mb = 0 if use is None else use.used >> 20
+        return budget - used_mb - MEMORY_HEADROOM_MB - granted_mb
+
+
 @dataclass(slots=True)
 class PdfParser:
-    """Parses PDFs in child processes, at most ``concurrency`` at a time."""
+    """Parses PDFs in child processes: at most ``concurrency`` at a time, the others waiting at
+    most ``wait_seconds`` (at most PDF_MAX_WAITING of them, one per owner), each child sized from
+    ``budget`` (or ``limits.memory_mb`` alone without one)."""
 
     limits: PdfLimits = field(default_factory=PdfLimits)
     concurrency: int = 1
+    wait_seconds: float = 5.0
+    budget: MemoryBudget | None = None
     _slots: asyncio.Semaphore | None = None
+    _waiting: int = 0
+    _owners: set[str] = field(default_factory=set)
+    _started: list[float] = field(default_factory=list)  # monotonic start of each running parse
+    _granted_mb: int = 0
 
-    async def text(self, data: bytes) -> str:
-        """The PDF's text; InvalidRequest for an unusable file, PdfTooExpensive past a limit."""
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PdfParser:
+        """The parser the ``SCRIBE_PDF_*`` and ``SCRIBE_MEMORY_BUDGET_MB`` settings describe."""
+        budget_mb = settings.scribe_memory_budget_mb
+        return cls(
+            PdfLimits(
+                cpu_seconds=settings.scribe_pdf_cpu_seconds,
+                memory_mb=settings.scribe_pdf_memory_mb,
+                max_pages=settings.scribe_pdf_max_pages,
+            ),
+            concurrency=settings.scribe_pdf_parses,
+            wait_seconds=settings.scribe_pdf_wait_seconds,
+            budget=MemoryBudget(budget_mb) if budget_mb else None,
+        )
+
+    async def text(self, data: bytes, *, owner: str | None = None) -> str:
+        """The PDF's text; InvalidRequest for an unusable file, PdfTooExpensive past a limit,
+        QuotaExceeded (with ``retry_after``) when no slot or memory is free in time or
+        ``owner`` already has a parse waiting or running."""
         if not data.startswith(b"%PDF"):
             raise InvalidRequest("The file is not a PDF.")
+        if owner is not None and owner in self._owners:
+            log.info("pdf parse refused: its owner already has one waiting or running")
+            raise QuotaExceeded(
+                "A resume of yours is already being read; wait for it to finish.",
+                retry_after=self.limits.deadline,
+            )
+        if owner is not None:
+            self._owners.add(owner)
+        try:
+            async with self._slot():
+                limits = self._sized_limits()
+                self._granted_mb += limits.memory_mb
+                try:
+                    return await self._run_child(data, limits)
+                finally:
+                    self._granted_mb -= limits.memory_mb
+        finally:
+            if owner is not None:
+                self._owners.discard(owner)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
-        async with self._slots:
-            return await self._run_child(data)
+        if self._slots.locked():
+            if self._waiting >= PDF_MAX_WAITING:
+                raise self._busy(f"{PDF_MAX_WAITING} parses are already waiting")
+            self._waiting += 1
+            try:
+                async with asyncio.timeout(self.wait_seconds):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise self._busy(f"no slot within {self.wait_seconds:g} s") from None
+            finally:
+                self._waiting -= 1
+        else:
+            await self._slots.acquire()
+        started = time.monotonic()
+        self._started.append(started)
+        try:
+            yield
+        finally:
+            self._started.remove(started)
+            self._slots.release()
 
-    async def _run_child(self, data: bytes) -> str:
-        limits = self.limits
+    def _busy(self, why: str) -> QuotaExceeded:
+        now = time.monotonic()
+        first_free = min((start + self.limits.deadline for start in self._started), default=now)
+        wait = max(1, math.ceil(first_free - now))
+        log.info("pdf parse refused: %s", why)
+        return QuotaExceeded(
+            f"The server is busy reading other resumes; try again in {wait} s.", retry_after=wait
+        )
+
+    def _sized_limits(self) -> PdfLimits:
+        if self.budget is None:
+            return self.limits
+        left = self.budget.left_mb(self._granted_mb)
+        if left < MIN_PARSE_MEMORY_MB:
+            log.warning(
+                "pdf parse refused: %d MB of the %d MB memory budget left (at least %d needed)",
+                left,
+                self.budget.budget_mb,
+                MIN_PARSE_MEMORY_MB,
+            )
+            raise QuotaExceeded(
+                "The server is short of memory to read a resume now; try again in a minute.",
+                retry_after=60,
+            )
+        return dataclasses.replace(self.limits, memory_mb=min(self.limits.memory_mb, left))
+
+    async def _run_child(self, data: bytes, limits: PdfLimits) -> str:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-I",  # no user site or PYTHON* variables: only the venv and this file
@@ -134,9 +267,11 @@ async def resume_text(
     reader: PdfParser,
     *,
     deadline: float = 30.0,
+    owner: str | None = None,
 ) -> str:
     """Download the resume at ``url`` and return its text (InvalidRequest for a bad file or
-    URL, FetchRefused past the cap or for a refused address, PdfTooExpensive past a limit)."""
+    URL, FetchRefused past the cap or for a refused address, PdfTooExpensive past a limit,
+    QuotaExceeded when ``reader`` is busy or ``owner`` has a parse under way)."""
     check_pdf_url(url, allowed_hosts)
     try:
         # No redirects: every hop would have to be on the allow-list too.
@@ -147,4 +282,4 @@ async def resume_text(
         raise InvalidRequest(f"The PDF could not be downloaded: {exc}") from exc
     except httpx.HTTPError as exc:
         raise InvalidRequest(f"The PDF could not be downloaded ({type(exc).__name__}).") from exc
-    return await reader.text(page.body)
+    return await reader.text(page.body, owner=owner)

@@ -70,6 +70,16 @@ WHERE user_id = $1 AND (displayed OR $2)
 ORDER BY created_at DESC, id DESC
 LIMIT $3 OFFSET $4
 
+-- list_emails_after --
+-- The next page of list_emails: the rows after the one with created_at $3 and id $4 in its
+-- order (keyset: the index emails_user_created_idx reads exactly these, however deep the page).
+SELECT id, user_id, recipient_name, recipient_interest, email_message, template_type, metadata,
+       is_confident, displayed, created_at
+FROM emails
+WHERE user_id = $1 AND (displayed OR $2) AND (created_at, id) < ($3, $4)
+ORDER BY created_at DESC, id DESC
+LIMIT $5
+
 -- get_email --
 -- One email of a user.
 SELECT id, user_id, recipient_name, recipient_interest, email_message, template_type, metadata,

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from scribe.db import queue_items
 from scribe.db.pool import Pool
@@ -21,6 +21,20 @@ from scribe.errors import InvalidRequest
 log = logging.getLogger(__name__)
 
 REQUEUE_LIMIT = 10_000  # items per call: a larger backlog is re-queued in several calls
+# The failure times a filter may name. Python and Postgres accept years 1-9999, but a time near
+# either end cannot be moved to UTC (0001-01-01T00:00+14:00 is in year 0) and the query fails.
+FAILED_SINCE_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+FAILED_SINCE_END = datetime(2101, 1, 1, tzinfo=UTC)  # exclusive: the year 2100 is the last
+
+
+def bounded_since(value: datetime) -> datetime:
+    """``value`` in UTC (a time without an offset is UTC); ValueError unless it falls in the
+    years 1970-2100. Compared before it is converted, so no year overflows."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not FAILED_SINCE_EARLIEST <= value < FAILED_SINCE_END:
+        raise ValueError("must be a time in the years 1970-2100")
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,18 @@ async def test_admin_retry_needs_a_filter_and_an_admin(admin_client: httpx.Async
     assert (await admin_client.post(url, json={"step": "web_scraper"})).status_code == 401
 
 
+@pytest.mark.parametrize("edge", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_admin_retry_refuses_a_failure_time_outside_1970_to_2100(
+    admin_client: httpx.AsyncClient, edge: str
+) -> None:
+    response = await admin_client.post(
+        "/api/admin/queue/retry", json={"failed_since": edge}, headers=auth_headers(ADMIN)
+    )
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "failed_since"] and "1970-2100" in error["msg"]
+
+
 async def test_health_and_metrics_show_a_provider_down_with_status_200(
     admin_client: httpx.AsyncClient, pool: Pool
 ) -> None:

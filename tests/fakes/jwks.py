@@ -100,18 +100,29 @@ class FakeJwks:
             self.requests += 1
 
     def claims(self, **overrides: Any) -> dict[str, Any]:
-        """Claims of a valid Supabase access token for this project, with overrides
-        (``None`` removes a claim)."""
+        """Claims of a valid Supabase access token for this project (a confirmed email user),
+        with overrides (``None`` removes a claim)."""
         now = int(time.time())
-        sub = str(uuid.uuid4())
+        sub = str(overrides.get("sub") or uuid.uuid4())
+        email = overrides.get("email", f"user-{sub[:8]}@uni.edu")
         claims: dict[str, Any] = {
             "sub": sub,
-            "email": f"user-{sub[:8]}@uni.edu",
+            "email": email,
             "aud": "authenticated",
             "role": "authenticated",
             "iss": self.issuer,
             "iat": now,
             "exp": now + 3600,
+            "app_metadata": {"provider": "email", "providers": ["email"]},
+            "user_metadata": {
+                "email": email,
+                "email_verified": True,
+                "phone_verified": False,
+                "sub": sub,
+            },
+            "aal": "aal1",
+            "session_id": str(uuid.uuid4()),
+            "is_anonymous": False,
         }
         claims.update(overrides)
         return {name: value for name, value in claims.items() if value is not None}

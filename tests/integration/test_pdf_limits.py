@@ -54,7 +54,7 @@ async def test_parses_beyond_the_concurrency_setting_wait_for_a_slot() -> None:
     entered = asyncio.Event()
 
     class Recording(PdfParser):
-        async def _run_child(self, data: bytes) -> str:  # the child process stands still here
+        async def _run_child(self, data: bytes, limits: PdfLimits) -> str:  # the child stands still
             nonlocal running, most
             running += 1
             most = max(most, running)

@@ -54,15 +54,10 @@ def test_forwarded_for_from_a_trusted_proxy_is_read_from_the_right() -> None:
     assert identity.key(_scope("10.0.0.1", (b"x-forwarded-for", b"junk"))) == "10.0.0.1"
 
 
-async def test_rotating_forwarding_headers_from_an_untrusted_peer_does_not_escape_the_limit() -> (
-    None
-):
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await PlainTextResponse("ok")(scope, receive, send)
-
-    limited = RateLimitMiddleware(app, rate_per_minute=3)
+async def _statuses(limited: RateLimitMiddleware, scopes: list[Scope]) -> list[int]:
+    """The status each request of ``scopes`` gets from ``limited``, in order."""
     statuses = []
-    for n in range(6):
+    for scope in scopes:
         sent: list[Message] = []
 
         async def send(message: Message, sent: list[Message] = sent) -> None:
@@ -71,15 +66,48 @@ async def test_rotating_forwarding_headers_from_an_untrusted_peer_does_not_escap
         async def receive() -> Message:
             return {"type": "http.request", "body": b"", "more_body": False}
 
-        scope = _scope(
+        await limited({**scope, "path": "/api/user/profile"}, receive, send)
+        statuses.append(sent[0]["status"])
+    return statuses
+
+
+async def _ok(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse("ok")(scope, receive, send)
+
+
+async def test_rotating_forwarding_headers_from_an_untrusted_peer_does_not_escape_the_limit() -> (
+    None
+):
+    scopes = [
+        _scope(
             "198.51.100.7",
             (b"cf-connecting-ip", f"203.0.113.{n}".encode()),
             (b"x-forwarded-for", f"192.0.2.{n}".encode()),
         )
-        scope["path"] = "/api/user/profile"
-        await limited(scope, receive, send)
-        statuses.append(sent[0]["status"])
+        for n in range(6)
+    ]
+    statuses = await _statuses(RateLimitMiddleware(_ok, rate_per_minute=3), scopes)
     assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+def test_an_ipv6_client_is_its_64_and_an_ipv4_client_its_address() -> None:
+    identity = ClientIdentity()
+    one = identity.key(_scope("2001:db8:1:2::1"))
+    assert one == "2001:db8:1:2::/64"
+    assert identity.key(_scope("2001:db8:1:2:ffff:ffff:ffff:ffff")) == one
+    assert identity.key(_scope("2001:db8:1:3::1")) != one  # the next /64 is someone else
+    assert identity.key(_scope("203.0.113.1")) == "203.0.113.1"
+    assert identity.key(_scope("203.0.113.2")) == "203.0.113.2"  # no grouping of IPv4
+    assert identity.key(_scope("::ffff:203.0.113.1")) == "203.0.113.1"  # dual-stack bind
+    behind_tunnel = (b"cf-connecting-ip", b"2001:db8:aa:bb:1:2:3:4")
+    assert identity.key(_scope("127.0.0.1", behind_tunnel)) == "2001:db8:aa:bb::/64"
+
+
+async def test_rotating_addresses_inside_one_ipv6_64_does_not_escape_the_limit() -> None:
+    scopes = [_scope(f"2001:db8:1:2:{n:x}:{n:x}:{n:x}:{n:x}") for n in range(1, 7)]
+    limited = RateLimitMiddleware(_ok, rate_per_minute=3)
+    assert await _statuses(limited, scopes) == [200, 200, 200, 429, 429, 429]
+    assert await _statuses(limited, [_scope("2001:db8:1:3::1")]) == [200]  # another /64
 
 
 def test_buckets_stay_within_the_bound_and_idle_full_ones_are_dropped() -> None:
