@@ -24,7 +24,8 @@ records every latency. Then, one after the other:
 
 For each it prints the p99/max stall of the /health loop and the RSS of the serving process,
 and the attack's own figures. Loopback only; every loop is bounded and stops by itself.
-``--code DIR`` serves another checkout's code (e.g. an older main) for a before/after.
+``--code DIR`` serves another checkout's code (e.g. an older main) for a before/after. The
+server's log is kept in /tmp/scribe-hostile-server.log.
 
     .venv/bin/python bench/hostile_http.py [--seconds 12] [--only f,g,h] [--code DIR]
 """
@@ -73,6 +74,7 @@ def _free_port() -> int:
 
 ADMIN = "kelvin@example.com"
 TOKEN_VARIABLE = "SCRIBE_BENCH_TOKEN"  # how an attacker process gets its bearer token
+LAST_LOG = Path(tempfile.gettempdir()) / "scribe-hostile-server.log"  # the last run's server log
 
 
 def _spawn(
@@ -550,6 +552,8 @@ async def main() -> None:  # noqa: C901 - one scenario after another
                     server.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     server.kill()
+                with contextlib.suppress(OSError):
+                    shutil.copy(work / "server.log", LAST_LOG)
                 shutil.rmtree(work, ignore_errors=True)
 
 
