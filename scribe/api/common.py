@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +25,18 @@ from scribe.errors import (
     PermissionDenied,
     ProfileNotInitialized,
 )
+
+# The address check of the frontend's schemas (zod 4's ``z.string().email()``): ASCII only, a
+# dot-separated domain ending in 2+ letters. Stored addresses that fail it break its pages.
+_FRONTEND_EMAIL = re.compile(
+    r"(?!\.)(?!.*\.\.)([A-Za-z0-9_'+\-\.]*)[A-Za-z0-9_+-]@([A-Za-z0-9][A-Za-z0-9\-]*\.)+[A-Za-z]{2,}"
+)
+MAX_EMAIL_LENGTH = 320  # RFC 5321's 64 + 1 + 255; longer claims are refused unread
+
+
+def frontend_can_show(email: str) -> bool:
+    """Whether the frontend's schema accepts this address (its pages fail on one it rejects)."""
+    return len(email) <= MAX_EMAIL_LENGTH and _FRONTEND_EMAIL.fullmatch(email) is not None
 
 
 def format_utc(value: datetime) -> str:

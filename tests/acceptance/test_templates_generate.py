@@ -38,8 +38,10 @@ def pdf(fakes: FakeServices, name: str) -> str:
     return f"http://public.test:{fakes.port}/pdf/{name}"
 
 
-async def generate(client: httpx.AsyncClient, url: str) -> httpx.Response:
-    body = {"pdf_url": url, "user_instructions": INSTRUCTIONS}
+async def generate(
+    client: httpx.AsyncClient, url: str, instructions: str = INSTRUCTIONS
+) -> httpx.Response:
+    body = {"pdf_url": url, "user_instructions": instructions}
     return await client.post("/api/templates/", json=body, headers=HEADERS)
 
 
@@ -172,15 +174,30 @@ async def test_failed_attempts_count_toward_the_daily_attempt_limit(
     make_settings: Callable[..., Settings], fakes: FakeServices
 ) -> None:
     async with app_client(make_settings, fakes, scribe_template_attempts_per_day=2) as client:
-        for _ in range(2):
-            assert (await generate(client, pdf(fakes, "scanned.pdf"))).status_code == 400
+        for instructions in (INSTRUCTIONS, "A different request, failing the same way."):
+            failed = await generate(client, pdf(fakes, "scanned.pdf"), instructions)
+            assert failed.status_code == 400
         refused = await generate(client, pdf(fakes, "resume.pdf"))
-        assert refused.status_code == 429
-        assert "Daily template generation limit" in refused.json()["detail"]
+        # 409, not 429: the page shows its own "Template limit reached (5 maximum)." for any 429
+        assert refused.status_code == 409
+        assert "Daily limit on template generation" in refused.json()["detail"]
         assert int(refused.headers["Retry-After"]) >= 1
         assert await template_count(client) == 0
     assert fakes.of("anthropic") == []
     assert len(fakes.of("pdf")) == 2  # the refused attempt downloaded nothing
+
+
+async def test_a_failed_request_sent_again_at_once_uses_one_attempt(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    # The frontend re-sends a failed request once by itself, about a second later.
+    async with app_client(make_settings, fakes, scribe_template_attempts_per_day=2) as client:
+        for _ in range(2):
+            assert (await generate(client, pdf(fakes, "scanned.pdf"))).status_code == 400
+        stored = await generate(client, pdf(fakes, "resume.pdf"))
+        assert stored.status_code == 201, stored.text
+        refused = await generate(client, pdf(fakes, "resume.pdf"), "Yet another request here.")
+        assert refused.status_code == 409
 
 
 async def test_pdf_url_with_brackets_is_400_not_500(
