@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from scribe.app import create_app
 from scribe.settings import Settings
@@ -210,3 +212,19 @@ async def test_pdf_url_with_brackets_is_400_not_500(
             assert response.status_code == 400, (url, response.text)
             assert "detail" in response.json()
         assert await template_count(client) == 0
+
+
+async def test_without_a_pdf_host_the_start_warns_once_and_generation_says_why(
+    make_settings: Callable[..., Settings],
+    fakes: FakeServices,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="scribe.app"):
+        async with app_client(make_settings, fakes, pdf_allowed_hosts=[]) as client:
+            response = await generate(client, pdf(fakes, "resume.pdf"))
+    warnings = [r.getMessage() for r in caplog.records if "PDF_ALLOWED_HOSTS" in r.getMessage()]
+    assert len(warnings) == 1 and "POST /api/templates/" in warnings[0]
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Template generation failed: the PDF's address is not allowed."
+    }
