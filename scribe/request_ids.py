@@ -1,7 +1,7 @@
 """The ids of the HTTP request being served, for the log: the server's own (new for every
 request) and the client's ``X-Request-ID`` beside it (the frontend sends one id for many
-requests, so it cannot tell requests apart on its own). Standard library only: the CLI installs
-the log filter before anything else is imported."""
+requests, so it cannot tell requests apart on its own). Standard library only, so the CLI can
+install the log filter without loading the app."""
 
 from __future__ import annotations
 
