@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scribe import errors
+from scribe import errors, request_ids
 from scribe.api import admin, admin_queue, emails, health, queue, queue_stream, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_operations
@@ -33,7 +33,7 @@ from scribe.httpguard import ProxiedClientShare
 from scribe.logthrottle import throttle_logger
 from scribe.metrics import Metrics, MetricsMiddleware
 from scribe.ratelimit import ClientIdentity, RateLimitMiddleware
-from scribe.settings import Settings
+from scribe.settings import Settings, disabled_features
 from scribe.systemd import notify, watchdog_interval, watchdog_loop
 from scribe.worker import PipelineFactory, supervised_consumer
 
@@ -49,6 +49,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.PayloadTooLarge, 413),
+    (errors.QuotaUsedUp, 409),  # final until it resets: the frontend retries a 429 blindly
     (errors.QuotaExceeded, 429),
     (errors.AuthUnavailable, 503),
     (errors.DatabaseUnavailable, 503),
@@ -118,7 +119,8 @@ async def _unhandled_error(request: Request, exc: Exception) -> Response:
 
 
 class RequestIdMiddleware:
-    """Echo ``X-Request-ID`` (or a fresh one) on every response."""
+    """Give every request its own server id in the log, with the client's ``X-Request-ID`` beside
+    it; echo the client's id (or, without one, the server id) on the response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -128,7 +130,9 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming[:128] if incoming.isprintable() and incoming else uuid.uuid4().hex
+        client_id = incoming[:128] if incoming.isprintable() and incoming else None
+        server_id = uuid.uuid4().hex
+        request_id = client_id or server_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -139,7 +143,11 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = request_ids.serving(server_id, client_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_ids.done(token)
 
 
 class SecurityHeadersMiddleware:
@@ -298,6 +306,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        for warning in disabled_features(settings):
+            log.warning(warning)
         async with open_deps(settings, address_policy=address_policy) as deps, _watchdog():
             streams = queue_stream.StreamSlots(settings.scribe_sse_max_streams_per_user)
             state = {"deps": deps, "streams": streams}

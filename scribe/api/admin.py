@@ -1,12 +1,14 @@
 """/api/admin: the operator's views for the frontend's admin page (``ADMIN_EMAILS`` only).
 
 Every route answers 403 ``Admin access required`` to anyone else, including a token without an
-email; no local user row is needed. Lists are bounded by a ``limit`` (named defaults and caps
-below), so a large history cannot produce a megabyte answer.
+email; no local user row is needed. Lists are bounded by a ``limit``. The two the page reads
+whole, without a limit (users, errors), default to ``SCRIBE_ADMIN_LIST_LIMIT`` rows, so they hold
+every row the overview's cards count; the others have the named defaults and caps below.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from datetime import date
@@ -18,8 +20,10 @@ from starlette.responses import Response
 
 from scribe.api.common import (
     ApiModel,
+    RequestValidationFailed,
     UtcDatetime,
     current_admin,
+    frontend_can_show,
     json_response,
     parse_query,
     path_uuid,
@@ -30,9 +34,9 @@ from scribe.db.pool import Pool
 from scribe.deps import get_deps
 from scribe.errors import NotFound
 
-USERS_DEFAULT_LIMIT, USERS_MAX_LIMIT = 1000, 5000
+log = logging.getLogger(__name__)
+
 QUEUE_DEFAULT_LIMIT, QUEUE_MAX_LIMIT = 500, 1000
-ERRORS_DEFAULT_LIMIT, ERRORS_MAX_LIMIT = 100, 1000
 EMAILS_DEFAULT_PER_PAGE, EMAILS_MAX_PER_PAGE = 20, 100
 ACTIVITY_WEEKS = 12
 
@@ -45,7 +49,10 @@ class Overview(ApiModel):
     total_users: int
     total_emails: int = Field(description="All emails, discarded ones included.")
     total_templates: int
-    success_rate: float = Field(description="completed / non-pending items * 100 (0 if none).")
+    success_rate: float = Field(
+        description="completed / (completed + failed) items * 100 (0 if none); cancelled and "
+        "unfinished items count for neither."
+    )
     avg_gen_time_seconds: float = Field(description="Mean completed_at - started_at (0 if none).")
     confidence_rate: float = Field(description="confident / all emails * 100 (0 if none).")
     error_count: int = Field(description="Failed queue items.")
@@ -144,22 +151,18 @@ class PageQuery(ApiModel):
     per_page: int = Field(default=EMAILS_DEFAULT_PER_PAGE, ge=1, le=EMAILS_MAX_PER_PAGE)
 
 
-class UsersQuery(ApiModel):
-    """?limit of the users route."""
+class WholeListQuery(ApiModel):
+    """?limit of a list the page reads whole (users, errors); at most SCRIBE_ADMIN_LIST_LIMIT."""
 
-    limit: int = Field(default=USERS_DEFAULT_LIMIT, ge=1, le=USERS_MAX_LIMIT)
+    limit: int | None = Field(
+        default=None, ge=1, description="Default and maximum: SCRIBE_ADMIN_LIST_LIMIT (10000)."
+    )
 
 
 class QueueQuery(ApiModel):
     """?limit of a user's queue."""
 
     limit: int = Field(default=QUEUE_DEFAULT_LIMIT, ge=1, le=QUEUE_MAX_LIMIT)
-
-
-class ErrorsQuery(ApiModel):
-    """?limit of the error log."""
-
-    limit: int = Field(default=ERRORS_DEFAULT_LIMIT, ge=1, le=ERRORS_MAX_LIMIT)
 
 
 def percentage(part: int, whole: int) -> float:
@@ -189,7 +192,7 @@ async def get_overview(request: Request) -> Response:
             total_users=raw.total_users,
             total_emails=raw.total_emails,
             total_templates=raw.total_templates,
-            success_rate=percentage(raw.completed, raw.finished),
+            success_rate=percentage(raw.completed, raw.completed + raw.failed),
             avg_gen_time_seconds=round(raw.avg_gen_time_seconds or 0.0, 2),
             confidence_rate=percentage(raw.confident_emails, raw.total_emails),
             error_count=raw.failed,
@@ -199,12 +202,58 @@ async def get_overview(request: Request) -> Response:
     )
 
 
+def whole_list_length(request: Request) -> int:
+    """The ``limit`` of a list the page reads whole: SCRIBE_ADMIN_LIST_LIMIT unless asked for
+    fewer; 422 above it."""
+    bound = get_deps(request).settings.scribe_admin_list_limit
+    asked = parse_query(request, WholeListQuery).limit
+    if asked is None:
+        return bound
+    if asked > bound:
+        raise RequestValidationFailed(
+            [
+                {
+                    "loc": ["query", "limit"],
+                    "msg": f"Input should be less than or equal to {bound}",
+                    "type": "less_than_equal",
+                }
+            ]
+        )
+    return asked
+
+
 async def list_users(request: Request) -> Response:
-    """Every user with their counts, most generations first."""
+    """Every user with their counts, most generations first; an address the frontend cannot
+    parse is shown as a placeholder (see ``shown_users``)."""
     await current_admin(request)
-    query = parse_query(request, UsersQuery)
-    rows = await reports.list_users(get_deps(request).pool, limit=query.limit)
-    return json_response([AdminUser.model_validate(row, from_attributes=True) for row in rows])
+    rows = await reports.list_users(get_deps(request).pool, limit=whole_list_length(request))
+    return json_response(shown_users(rows))
+
+
+def shown_users(rows: list[reports.UserSummary]) -> list[AdminUser]:
+    """The rows as the page can show them: a stored address its schema rejects (accepted before
+    sign-in addresses were checked) would fail the whole page, so it is replaced by
+    ``placeholder_email`` and the users concerned are logged in one line."""
+    shown, replaced = [], []
+    for row in rows:
+        user = AdminUser.model_validate(row, from_attributes=True)
+        if not frontend_can_show(user.email):
+            replaced.append(str(user.id))
+            user = user.model_copy(update={"email": placeholder_email(user.id)})
+        shown.append(user)
+    if replaced:
+        log.warning(
+            "admin users: %d stored address(es) the frontend cannot parse shown as placeholders "
+            "(users %s)",
+            len(replaced),
+            ", ".join(replaced[:20]) + (" …" if len(replaced) > 20 else ""),
+        )
+    return shown
+
+
+def placeholder_email(user_id: uuid.UUID) -> str:
+    """What the page shows for an address it cannot parse: says so, and stays unique."""
+    return f"unreadable-address.{user_id.hex[:12]}@example.invalid"
 
 
 async def user_emails(request: Request) -> Response:
@@ -267,8 +316,7 @@ async def get_activity(request: Request) -> Response:
 async def list_errors(request: Request) -> Response:
     """Failed items, newest first, at most ``limit``."""
     await current_admin(request)
-    query = parse_query(request, ErrorsQuery)
-    rows = await reports.failed_items(get_deps(request).pool, limit=query.limit)
+    rows = await reports.failed_items(get_deps(request).pool, limit=whole_list_length(request))
     return json_response([FailedItem.model_validate(row, from_attributes=True) for row in rows])
 
 
@@ -288,7 +336,7 @@ operations = [
         "Every user with their counts, most generations first." + _ADMIN,
         response=AdminUser,
         response_list=True,
-        query=UsersQuery,
+        query=WholeListQuery,
         endpoint=list_users,
     ),
     Operation(
@@ -331,7 +379,7 @@ operations = [
         "Failed queue items newest first, with the step that failed." + _ADMIN,
         response=FailedItem,
         response_list=True,
-        query=ErrorsQuery,
+        query=WholeListQuery,
         endpoint=list_errors,
     ),
 ]

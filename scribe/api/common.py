@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,18 @@ from scribe.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# The address check of the frontend's schemas (zod 4's ``z.string().email()``): ASCII only, a
+# dot-separated domain ending in 2+ letters. Stored addresses that fail it break its pages.
+_FRONTEND_EMAIL = re.compile(
+    r"(?!\.)(?!.*\.\.)([A-Za-z0-9_'+\-\.]*)[A-Za-z0-9_+-]@([A-Za-z0-9][A-Za-z0-9\-]*\.)+[A-Za-z]{2,}"
+)
+MAX_EMAIL_LENGTH = 320  # RFC 5321's 64 + 1 + 255; longer claims are refused unread
+
+
+def frontend_can_show(email: str) -> bool:
+    """Whether the frontend's schema accepts this address (its pages fail on one it rejects)."""
+    return len(email) <= MAX_EMAIL_LENGTH and _FRONTEND_EMAIL.fullmatch(email) is not None
 
 
 def format_utc(value: datetime) -> str:

@@ -25,7 +25,7 @@ from scribe.db import queue_items
 from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
 from scribe.deps import get_deps
 from scribe.domain.templates import validate_template
-from scribe.errors import Conflict, InvalidRequest, NotFound
+from scribe.errors import InvalidRequest, NotFound
 from scribe.settings import Settings
 
 RecipientName = Annotated[
@@ -139,7 +139,9 @@ async def list_queue(request: Request) -> Response:
 
 
 async def cancel_item(request: Request) -> Response:
-    """Cancel one of the caller's items (pending: at once; processing: at its next step)."""
+    """Cancel one of the caller's items (pending: at once; processing: at its next step); 400
+    naming its status when it is no longer live (completed, failed or already cancelled), as
+    the previous backend answered."""
     user = await current_user(request)
     item_id = path_uuid(request, "item_id")
     pool = get_deps(request).pool
@@ -151,9 +153,7 @@ async def cancel_item(request: Request) -> Response:
     task = await queue_items.get_task(pool, item_id, user.id)
     if task is None:
         raise NotFound("Queue item not found.")
-    if task.status == "cancelled":
-        return json_response({"message": "Queue item already cancelled."})
-    raise Conflict(f"Queue item already {task.status}; it cannot be cancelled.")
+    raise InvalidRequest(f"Cannot cancel item with status '{task.status}'.")
 
 
 operations = [

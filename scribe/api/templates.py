@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
@@ -51,19 +52,26 @@ class TemplateIn(ApiModel):
     user_instructions: str = Field(min_length=10, max_length=2000)
 
 
+def request_fingerprint(body: TemplateIn) -> bytes:
+    """What identifies a repeat of the same generation request: its PDF and instructions."""
+    return hashlib.sha256(f"{body.pdf_url}\n{body.user_instructions}".encode()).digest()
+
+
 def _limit_reached(limit: int) -> QuotaExceeded:
     log.info("template generation refused: the limit of %d templates is reached", limit)
     return QuotaExceeded(f"Template limit reached ({limit} per user).", retry_after=3600)
 
 
 async def create_template(request: Request) -> Response:
-    """Generate a template from the caller's resume; 429 at the per-user limit.
+    """Generate a template from the caller's resume; 429 at the per-user limit (the status
+    the frontend reads as "Template limit reached").
 
     The limit is checked up front (no model call at the limit) and enforced atomically when the
     template is stored, so concurrent requests cannot exceed it and a failed generation uses no
     template slot. Each user has at most one generation in flight (409 for a second one), and
-    every attempt, failed or not, counts toward SCRIBE_TEMPLATE_ATTEMPTS_PER_DAY (429 past it):
-    a PDF that fails to parse cannot be retried forever.
+    every attempt, failed or not, counts toward SCRIBE_TEMPLATE_ATTEMPTS_PER_DAY (409 past it,
+    with its own text): a PDF that fails to parse cannot be retried forever. The same request
+    re-sent right after a failure (the frontend does it once by itself) does not count again.
     """
     user = await current_user(request)
     body = await parse_body(request, TemplateIn)
@@ -72,7 +80,10 @@ async def create_template(request: Request) -> Response:
     if user.template_count >= limit:
         raise _limit_reached(limit)
     attempt = await templates.start_attempt(
-        deps.pool, user.id, daily_limit=deps.settings.scribe_template_attempts_per_day
+        deps.pool,
+        user.id,
+        daily_limit=deps.settings.scribe_template_attempts_per_day,
+        fingerprint=request_fingerprint(body),
     )
     outcome = "failed"
     try:

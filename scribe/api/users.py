@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from scribe.api.common import (
     UtcDatetime,
     current_principal,
     current_user,
+    frontend_can_show,
     json_response,
     parse_body,
 )
@@ -21,7 +23,14 @@ from scribe.api.openapi import Operation
 from scribe.db import users
 from scribe.db.users import User
 from scribe.deps import get_deps
-from scribe.errors import ProfileNotInitialized
+from scribe.errors import InvalidRequest, ProfileNotInitialized
+
+log = logging.getLogger(__name__)
+
+UNUSABLE_EMAIL = (
+    "Scribe cannot use the email address of this sign-in: it needs a plain address such as "
+    "name@university.edu (ASCII letters only, a domain with a dot). Sign in with another account."
+)
 
 
 class Profile(ApiModel):
@@ -67,9 +76,13 @@ class TemplateBody(ApiModel):
 
 
 async def init_user(request: Request) -> Response:
-    """Create the caller's profile (201), or return the existing one (200)."""
+    """Create the caller's profile (201), or return the existing one (200); 400 when the
+    token's email is one the frontend cannot parse (every page showing the profile would fail)."""
     principal = await current_principal(request)
     body = await parse_body(request, InitBody)
+    if not frontend_can_show(principal.email):
+        log.info("profile refused: the sign-in address is not one the frontend accepts")
+        raise InvalidRequest(UNUSABLE_EMAIL)
     user, created = await users.create(
         get_deps(request).pool, principal.user_id, principal.email, body.display_name or None
     )

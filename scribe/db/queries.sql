@@ -524,14 +524,13 @@ SELECT
     (SELECT count(*) FROM users) AS total_users,
     (SELECT count(*) FROM templates) AS total_templates,
     e.total_emails, e.confident_emails,
-    q.completed, q.finished, q.failed, q.avg_gen_time_seconds,
+    q.completed, q.failed, q.avg_gen_time_seconds,
     w.emails_this_week, w.active_users_this_week
 FROM (
     SELECT count(*) AS total_emails, count(*) FILTER (WHERE is_confident) AS confident_emails
     FROM emails
 ) e, (
     SELECT count(*) FILTER (WHERE status = 'completed') AS completed,
-           count(*) FILTER (WHERE status <> 'pending') AS finished,
            count(*) FILTER (WHERE status = 'failed') AS failed,
            (EXTRACT(EPOCH FROM avg(completed_at - started_at)
                     FILTER (WHERE status = 'completed')))::float8 AS avg_gen_time_seconds
@@ -543,20 +542,17 @@ FROM (
 
 -- admin_list_users --
 -- Every user with their email, queue and failure counts, most generations first (at most $1).
+-- The counts are taken per listed user, each from its own index (emails_user_created_idx,
+-- queue_items_user_created_idx, queue_items_user_failed_idx): the users past the limit cost
+-- nothing, and no statement reads the whole emails or queue table.
 SELECT u.id, u.email, u.display_name, u.generation_count, u.template_count, u.onboarded,
        u.created_at, u.email_template,
-       coalesce(e.emails, 0) AS actual_email_count,
-       coalesce(q.submissions, 0) AS queue_submissions,
-       coalesce(q.failed, 0) AS failed_count
-FROM users u
-LEFT JOIN (SELECT user_id, count(*) AS emails FROM emails GROUP BY user_id) e
-       ON e.user_id = u.id
-LEFT JOIN (SELECT user_id, count(*) AS submissions,
-                  count(*) FILTER (WHERE status = 'failed') AS failed
-           FROM queue_items GROUP BY user_id) q
-       ON q.user_id = u.id
+       (SELECT count(*) FROM emails e WHERE e.user_id = u.id) AS actual_email_count,
+       (SELECT count(*) FROM queue_items q WHERE q.user_id = u.id) AS queue_submissions,
+       (SELECT count(*) FROM queue_items q WHERE q.user_id = u.id AND q.status = 'failed')
+           AS failed_count
+FROM (SELECT * FROM users ORDER BY generation_count DESC, created_at, id LIMIT $1) u
 ORDER BY u.generation_count DESC, u.created_at, u.id
-LIMIT $1
 
 -- admin_count_user_emails --
 -- How many emails a user has, discarded ones included.
@@ -639,19 +635,26 @@ UPDATE template_attempts SET finished_at = now(), outcome = 'abandoned'
 WHERE user_id = $1 AND finished_at IS NULL AND started_at < now() - make_interval(secs => $2)
 
 -- template_attempt_usage --
--- Whether a user has a generation in flight, their attempts since 00:00 UTC, and the seconds
--- until the UTC day ends.
+-- Whether a user has a generation in flight, their counted attempts since 00:00 UTC, the seconds
+-- until the UTC day ends, and whether a request with fingerprint $2 repeats the user's latest
+-- attempt, counted and failed less than $3 seconds ago (a repeat of a repeat counts again, so
+-- resending cannot go on uncounted).
 SELECT
     EXISTS (SELECT 1 FROM template_attempts WHERE user_id = $1 AND finished_at IS NULL)
         AS in_flight,
     (SELECT count(*) FROM template_attempts
-     WHERE user_id = $1 AND started_at >= date_trunc('day', now(), 'UTC')) AS today,
+     WHERE user_id = $1 AND counted AND started_at >= date_trunc('day', now(), 'UTC')) AS today,
     extract(epoch FROM date_trunc('day', now(), 'UTC') + interval '1 day' - now())::float8
-        AS reset_seconds
+        AS reset_seconds,
+    coalesce((SELECT fingerprint = $2 AND counted AND outcome <> 'stored'
+                     AND finished_at > now() - make_interval(secs => $3)
+              FROM template_attempts WHERE user_id = $1
+              ORDER BY started_at DESC LIMIT 1), false) AS repeat
 
 -- start_template_attempt --
--- Record a generation as in flight (the partial unique index refuses a second one).
-INSERT INTO template_attempts (id, user_id) VALUES ($1, $2)
+-- Record a generation as in flight (the partial unique index refuses a second one), with its
+-- request's fingerprint and whether it counts toward the daily limit.
+INSERT INTO template_attempts (id, user_id, fingerprint, counted) VALUES ($1, $2, $3, $4)
 
 -- finish_template_attempt --
 -- Record how a generation ended; it no longer counts as in flight.

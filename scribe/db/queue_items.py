@@ -13,7 +13,7 @@ from typing import Any
 
 from scribe.db.pool import Connection, Pool, connection_errors
 from scribe.db.queries import sql
-from scribe.errors import QuotaExceeded
+from scribe.errors import QuotaUsedUp
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +60,13 @@ def _hours_minutes(seconds: float) -> str:
 
 
 def check_quota(quota: QueueQuota, adding: int, today: int, live: int, reset: float) -> None:
-    """QuotaExceeded (naming the limit and when it resets) when ``adding`` more items would pass
+    """QuotaUsedUp (naming the limit and when it resets) when ``adding`` more items would pass
     either limit; logs one line when it does."""
     if today + adding > quota.daily_items:
         log.info(
             "queue quota: daily limit %d reached (%d today, +%d)", quota.daily_items, today, adding
         )
-        raise QuotaExceeded(
+        raise QuotaUsedUp(
             f"Daily limit reached: at most {quota.daily_items} emails can be queued per day "
             f"(you have queued {today} today; this request adds {adding}). The limit resets at "
             f"00:00 UTC, in {_hours_minutes(reset)}.",
@@ -76,10 +76,9 @@ def check_quota(quota: QueueQuota, adding: int, today: int, live: int, reset: fl
         log.info(
             "queue quota: pending limit %d reached (%d live, +%d)", quota.max_pending, live, adding
         )
-        raise QuotaExceeded(
+        raise QuotaUsedUp(
             f"Too many emails waiting: at most {quota.max_pending} can be pending at once (you "
-            f"have {live}; this request adds {adding}). Try again when some have finished, or "
-            "cancel some.",
+            f"have {live}; this request adds {adding}). Add more once some have finished.",
             retry_after=PENDING_RETRY_SECONDS,
         )
 
@@ -165,7 +164,7 @@ async def enqueue(
     idempotency key already used by this user, return the ids of that earlier request instead
     (race-safe).
 
-    With a ``quota`` (None: exempt), QuotaExceeded when the items would pass it. The check holds
+    With a ``quota`` (None: exempt), QuotaUsedUp when the items would pass it. The check holds
     a per-user lock until commit, so concurrent requests, from any process, are counted one
     after the other and cannot both slip under the limit.
     """

@@ -20,7 +20,6 @@ class Overview:
     total_templates: int
     confident_emails: int
     completed: int
-    finished: int  # every item that is no longer pending
     failed: int
     avg_gen_time_seconds: float | None
     emails_this_week: int

@@ -3,6 +3,7 @@ arithmetic of the overview, pagination, ordering and bounds."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -13,10 +14,11 @@ import httpx
 import jwt
 import pytest
 
+from scribe.api.common import frontend_can_show
 from scribe.db import users
 from scribe.db.pool import Pool
 from scribe.settings import Settings
-from tests.conftest import TEST_JWT_SECRET, auth_headers
+from tests.conftest import TEST_JWT_SECRET, auth_headers, serve
 from tests.factories import UTC_Z, add_email, add_template
 from tests.queue_support import create_user, enqueue
 
@@ -169,7 +171,7 @@ async def test_overview_figures_match_a_seeded_database(
         "total_users": 3,
         "total_emails": 4,
         "total_templates": 2,
-        "success_rate": 50.0,  # 2 completed of 4 non-pending (completed, failed, cancelled)
+        "success_rate": 66.67,  # 2 completed of 3 finished (cancelled counts for neither)
         "avg_gen_time_seconds": 15.25,
         "confidence_rate": 75.0,
         "error_count": 1,
@@ -191,6 +193,73 @@ async def test_overview_rates_are_rounded_to_two_places(
     body = (await client.get("/api/admin/overview", headers=admin())).json()
     assert body["success_rate"] == 66.67
     assert body["confidence_rate"] == 33.33
+
+
+async def test_success_rate_leaves_cancelled_and_unfinished_items_out(
+    client: httpx.AsyncClient, pool: Pool
+) -> None:
+    user = await create_user(pool)
+    items = await enqueue(pool, user, ["x"] * 86)
+    statuses = ["completed"] * 79 + ["failed"] + ["cancelled"] * 4
+    for item, status in zip(items, statuses, strict=False):  # the last two stay pending
+        await set_item(pool, item, status, started_at=T0, completed_at=T0)
+    body = (await client.get("/api/admin/overview", headers=admin())).json()
+    assert body["success_rate"] == 98.75  # 79 / (79 + 1): the page showed 94.0 before
+    assert body["error_count"] == 1
+
+
+async def test_the_lists_the_page_reads_whole_hold_what_the_cards_count(
+    client: httpx.AsyncClient, pool: Pool
+) -> None:
+    # More than the former defaults (1000 users, 100 errors), read as the page reads them.
+    user = await create_user(pool)
+    await pool.execute(
+        "INSERT INTO users (id, email) SELECT gen_random_uuid(), 'u' || n || '@uni.edu'"
+        " FROM generate_series(1, 1100) AS n"
+    )
+    for item in await enqueue(pool, user, ["x"] * 150):
+        await set_item(pool, item, "failed", started_at=T0, completed_at=T0)
+    overview = (await client.get("/api/admin/overview", headers=admin())).json()
+    listed_users = (await client.get("/api/admin/users", headers=admin())).json()
+    listed_errors = (await client.get("/api/admin/errors", headers=admin())).json()
+    assert len(listed_users) == overview["total_users"] == 1101
+    assert len(listed_errors) == overview["error_count"] == 150
+
+
+async def test_the_whole_lists_stop_at_their_setting(
+    make_settings: Callable[..., Settings], pool: Pool
+) -> None:
+    settings = make_settings(admin_emails=ADMIN, scribe_admin_list_limit=100)
+    user = await create_user(pool)
+    for item in await enqueue(pool, user, ["x"] * 101):
+        await set_item(pool, item, "failed", started_at=T0, completed_at=T0)
+    async with serve(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        assert len((await http.get("/api/admin/errors", headers=admin())).json()) == 100
+        over = await http.get("/api/admin/errors", params={"limit": 101}, headers=admin())
+        assert over.status_code == 422
+        assert over.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
+async def test_a_stored_address_the_page_cannot_parse_is_shown_as_a_placeholder(
+    client: httpx.AsyncClient, pool: Pool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Rows stored before sign-in addresses were checked: one would blank the whole admin page.
+    good = await create_user(pool, "ada@uni.edu")
+    bad = [await create_user(pool, email) for email in ("jörg@münchen.de", "root@localhost")]
+    for item in await enqueue(pool, bad[0], ["x"]):
+        await set_item(pool, item, "failed", started_at=T0, completed_at=T0)
+    with caplog.at_level(logging.WARNING, logger="scribe.api.admin"):
+        listed = (await client.get("/api/admin/users", headers=admin())).json()
+    emails = {row["id"]: row["email"] for row in listed}
+    assert emails[str(good)] == "ada@uni.edu"
+    for user in bad:
+        assert emails[str(user)] == f"unreadable-address.{user.hex[:12]}@example.invalid"
+        assert frontend_can_show(emails[str(user)])
+    [line] = [r.getMessage() for r in caplog.records if r.name == "scribe.api.admin"]
+    assert "2 stored address(es)" in line and str(bad[0]) in line and str(bad[1]) in line
+    # The error log's user_email is a plain string in the page's schema: kept as stored.
+    [error] = (await client.get("/api/admin/errors", headers=admin())).json()
+    assert error["user_email"] == "jörg@münchen.de"
 
 
 # --- users ---
@@ -423,6 +492,6 @@ async def test_errors_are_bounded_by_limit(client: httpx.AsyncClient, pool: Pool
         await set_item(pool, item, "failed", started_at=T0, completed_at=T0)
     limited = await client.get("/api/admin/errors", params={"limit": 2}, headers=admin())
     assert len(limited.json()) == 2
-    for bad in (0, 1001):
+    for bad in (0, 10_001):  # above SCRIBE_ADMIN_LIST_LIMIT (10000)
         response = await client.get("/api/admin/errors", params={"limit": bad}, headers=admin())
         assert response.status_code == 422

@@ -191,12 +191,28 @@ async def _stopped(server: asyncio.subprocess.Process, postmaster: psutil.Proces
 async def test_sigterm_stops_the_embedded_postgres_and_exits_0(tmp_path: Path) -> None:
     """`systemctl stop` sends SIGTERM: the server drains, stops its own PostgreSQL and reports
     success (a requested, clean stop is not a failure)."""
-    async with _serving(tmp_path) as (server, _url, data_dir):
+    async with _serving(tmp_path) as (server, url, data_dir):
+        # One request that logs, sent with the client's id twice (the frontend sends one id
+        # for a whole page load): each log line gets its own server id beside the client's.
+        code, token, _ = await _scribe("token", "--email", "root@localhost", data_dir=data_dir)
+        assert code == 0
+        headers = {"Authorization": f"Bearer {token}", "X-Request-ID": "page-load-7"}
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            for _ in range(2):
+                refused = await client.post("/api/user/init", json={}, headers=headers)
+                assert refused.status_code == 400
         postmaster = _postmaster(data_dir)
         stderr = await _stopped(server, postmaster)
         assert server.returncode == 0, stderr
         assert "Application shutdown complete" in stderr
         assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    # Start-up names what will not work for lack of a setting, once.
+    assert stderr.count("WARNING scribe.app: no PDF_ALLOWED_HOSTS and no SUPABASE_URL") == 1
+    server_ids = re.findall(
+        r"INFO scribe\.api\.users \[request ([0-9a-f]{32}) client page-load-7\]: profile refused",
+        stderr,
+    )
+    assert len(server_ids) == 2 and len(set(server_ids)) == 2, stderr
 
 
 @pytest.mark.slow

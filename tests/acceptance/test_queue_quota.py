@@ -46,11 +46,12 @@ async def api(make_settings: Callable[..., Settings]) -> AsyncIterator[httpx.Asy
         yield http
 
 
-async def test_pending_quota_is_429_naming_the_limit(api: httpx.AsyncClient) -> None:
+async def test_pending_quota_is_409_naming_the_limit(api: httpx.AsyncClient) -> None:
     assert (await api.post("/api/queue/batch", json=batch(100), headers=STUDENT)).status_code == 201
     over = await api.post("/api/queue/batch", json=batch(51), headers=STUDENT)
-    assert over.status_code == 429
+    assert over.status_code == 409  # final: the frontend's client re-sends a 429 by itself
     assert "at most 150 can be pending at once" in over.json()["detail"]
+    assert "cancel" not in over.json()["detail"]  # the app has no cancel control
     assert "you have 100; this request adds 51" in over.json()["detail"]
     assert int(over.headers["Retry-After"]) >= 1
     fits = await api.post("/api/queue/batch", json=batch(50), headers=STUDENT)
@@ -60,7 +61,7 @@ async def test_pending_quota_is_429_naming_the_limit(api: httpx.AsyncClient) -> 
         json={"email_template": TEMPLATE, "recipient_name": "Dr. X", "recipient_interest": "ab"},
         headers=STUDENT,
     )
-    assert single.status_code == 429 and "pending at once" in single.json()["detail"]
+    assert single.status_code == 409 and "pending at once" in single.json()["detail"]
 
 
 async def test_daily_quota_counts_cancelled_and_finished_items(
@@ -72,7 +73,7 @@ async def test_daily_quota_counts_cancelled_and_finished_items(
         async with pool.acquire() as conn:  # finished items free the pending quota, not the day
             await conn.execute("UPDATE queue_items SET status = 'cancelled'")
     over = await api.post("/api/queue/batch", json=batch(51), headers=STUDENT)
-    assert over.status_code == 429
+    assert over.status_code == 409
     detail = over.json()["detail"]
     assert "at most 250 emails can be queued per day" in detail and "00:00 UTC" in detail
     assert 1 <= int(over.headers["Retry-After"]) <= 86_400

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from scribe.app import create_app
 from scribe.settings import Settings
@@ -41,8 +43,10 @@ def pdf(fakes: FakeServices, name: str) -> str:
     return f"http://public.test:{fakes.port}/pdf/{name}"
 
 
-async def generate(client: httpx.AsyncClient, url: str) -> httpx.Response:
-    body = {"pdf_url": url, "user_instructions": INSTRUCTIONS}
+async def generate(
+    client: httpx.AsyncClient, url: str, instructions: str = INSTRUCTIONS
+) -> httpx.Response:
+    body = {"pdf_url": url, "user_instructions": instructions}
     return await client.post("/api/templates/", json=body, headers=HEADERS)
 
 
@@ -175,15 +179,30 @@ async def test_failed_attempts_count_toward_the_daily_attempt_limit(
     make_settings: Callable[..., Settings], fakes: FakeServices
 ) -> None:
     async with app_client(make_settings, fakes, scribe_template_attempts_per_day=2) as client:
-        for _ in range(2):
-            assert (await generate(client, pdf(fakes, "scanned.pdf"))).status_code == 400
+        for instructions in (INSTRUCTIONS, "A different request, failing the same way."):
+            failed = await generate(client, pdf(fakes, "scanned.pdf"), instructions)
+            assert failed.status_code == 400
         refused = await generate(client, pdf(fakes, "resume.pdf"))
-        assert refused.status_code == 429
-        assert "Daily template generation limit" in refused.json()["detail"]
+        # 409, not 429: the page shows its own "Template limit reached (5 maximum)." for any 429
+        assert refused.status_code == 409
+        assert "Daily limit on template generation" in refused.json()["detail"]
         assert int(refused.headers["Retry-After"]) >= 1
         assert await template_count(client) == 0
     assert fakes.of("anthropic") == []
     assert len(fakes.of("pdf")) == 2  # the refused attempt downloaded nothing
+
+
+async def test_a_failed_request_sent_again_at_once_uses_one_attempt(
+    make_settings: Callable[..., Settings], fakes: FakeServices
+) -> None:
+    # The frontend re-sends a failed request once by itself, about a second later.
+    async with app_client(make_settings, fakes, scribe_template_attempts_per_day=2) as client:
+        for _ in range(2):
+            assert (await generate(client, pdf(fakes, "scanned.pdf"))).status_code == 400
+        stored = await generate(client, pdf(fakes, "resume.pdf"))
+        assert stored.status_code == 201, stored.text
+        refused = await generate(client, pdf(fakes, "resume.pdf"), "Yet another request here.")
+        assert refused.status_code == 409
 
 
 async def test_pdf_url_with_brackets_is_400_not_500(
@@ -196,3 +215,19 @@ async def test_pdf_url_with_brackets_is_400_not_500(
             assert response.status_code == 400, (url, response.text)
             assert "detail" in response.json()
         assert await template_count(client) == 0
+
+
+async def test_without_a_pdf_host_the_start_warns_once_and_generation_says_why(
+    make_settings: Callable[..., Settings],
+    fakes: FakeServices,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="scribe.app"):
+        async with app_client(make_settings, fakes, pdf_allowed_hosts=[]) as client:
+            response = await generate(client, pdf(fakes, "resume.pdf"))
+    warnings = [r.getMessage() for r in caplog.records if "PDF_ALLOWED_HOSTS" in r.getMessage()]
+    assert len(warnings) == 1 and "POST /api/templates/" in warnings[0]
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": "Template generation failed: the PDF's address is not allowed."
+    }

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 
 import httpx
 import pytest
 
+from scribe.api.users import UNUSABLE_EMAIL
+from scribe.db.pool import Pool
+from scribe.request_ids import RequestIdFilter
 from tests.conftest import auth_headers
 from tests.factories import PROFILE_KEYS, UTC_Z
 
@@ -152,3 +157,34 @@ async def test_user_routes_without_a_token_are_401(client: httpx.AsyncClient) ->
         response = await client.request(method, path, json={})
         assert response.status_code == 401
         assert set(response.json()) == {"detail"}
+
+
+@pytest.mark.parametrize("email", ["jörg@münchen.de", "root@localhost", "a..b@uni.edu"])
+async def test_init_refuses_an_address_the_frontend_cannot_parse(
+    client: httpx.AsyncClient, pool: Pool, email: str
+) -> None:
+    # The frontend's profile schema (zod's email()) would reject the answer, and every page
+    # showing the profile (the admin page's user list too) would fail with "schema mismatch".
+    response = await client.post("/api/user/init", json={}, headers=auth_headers(email))
+    assert response.status_code == 400
+    assert response.json() == {"detail": UNUSABLE_EMAIL}
+    assert await pool.fetchval("SELECT count(*) FROM users") == 0
+
+
+async def test_each_request_logs_its_own_server_id_beside_the_clients(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="scribe.api.users")
+    caplog.handler.addFilter(RequestIdFilter())
+    headers = {**auth_headers("root@localhost"), "X-Request-ID": "page-load-1"}
+    for _ in range(2):
+        response = await client.post("/api/user/init", json={}, headers=headers)
+        assert response.headers["x-request-id"] == "page-load-1"
+    tagged = [
+        getattr(record, "request", "")
+        for record in caplog.records
+        if record.getMessage().startswith("profile refused")
+    ]
+    assert len(tagged) == 2 and len(set(tagged)) == 2, tagged
+    for tag in tagged:
+        assert re.fullmatch(r" \[request [0-9a-f]{32} client page-load-1\]", tag), tag

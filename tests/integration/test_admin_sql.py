@@ -1,5 +1,6 @@
 """The admin reports' query plans over a large history (100k emails, 100k queue items): every
-per-user, error-log and recent-range read goes through an index, never a scan of the table."""
+per-user, error-log, user-list and recent-range read goes through an index, never a scan of the
+table, the lists the page reads whole at their default length too."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from typing import Any
 
 from scribe.db.pool import Pool
 from scribe.db.queries import sql
+from scribe.settings import Settings
 from tests.queue_support import create_user
 
 ROWS = 100_000
+LIST_LIMIT = Settings.model_fields["scribe_admin_list_limit"].default
 
 
 async def _seed(pool: Pool) -> list[uuid.UUID]:
@@ -57,6 +60,9 @@ async def test_admin_reads_use_indexes_over_a_large_history(pool: Pool) -> None:
         "user queue": await _plan(pool, sql("admin_list_user_queue"), user, 500),
         "activity": await _plan(pool, sql("admin_activity"), 12),
         "errors": await _plan(pool, sql("admin_list_errors"), 100),
+        # The two lists the page reads whole, at their default length (SCRIBE_ADMIN_LIST_LIMIT)
+        "whole errors": await _plan(pool, sql("admin_list_errors"), LIST_LIMIT),
+        "whole users": await _plan(pool, sql("admin_list_users"), LIST_LIMIT),
     }
     for name, plan in plans.items():
         scans = _scans(plan)
@@ -80,8 +86,10 @@ async def test_admin_reports_answer_correctly_over_a_large_history(pool: Pool) -
     assert (overview["total_emails"], overview["confident_emails"]) == (ROWS, ROWS // 2)
     assert overview["emails_this_week"] == 7 * 24 * 12 - 1  # one every 5 minutes
     assert overview["active_users_this_week"] == 50
-    listed = await pool.fetch(sql("admin_list_users"), 1000)
+    listed = await pool.fetch(sql("admin_list_users"), LIST_LIMIT)
     assert sum(row["actual_email_count"] for row in listed) == ROWS
+    assert sum(row["queue_submissions"] for row in listed) == ROWS
+    assert sum(row["failed_count"] for row in listed) == ROWS // 100
     assert {row["id"] for row in listed} == set(users)
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from scribe.db.pool import connect_kwargs
 from scribe.errors import ConfigurationError
-from scribe.settings import Settings, load_settings
+from scribe.settings import Settings, disabled_features, load_settings
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
@@ -137,3 +137,22 @@ def test_trusted_proxy_entries_must_be_addresses(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ConfigurationError) as caught:
         _load(monkeypatch, SCRIBE_XFF_TRUSTED_PROXIES="10.0.0.0/8,cloudflare")
     assert "SCRIBE_XFF_TRUSTED_PROXIES:" in str(caught.value)
+
+
+def test_a_missing_setting_that_disables_a_feature_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pdf, admin = disabled_features(_load(monkeypatch))
+    assert "PDF_ALLOWED_HOSTS" in pdf and "SUPABASE_URL" in pdf
+    assert "POST /api/templates/" in pdf and "the PDF's address is not allowed" in pdf
+    assert "ADMIN_EMAILS" in admin and "403" in admin
+
+
+def test_either_pdf_setting_enables_template_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    configured = {"ADMIN_EMAILS": "boss@uni.edu"}
+    assert (
+        disabled_features(_load(monkeypatch, PDF_ALLOWED_HOSTS="files.example", **configured)) == []
+    )
+    monkeypatch.delenv("PDF_ALLOWED_HOSTS")
+    supabase = _load(monkeypatch, SUPABASE_URL="https://abc.supabase.co", **configured)
+    assert disabled_features(supabase) == []
