@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import uvicorn
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 
 from scribe import tracing
 from scribe.cli import _serve, _Server, build_parser
 from scribe.httpguard import GuardedH11Protocol
 from scribe.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _process_keeps_serving() -> Iterator[None]:
+    """sse-starlette wraps uvicorn's handle_exit to set a process-wide "shutting down" flag,
+    which would end every event stream of the tests that run after these in this process."""
+    yield
+    AppStatus.should_exit = False
 
 
 async def test_second_signal_hands_release_now_to_the_loop() -> None:
