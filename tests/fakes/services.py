@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from scribe.domain.names import plain_name
 from tests.fakes.limits import FakeLimits, retry_after
 from tests.fakes.pdf import RESUME_LINES, build_hostile_pdf, build_pdf
 
@@ -109,13 +110,8 @@ class FakeServices:
                 "search_terms": [f"{who} quantum widgets"],
                 "placeholders": PLACEHOLDER.findall(template),
             }
-        if "is_confident" in properties:
-            template = prompt.split("<template>\n", 1)[1].split("\n</template>", 1)[0]
-            fact = EXA_FACT if EXA_FACT in prompt else "your work"
-            paper = ARXIV_TITLE if ARXIV_TITLE in prompt else "your recent paper"
-            values = iter([fact, paper, fact, paper, fact])
-            email = PLACEHOLDER.sub(lambda _m: next(values, fact), template)
-            return {"email": email, "is_confident": True}
+        if "fills" in properties:
+            return {"fills": faithful_fills(prompt)}
         words = " ".join(["I am keen to contribute to your group and learn from it."] * 17)
         return {"template": f"Dear {{{{professor_name}}}},\n\n{words}\n\nBest, Alex"}
 
@@ -131,7 +127,7 @@ class FakeServices:
                 Scripted(429, {**limits.anthropic_headers(), **retry_after(wait)})
             )
         kind = json.dumps(body.get("output_config") or body.get("tools"))
-        for purpose, marker in (("template_parser", "template_type"), ("email_composer", "is_c")):
+        for purpose, marker in (("template_parser", "template_type"), ("email_composer", "fills")):
             if marker in kind and self.latency.get(purpose):
                 await asyncio.sleep(self.latency[purpose])
         usage = {"input_tokens": input_tokens, "output_tokens": 120}
@@ -220,12 +216,13 @@ class FakeServices:
             return JSONResponse({"error": "rate limit exceeded"}, status_code=429)
         query = body["query"]
         site = f"{self.base_url}/site"
+        who = person_in(query)
         results = [
             {
                 "id": "1",
                 "url": f"{site}/profile",
                 "title": "Faculty profile",
-                "text": f"Professor at the {EXA_FACT}. Studies quantum widgets. " * 12,
+                "text": f"{who} is a Professor at the {EXA_FACT}. Studies quantum widgets. " * 12,
                 "publishedDate": "2024-01-01",
             },
             {
@@ -242,7 +239,7 @@ class FakeServices:
                     "id": "4",
                     "url": f"{site}/publications",
                     "title": "Publications",
-                    "text": f"{ARXIV_TITLE} (2023). " * 30,
+                    "text": f"{who}: {ARXIV_TITLE} (2023). " * 30,
                 }
             ]
         results = [*results, *self.exa_extra]
@@ -371,6 +368,42 @@ def _anthropic_error(scripted: Scripted) -> Response:
         status_code=scripted.status,
         headers=scripted.headers,
     )
+
+
+_QUERY_NAME = re.compile(r"[A-Z][a-z]+ [A-Z][a-z]+")  # the first two capitalised words
+_SOURCE = re.compile(r'<source id="(\w+)" kind="(\w+)" title="([^"]*)">\n(.*?)\n</source>', re.S)
+
+
+def person_in(query: str) -> str:
+    """The recipient a search query names (its first two capitalised words in a row)."""
+    match = _QUERY_NAME.search(query)
+    return match.group(0) if match else "Jane Roe"
+
+
+def faithful_fills(prompt: str) -> list[dict[str, Any]]:
+    """A faithful composer answer: each placeholder of the prompt filled from its sources
+    (the recipient's name, a paper title, the interest, the fake's one web fact), citing them."""
+    line = re.search(r"Placeholders to fill: (.*)", prompt)
+    wanted = [p for p in (line.group(1).split(", ") if line else []) if p != "(none)"]
+    name = re.search(r"Recipient: (.*)", prompt)
+    interest = re.search(r"Their research interest: (.*)", prompt)
+    sources = _SOURCE.findall(prompt)
+    papers = [(i, title) for i, kind, title, _ in sources if kind == "paper"]
+    facts = [i for i, _, title, text in sources if EXA_FACT in text]
+    fills = []
+    for placeholder in wanted:
+        key = placeholder.lower()
+        value, cited = "your recent work", []
+        if "name" in key:
+            value = plain_name(name.group(1)) if name else "Professor"
+        elif any(w in key for w in ("paper", "title", "publication")) and papers:
+            value, cited = papers[0][1], [papers[0][0]]
+        elif any(w in key for w in ("area", "interest", "topic", "field")) and interest:
+            value = interest.group(1)
+        elif facts:
+            value, cited = EXA_FACT, facts[:1]
+        fills.append({"placeholder": placeholder, "value": value, "sources": cited})
+    return fills
 
 
 def atom_feed(author: str, *, extra: int = 0) -> str:
