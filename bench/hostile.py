@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -245,7 +246,11 @@ def worst_template_seconds() -> tuple[float, str]:
             analysed = merge(data.inputs, offline_analysis(data.inputs))
             read = brief(data, analysed)
             sources = all_sources(read)
-            email = fill(template, analysed.placeholders, lambda p: fill_value(p, read, sources))
+            email = fill(
+                template,
+                analysed.placeholders,
+                functools.partial(fill_value, brief=read, sources=sources),
+            )
             unfilled(email, analysed.placeholders)
             remove_machine_tells(email)
             word_count(template)
