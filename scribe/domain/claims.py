@@ -24,7 +24,7 @@ _URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']++", re.IGNORECASE)  # one poss
 _EMAIL = re.compile(r"[\w.+-]++@[\w-]++(?:\.[\w-]++)++")  # possessive runs: no backtracking
 _QUOTED = re.compile(r"[\"\u201c\u201d]([^\"\u201c\u201d\n]{3,300})[\"\u201c\u201d]")
 _SENTENCE = re.compile(r"(?<=[.!?;:])\s+|\n+")
-_DIGITS = re.compile(r"\d[\d,.]*+")
+_DIGITS = re.compile(r"\b\d[\d,.]*+")  # a number, not the digits inside a word ("H2O")
 _EDGE = "\"'()[]{}<>.,;:!?\u201c\u201d\u2018\u2019*_"
 
 # Lower-case words that join a capitalised name ("Institute for Quantum Widgets").
@@ -139,7 +139,8 @@ def _names(value: str) -> list[Claim]:
     found: list[Claim] = []
     for text, opens, cue in _runs(value):
         words = _stripped(text.split())
-        if not words or (len(words) == 1 and (opens or len(words[0]) == 1)):
+        acronym = len(words) == 1 and words[0].isupper() and len(words[0]) > 1
+        if not words or (len(words) == 1 and (opens or len(words[0]) == 1) and not acronym):
             continue
         if len(words) == 1 and words[0].lower() in _OPENERS | _HONORIFICS:
             continue

@@ -95,9 +95,9 @@ def _held(claim: Sequence[str], grams: frozenset[str]) -> bool:
 
 def title_matches(claim: str, title: str) -> bool:
     """Whether two titles share at least ``TITLE_OVERLAP`` of the longer one's words
-    (stopwords aside)."""
-    mine = {w for w in words(claim) if w not in _TITLE_STOPWORDS}
-    theirs = {w for w in words(title) if w not in _TITLE_STOPWORDS}
+    (stopwords and numbers aside: a year after a title is checked as a number)."""
+    mine = {w for w in words(claim) if w not in _TITLE_STOPWORDS and not w.isdigit()}
+    theirs = {w for w in words(title) if w not in _TITLE_STOPWORDS and not w.isdigit()}
     if not mine or not theirs:
         return False
     return len(mine & theirs) / max(len(mine), len(theirs)) >= TITLE_OVERLAP

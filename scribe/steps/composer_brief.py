@@ -48,7 +48,7 @@ def all_sources(brief: Brief) -> list[Source]:
             kind="paper",
             url=paper.arxiv_url,
             title=paper.title,
-            text=paper.abstract[:MAX_SOURCE_TEXT_CHARS],
+            text=f"Published {paper.year}. {paper.abstract[:MAX_SOURCE_TEXT_CHARS]}",
             query="arxiv",
         )
         for number, paper in enumerate(brief.papers.arxiv_papers, start=1)
