@@ -4,9 +4,11 @@ carries the invention, and a faithful answer stays confident with its sources.""
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
+from scribe.commands import generate
 from scribe.steps.models import ScrapingMetadata, WebResearch
 from scribe.steps.pipeline import EmailState, build_pipeline, email_result
 from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_clients, fake_settings, item, run_pipeline
@@ -210,3 +212,28 @@ async def test_offline_fills_from_research_and_is_not_confident(fakes: FakeServi
     found = grounding(state)
     assert found["fills"][1]["value"] == ARXIV_TITLE and found["fills"][1]["sources"] == ["P1"]
     assert all(f["supported"] for f in found["fills"]) and found["repair"] is None
+
+
+async def test_generate_prints_each_fill_with_its_sources(fakes: FakeServices) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    settings = fake_settings(fakes, scribe_arxiv_min_interval_seconds=0)
+    fakes.script("anthropic", Scripted(), Scripted(body=fills(INVENTED, ["P1"])))
+    fakes.script("anthropic", Scripted(body=fills(INVENTED, ["P1"])))
+    code = await generate(
+        settings,
+        template=item().inputs.email_template,
+        name="Jane Roe",
+        interest="quantum widgets",
+        as_json=False,
+        out=out,
+        err=err,
+    )
+    assert code == 0, err.getvalue()
+    printed = out.getvalue()
+    assert "  {{professor_name}} = 'Jane Roe' [no source] supported" in printed
+    assert f"  {{{{paper_title}}}} = {INVENTED!r} [P1] UNSUPPORTED" in printed
+    assert f"  ! {{{{paper_title}}}}: {INVENTED!r} (not a title of the recipient's works)" in (
+        printed
+    )
+    assert f"  P1 paper http://arxiv.org/abs/2401.00001v1 {ARXIV_TITLE}" in printed
+    assert "Confidence: not confident: claims not supported by the research" in printed
