@@ -24,6 +24,7 @@ from scribe.domain.names import fold
 from scribe.domain.ranking import wordset
 
 MAX_NGRAM = 6  # a longer claim is found when all its 6-word windows are in one text
+KEYWORD_STEM = 5  # award and position words are compared by their first letters
 TITLE_OVERLAP = 0.8  # shared words / words of the longer title, for a title to match a paper
 _WORD = re.compile(r"[a-z0-9]+")  # linear: one class run
 _TITLE_STOPWORDS = wordset("a an and at by for in of on the to with")
@@ -110,6 +111,9 @@ class Verifier:
         self._sources = list(sources)
         self._grams = {s.id: ngrams(f"{s.title} {s.text}") for s in self._sources}
         self._given = ngrams(" ".join(given))
+        self._stems = {
+            w[:KEYWORD_STEM] for s in self._sources for w in words(f"{s.title} {s.text}")
+        }
         self._template = template
         self._template_words = " ".join(words(template))
 
@@ -154,6 +158,9 @@ class Verifier:
             )
         if claim.kind == "title":
             return self._title(claim.text)
+        if claim.kind == "keyword":  # "director" is held by "directs", "awarded" by "award"
+            stem = claim.text.lower()[:KEYWORD_STEM]
+            return None if stem in self._stems else "not in the research"
         if self._found(words(claim.text), cited):
             return None
         if claim.kind == "name" and all(
