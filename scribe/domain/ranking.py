@@ -54,12 +54,14 @@ def passages(source_id: str, group: str, text: str, size: int = PASSAGE_CHARS) -
     found: list[Passage] = []
     current = ""
     for sentence in _SENTENCE_END.split(" ".join(text.split())):
-        while len(sentence) > size:
+        if len(sentence) > size:  # cut into pieces of ``size``; the last one goes on
             if current:
                 found.append(Passage(source_id, group, len(found), current))
                 current = ""
-            found.append(Passage(source_id, group, len(found), sentence[:size]))
-            sentence = sentence[size:]
+            cut = len(sentence) - (len(sentence) % size or size)
+            for start in range(0, cut, size):
+                found.append(Passage(source_id, group, len(found), sentence[start : start + size]))
+            sentence = sentence[cut:]
         if current and len(current) + 1 + len(sentence) > size:
             found.append(Passage(source_id, group, len(found), current))
             current = ""

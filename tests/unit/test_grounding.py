@@ -16,6 +16,9 @@ from scribe.domain.grounding import (
     title_matches,
     words,
 )
+from scribe.domain.names import names_person
+from scribe.domain.ranking import passages
+from tests.unit.test_text_linear import MODEL_TEXTS, within_guard
 
 TEMPLATE = (
     "Dear {{professor_name}},\n\nI read your paper {{paper_title}} and your work at "
@@ -252,3 +255,26 @@ def test_the_research_is_indexed_in_at_most_six_ngrams_per_word() -> None:
     values = [Filled(f"{{{{p{i}}}}}", "the Zorblax Institute in 2021, " * 12) for i in range(100)]
     verdict = Verifier(sources, GIVEN, TEMPLATE).verify(values)
     assert len(verdict.supported) == 100 and all(verdict.supported.values())
+
+
+@pytest.mark.parametrize("name", MODEL_TEXTS)
+def test_claims_are_extracted_from_adversarial_answers_in_linear_time(name: str) -> None:
+    within_guard(lambda text: extract(text, "{{paper_title}}"), MODEL_TEXTS[name])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 100_000,  # a word run with no "@"
+        "1," * 50_000,  # a number run of commas
+        "Capital " * 12_500,  # one capitalised run
+        '"' + "x" * 100_000,  # an unclosed quote
+        "Roe " * 25_000,  # the surname everywhere
+        "x. " * 33_000,  # sentence after sentence
+    ],
+)
+def test_research_functions_finish_on_adversarial_text(text: str) -> None:
+    within_guard(lambda t: extract(t, "{{x}}"), text)
+    within_guard(lambda t: names_person(t, "Jane Roe"), text)
+    within_guard(lambda t: passages("W1", "background", t), text)
+    within_guard(lambda t: Verifier([Evidence("W1", "t", t)], GIVEN, TEMPLATE), text)
