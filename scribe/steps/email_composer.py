@@ -87,48 +87,50 @@ class Draft:
     email: str
 
 
-def _draft(answer: ComposedFills, brief: Brief, sources: list[Source]) -> Draft:
-    """The answer's values (cleaned, unknown placeholders and source ids ignored), rule values
-    for what it left out, each checked, and the email assembled from the template."""
-    known = brief.template.placeholders
-    ids = {source.id for source in sources}
-    given: dict[str, Filled] = {}
-    for fill in answer.fills[:MAX_FILLS]:
-        value = clean_value(fill.value, known)
-        if fill.placeholder in known and fill.placeholder not in given and value:
-            cited = tuple(dict.fromkeys(i for i in fill.sources[:MAX_CITED] if i in ids))
-            given[fill.placeholder] = Filled(fill.placeholder, value, cited)
-    unfilled = [p for p in known if p not in given]
-    fills = [given.get(p) or Filled(p, fill_value(p, brief, sources)) for p in known]
-    verifier = Verifier(evidence(sources), _given(brief), brief.inputs.email_template)
-    values = {fill.placeholder: fill.value for fill in fills}
-    email = placeholders.fill(
-        brief.inputs.email_template, known, lambda p: values.get(p) or fill_value(p, brief, sources)
-    )
-    return Draft(fills, unfilled, verifier.verify(fills), email)
+class Composition:
+    """One email's brief and sources, indexed once for the verifier: turns answers into drafts."""
 
+    def __init__(self, brief: Brief, sources: list[Source]) -> None:
+        self.brief, self.sources = brief, sources
+        given = [brief.inputs.recipient_name, brief.inputs.recipient_interest]  # no source needed
+        self._verifier = Verifier(evidence(sources), given, brief.inputs.email_template)
 
-def _given(brief: Brief) -> list[str]:
-    """What the student gave: a value may repeat it without a source."""
-    return [brief.inputs.recipient_name, brief.inputs.recipient_interest]
+    def values(self, answer: ComposedFills) -> dict[str, Filled]:
+        """The answer's values by placeholder: cleaned, unknown placeholders, empty values and
+        unknown source ids ignored, the first value of a placeholder kept."""
+        known = self.brief.template.placeholders
+        ids = {source.id for source in self.sources}
+        given: dict[str, Filled] = {}
+        for fill in answer.fills[:MAX_FILLS]:
+            value = clean_value(fill.value, known)
+            if fill.placeholder in known and fill.placeholder not in given and value:
+                cited = tuple(dict.fromkeys(i for i in fill.sources[:MAX_CITED] if i in ids))
+                given[fill.placeholder] = Filled(fill.placeholder, value, cited)
+        return given
 
+    def rule(self, placeholder: str) -> str:
+        """The rule-based value of a placeholder the model left out."""
+        return fill_value(placeholder, self.brief, self.sources)
 
-def _merge(first: Draft, second: Draft, brief: Brief, sources: list[Source]) -> Draft:
-    """The repaired draft: the first answer's supported values kept, the rest from the second."""
-    replaced = {f.placeholder: f for f in second.fills if f.placeholder not in second.unfilled}
-    fills = [
-        f if first.verdict.supported.get(f.placeholder) else replaced.get(f.placeholder, f)
-        for f in first.fills
-    ]
-    unfilled = [p for p in first.unfilled if p not in replaced]
-    verifier = Verifier(evidence(sources), _given(brief), brief.inputs.email_template)
-    values = {fill.placeholder: fill.value for fill in fills}
-    email = placeholders.fill(
-        brief.inputs.email_template,
-        brief.template.placeholders,
-        lambda p: values.get(p) or fill_value(p, brief, sources),
-    )
-    return Draft(fills, unfilled, verifier.verify(fills), email)
+    def draft(self, given: dict[str, Filled]) -> Draft:
+        """Rule values for what ``given`` lacks, every value checked, the email assembled from
+        the template (its own words untouched)."""
+        known = self.brief.template.placeholders
+        fills = [given.get(p) or Filled(p, self.rule(p)) for p in known]
+        values = {fill.placeholder: fill.value for fill in fills}
+        template = self.brief.inputs.email_template
+        email = placeholders.fill(template, known, lambda p: values.get(p) or self.rule(p))
+        unfilled = [p for p in known if p not in given]
+        return Draft(fills, unfilled, self._verifier.verify(fills), email)
+
+    def repaired(self, first: Draft, answer: ComposedFills) -> Draft:
+        """The first draft's supported values kept; its unsupported ones, and those it left to
+        the rules, taken from the repair answer when it has them."""
+        given = {f.placeholder: f for f in first.fills if f.placeholder not in first.unfilled}
+        for placeholder, fill in self.values(answer).items():
+            if placeholder in first.unfilled or not first.verdict.supported.get(placeholder):
+                given[placeholder] = fill
+        return self.draft(given)
 
 
 def _request(
@@ -203,19 +205,21 @@ async def run(brief: Brief, llm: LLM) -> WrittenEmail:
     """Fill the placeholders, check every value against the research (one repair round for
     what fails), and decide ``is_confident``; every placeholder ends up filled."""
     sources = all_sources(brief)
-    # In threads: ranking, assembly and checking are linear, but over up to ~75 kB of research.
+    # In threads: ranking, indexing and checking are linear, but over up to ~75 kB of research.
     prompt = await asyncio.to_thread(build_prompt, brief, sources)
+    composition = await asyncio.to_thread(Composition, brief, sources)
     response = await llm.generate(_request(brief, prompt, sources, "email_composer"))
     responses: list[LLMResponse[ComposedFills]] = [response]
-    draft = await asyncio.to_thread(_draft, response.value, brief, sources)
+    draft = await asyncio.to_thread(
+        lambda answer: composition.draft(composition.values(answer)), response.value
+    )
     repair = None
     if draft.verdict.unsupported and llm.model != OFFLINE:
         again = repair_prompt(prompt, draft.verdict.unsupported[:MAX_LISTED_CLAIMS])
         response = await llm.generate(_request(brief, again, sources, "email_composer_repair"))
         responses.append(response)
-        second = await asyncio.to_thread(_draft, response.value, brief, sources)
         before = len(draft.verdict.unsupported)
-        draft = await asyncio.to_thread(_merge, draft, second, brief, sources)
+        draft = await asyncio.to_thread(composition.repaired, draft, response.value)
         repair = Repair(claims_before=before, claims_after=len(draft.verdict.unsupported))
     template = brief.inputs.email_template
     known = [*brief.template.placeholders, *placeholders.placeholders_in(template)]

@@ -237,3 +237,21 @@ async def test_generate_prints_each_fill_with_its_sources(fakes: FakeServices) -
     )
     assert f"  P1 paper http://arxiv.org/abs/2401.00001v1 {ARXIV_TITLE}" in printed
     assert "Confidence: not confident: claims not supported by the research" in printed
+
+
+async def test_the_repair_replaces_only_the_unsupported_values(fakes: FakeServices) -> None:
+    repair = json.dumps(
+        {
+            "fills": [
+                {"placeholder": "{{paper_title}}", "value": ARXIV_TITLE, "sources": ["P1"]},
+                {"placeholder": "{{research_area}}", "value": "the 2019 Nobel Prize"},
+            ]
+        }
+    )
+    state = await compose(fakes, fills(INVENTED, ["P1"]), repair)
+    email = state.email_composer
+    assert email is not None
+    assert email.is_confident, email.generation_metadata
+    # The supported first value stays; the repair's new invention never reaches the email.
+    assert "my own interest in quantum widgets." in email.email_message
+    assert "Nobel" not in email.email_message and ARXIV_TITLE in email.email_message
