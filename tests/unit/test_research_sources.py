@@ -42,6 +42,9 @@ def test_only_pages_about_the_recipient_count() -> None:
     namesake = reason_to_drop("Chef", "Jane Roe cooks pasta in Rome.", "Jane Roe", interest)
     assert namesake == "names the recipient but not their field (a namesake?)"
     assert reason_to_drop("x", "Jane Roe cooks pasta.", "Jane Roe", "a b") is None  # no words
+    # A profile that words the interest differently is still about an academic.
+    profile = "Jane Roe is a professor at the University of Gadgets."
+    assert reason_to_drop("Profile", profile, "Jane Roe", interest) is None
 
 
 def test_passages_cut_at_sentences_within_the_size() -> None:
