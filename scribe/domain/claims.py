@@ -151,6 +151,13 @@ def _names(value: str) -> list[Claim]:
     return found
 
 
+def title_parts(title: str) -> list[str]:
+    """The capitalised runs of two words or more in a title claim ("Entangled Widgets at
+    Scale, published in 2024" → "Entangled Widgets at Scale")."""
+    parts = (" ".join(_stripped(text.split())) for text, _, _ in _runs(title))
+    return [part for part in parts if len(part.split()) >= 2]
+
+
 def _title_of(value: str) -> str:
     """A title placeholder's value without the lower-case words before the title
     ("your paper Entangled Widgets" → "Entangled Widgets"); empty when nothing is capitalised

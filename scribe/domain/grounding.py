@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from scribe.domain.claims import Claim, extract
+from scribe.domain.claims import Claim, extract, title_parts
 from scribe.domain.names import fold
 from scribe.domain.ranking import wordset
 
@@ -122,6 +122,17 @@ class Verifier:
         return any(_held(claim, self._grams[i]) for i in ordered) or _held(claim, self._given)
 
     def _title(self, text: str) -> str | None:
+        reason = self._one_title(text)
+        if reason is None:
+            return None
+        # Words around the title ("…, published in 2024") are not part of it: the claim holds
+        # when each capitalised run in it is one of the recipient's titles.
+        parts = title_parts(text)
+        if parts and all(self._one_title(part) is None for part in parts):
+            return None
+        return reason
+
+    def _one_title(self, text: str) -> str | None:
         if any(s.paper and title_matches(text, s.title) for s in self._sources):
             return None
         claim = words(text)

@@ -141,10 +141,16 @@ def fill_value(placeholder: str, brief: Brief, sources: Sequence[Source]) -> str
     return interest
 
 
+# "[W1]", "(P1, W2)": source ids a model wrote into a value. Each repetition starts with W or P,
+# which the digits before it cannot match, so the pattern cannot backtrack across repetitions.
+_CITATION = re.compile(r"\s*[\[(](?:[WP]\d+(?:,\s*)?)+[\])]")
+
+
 def clean_value(value: str, known: Sequence[str]) -> str:
     """A model's value as it may go into the template: control characters, line breaks,
-    placeholder syntax and machine tells removed, at most ``MAX_VALUE_CHARS`` (cut at a word)."""
-    text = " ".join(bounded_text(value, MAX_VALUE_CHARS * 4).split())
+    source ids, placeholder syntax and machine tells removed, at most ``MAX_VALUE_CHARS`` (cut
+    at a word)."""
+    text = _CITATION.sub("", " ".join(bounded_text(value, MAX_VALUE_CHARS * 4).split()))
     for placeholder in known:
         text = text.replace(placeholder, " ")
     text = " ".join(remove_machine_tells(text.replace("{{", " ").replace("}}", " ")).split())

@@ -79,6 +79,8 @@ def verify(placeholder: str, value: str, cited: tuple[str, ...] = ()) -> list[tu
         ("{{paper_title}}", "your paper Entangled Widgets at Scale", ("P1",)),
         ("{{paper_title}}", "Entangled Widgets at Scale (2024)", ("P1",)),  # close overlap
         ("{{paper_title}}", "Scalable Widget Arrays", ("W2",)),  # a works-only search
+        ("{{paper_title}}", "Entangled Widgets at Scale, published in 2024", ("P1",)),
+        ("{{paper_title}}", "\u201cEntangled Widgets at Scale\u201d", ("P1",)),  # curly quotes
         ("{{paper_title}}", "your recent work on quantum widgets", ()),  # general phrase
         ("{{institution}}", "the Zorblax Institute for Quantum Widgets", ("W1",)),
         ("{{institution}}", "the Zorblax Institute for Quantum Widgets", ()),  # any kept source
@@ -117,6 +119,18 @@ def test_faithful_values_are_supported(
             "Graph Gadgets for All",  # in the research, but Bob Stone's
             "Graph Gadgets for All",
             "a title in the research, but not of one of the recipient's works",
+        ),
+        (
+            "{{paper_title}}",
+            "Entangled Widgets at Scale, and Quantum Hedge Mazes",
+            "Entangled Widgets at Scale, and Quantum Hedge Mazes",
+            "not a title of the recipient's works",
+        ),
+        (
+            "{{paper_title}}",
+            "Learning to fly with bees",  # sentence case, invented
+            "Learning to fly with bees",
+            "not a title of the recipient's works",
         ),
         (
             "{{research_area}}",

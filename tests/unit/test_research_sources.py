@@ -85,5 +85,6 @@ def test_values_are_one_bounded_line_without_placeholder_syntax() -> None:
     assert clean_value("  widgets\n\nand\x00 gadgets  ", known) == "widgets and gadgets"
     assert clean_value("see {{a}} and [Area] and {{b}}", known) == "see and and b"
     assert clean_value("ideas \u2014 widgets", known) == "ideas, widgets"
+    assert clean_value("widgets [W1] and gadgets (P1, W2)", known) == "widgets and gadgets"
     long = clean_value("word " * 1000, known)
     assert len(long) <= MAX_VALUE_CHARS and long.endswith("word")
