@@ -19,6 +19,7 @@ from scribe.clients.llm import LLM, LLMRequest, LLMResponse
 from scribe.clients.offline import OFFLINE
 from scribe.domain import placeholders
 from scribe.domain.grounding import Filled, Verdict, Verifier, template_intact
+from scribe.domain.placeholders import placeholders_in
 from scribe.steps.composer_brief import (
     Brief,
     all_sources,
@@ -85,6 +86,7 @@ class Draft:
     unfilled: list[str]
     verdict: Verdict
     email: str
+    template_intact: bool
 
 
 class Composition:
@@ -121,7 +123,8 @@ class Composition:
         template = self.brief.inputs.email_template
         email = placeholders.fill(template, known, lambda p: values.get(p) or self.rule(p))
         unfilled = [p for p in known if p not in given]
-        return Draft(fills, unfilled, self._verifier.verify(fills), email)
+        intact = template_intact(template, [*known, *placeholders_in(template)], email)
+        return Draft(fills, unfilled, self._verifier.verify(fills), email, intact)
 
     def repaired(self, first: Draft, answer: ComposedFills) -> Draft:
         """The first draft's supported values kept; its unsupported ones, and those it left to
@@ -158,9 +161,7 @@ def offline_fills(brief: Brief, sources: list[Source]) -> ComposedFills:
     return ComposedFills(fills=fills)
 
 
-def _reasons(
-    draft: Draft, brief: Brief, sources: list[Source], model: str, intact: bool
-) -> list[str]:
+def _reasons(draft: Draft, sources: list[Source], model: str) -> list[str]:
     reasons = []
     if model == OFFLINE:
         reasons.append("written offline (no model configured)")
@@ -170,7 +171,7 @@ def _reasons(
         claims = draft.verdict.unsupported[:MAX_LISTED_CLAIMS]
         listed = "; ".join(f"{c.placeholder}: {c.text!r} ({c.reason})" for c in claims)
         reasons.append("claims not supported by the research: " + listed)
-    if not intact:
+    if not draft.template_intact:
         reasons.append("the template's own words changed")
     if not sources:
         reasons.append("no research data found")
@@ -178,7 +179,7 @@ def _reasons(
 
 
 def _grounding(
-    draft: Draft, brief: Brief, sources: list[Source], intact: bool, repair: Repair | None
+    draft: Draft, brief: Brief, sources: list[Source], repair: Repair | None
 ) -> Grounding:
     return Grounding(
         sources=[SourceRef(id=s.id, kind=s.kind, url=s.url, title=s.title) for s in sources],
@@ -196,7 +197,7 @@ def _grounding(
             UnsupportedClaim(placeholder=c.placeholder, text=c.text, reason=c.reason)
             for c in draft.verdict.unsupported[:MAX_LISTED_CLAIMS]
         ],
-        template_intact=intact,
+        template_intact=draft.template_intact,
         repair=repair,
     )
 
@@ -221,10 +222,7 @@ async def run(brief: Brief, llm: LLM) -> WrittenEmail:
         before = len(draft.verdict.unsupported)
         draft = await asyncio.to_thread(composition.repaired, draft, response.value)
         repair = Repair(claims_before=before, claims_after=len(draft.verdict.unsupported))
-    template = brief.inputs.email_template
-    known = [*brief.template.placeholders, *placeholders.placeholders_in(template)]
-    intact = template_intact(template, known, draft.email)
-    reasons = _reasons(draft, brief, sources, llm.model, intact)
+    reasons = _reasons(draft, sources, llm.model)
     metadata = GenerationMetadata(
         composer_model=llm.model,
         placeholders=brief.template.placeholders,
@@ -237,5 +235,5 @@ async def run(brief: Brief, llm: LLM) -> WrittenEmail:
         model=llm.model,
         generation_metadata=metadata,
         usage=[Usage.model_validate(r.usage) for r in responses],
-        grounding=_grounding(draft, brief, sources, intact, repair),
+        grounding=_grounding(draft, brief, sources, repair),
     )
