@@ -120,7 +120,8 @@ def _runs(value: str) -> list[tuple[str, bool, bool]]:
     for raw in value.split():
         word = raw.strip(_EDGE).removesuffix("'s").removesuffix("\u2019s")
         starts_sentence = not previous or previous[-1] in ".!?:;\n"
-        broken = bool(previous) and previous[-1] in ',;:.!?)\u201d"'
+        # A run ends after punctuation and before an opening bracket or quote.
+        broken = (bool(previous) and previous[-1] in ',;:.!?)\u201d"') or raw[:1] in '([\u201c"'
         capital = bool(word) and (word[0].isupper() or (word[0].isdigit() and bool(current)))
         if current and (broken or not (capital or word.lower() in CONNECTORS)):
             runs.append((" ".join(current), opens, cue))

@@ -125,12 +125,23 @@ class Verifier:
         reason = self._one_title(text)
         if reason is None:
             return None
-        # Words around the title ("…, published in 2024") are not part of it: the claim holds
-        # when each capitalised run in it is one of the recipient's titles.
+        # Words around the title ("…, published in 2024", "(NeurIPS 2023)") are not part of
+        # it: the claim holds when a capitalised run in it is one of the recipient's titles and
+        # every other run is in the research.
         parts = title_parts(text)
-        if parts and all(self._one_title(part) is None for part in parts):
+        titles = [part for part in parts if self._one_title(part) is None]
+        others = [part for part in parts if part not in titles]
+        if titles and all(self._name_held(part, ()) for part in others):
             return None
         return reason
+
+    def _name_held(self, name: str, cited: Sequence[str]) -> bool:
+        """A capitalised name in the research: whole, or each of its parts (numbers in it are
+        claims of their own)."""
+        name = " ".join(word for word in name.split() if not word.isdigit())
+        if self._found(words(name), cited):
+            return True
+        return all(self._found(words(part), cited) for part in _parts(name))
 
     def _one_title(self, text: str) -> str | None:
         if any(s.paper and title_matches(text, s.title) for s in self._sources):
@@ -172,13 +183,9 @@ class Verifier:
         if claim.kind == "keyword":  # "director" is held by "directs", "awarded" by "award"
             stem = claim.text.lower()[:KEYWORD_STEM]
             return None if stem in self._stems else "not in the research"
-        if self._found(words(claim.text), cited):
-            return None
-        if claim.kind == "name" and all(
-            self._found(words(part), cited) for part in _parts(claim.text)
-        ):
-            return None
-        return "not in the research"
+        if claim.kind == "name":
+            return None if self._name_held(claim.text, cited) else "not in the research"
+        return None if self._found(words(claim.text), cited) else "not in the research"
 
     def verify(self, fills: Sequence[Filled]) -> Verdict:
         """Every value's claims checked; a value is supported when none fails."""

@@ -81,6 +81,7 @@ def verify(placeholder: str, value: str, cited: tuple[str, ...] = ()) -> list[tu
         ("{{paper_title}}", "Scalable Widget Arrays", ("W2",)),  # a works-only search
         ("{{paper_title}}", "Entangled Widgets at Scale, published in 2024", ("P1",)),
         ("{{paper_title}}", "\u201cEntangled Widgets at Scale\u201d", ("P1",)),  # curly quotes
+        ("{{paper_title}}", "Entangled Widgets at Scale (Royal Gadget Society 2021)", ("P1",)),
         ("{{paper_title}}", "your recent work on quantum widgets", ()),  # general phrase
         ("{{institution}}", "the Zorblax Institute for Quantum Widgets", ("W1",)),
         ("{{institution}}", "the Zorblax Institute for Quantum Widgets", ()),  # any kept source
@@ -124,6 +125,12 @@ def test_faithful_values_are_supported(
             "{{paper_title}}",
             "Entangled Widgets at Scale, and Quantum Hedge Mazes",
             "Entangled Widgets at Scale, and Quantum Hedge Mazes",
+            "not a title of the recipient's works",
+        ),
+        (
+            "{{paper_title}}",
+            "Entangled Widgets at Scale (NeurIPS 2023)",  # a venue the research never names
+            "Entangled Widgets at Scale (NeurIPS 2023",
             "not a title of the recipient's works",
         ),
         (
