@@ -46,6 +46,11 @@ __all__ = ["SYSTEM", "Brief", "ComposedFills", "Fill", "run"]
 MAX_FILLS = 200  # fills read from one answer (a template keeps at most 100 placeholders)
 MAX_CITED = 10  # source ids read per fill
 MAX_LISTED_CLAIMS = 50  # unsupported claims kept in metadata and reasons
+# The answer's token budget grows with the placeholders: a fill is at most MAX_VALUE_CHARS (~100
+# tokens) plus its JSON and source ids; a small budget also lets the pacing admit more calls.
+ANSWER_BASE_TOKENS = 512
+TOKENS_PER_FILL = 160
+MAX_ANSWER_TOKENS = 8192
 
 
 class Fill(BaseModel):
@@ -145,7 +150,10 @@ def _request(
         prompt=prompt,
         output=ComposedFills,
         offline=lambda: offline_fills(brief, sources),
-        max_tokens=2048,
+        max_tokens=min(
+            MAX_ANSWER_TOKENS,
+            ANSWER_BASE_TOKENS + TOKENS_PER_FILL * len(brief.template.placeholders),
+        ),
     )
 
 

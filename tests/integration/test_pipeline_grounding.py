@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from scribe.commands import generate
+from scribe.steps.email_composer import ANSWER_BASE_TOKENS, TOKENS_PER_FILL
 from scribe.steps.models import ScrapingMetadata, WebResearch
 from scribe.steps.pipeline import EmailState, build_pipeline, email_result
 from tests.fakes.fixtures import GENERAL_TEMPLATE, fake_clients, fake_settings, item, run_pipeline
@@ -64,6 +65,8 @@ async def test_a_faithful_answer_is_confident_with_its_sources(fakes: FakeServic
     }
     assert {s["id"] for s in found["sources"]} >= {"W1", "P1"}
     assert len(fakes.of("anthropic")) == 2  # no repair round
+    # The answer's budget is sized by the placeholders (3 here), not a flat 2,048 tokens.
+    assert fakes.of("anthropic")[1].body["max_tokens"] == ANSWER_BASE_TOKENS + 3 * TOKENS_PER_FILL
 
 
 async def test_an_invented_title_is_repaired_once(fakes: FakeServices) -> None:
