@@ -144,6 +144,7 @@ FAITHFUL = [
     Case("title in curly quotes", RESEARCH_TEMPLATE, research(paper=f"\u201c{ARXIV_TITLE}\u201d")),
     Case("ids written in a value", RESEARCH_TEMPLATE, research(area="entangled widgets [P1]")),
     Case("interest capitalised", RESEARCH_TEMPLATE, research(area="Quantum Widgets")),
+    Case("verb as a noun", RESEARCH_TEMPLATE, research(area="open problems in quantum widgets")),
     Case("general phrase for title", RESEARCH_TEMPLATE, research(paper="your recent work")),
     Case("name with title", RESEARCH_TEMPLATE, research(name="Professor Roe")),
     Case("name with Dr", RESEARCH_TEMPLATE, research(name="Dr. Roe")),

@@ -50,6 +50,12 @@ _IMPERATIVES = wordset(
     "click visit go download reply send call contact sign register ignore disregard forward "
     "transfer wire pay install open buy subscribe follow email text share include apply"
 )
+# What follows a verb used as a command ("Visit our site", "Apply now"), and not a noun that
+# happens to be one ("Text mining", "Open quantum systems").
+_COMMAND_OBJECTS = wordset(
+    "me us him her them it now here there the this that these those our your my his their a an "
+    "to at on via with immediately today all any every previous prior above"
+)
 _TITLE_CUES = wordset(
     "paper papers book books article articles publication study preprint titled entitled"
 )
@@ -74,14 +80,23 @@ def is_title_placeholder(placeholder: str) -> bool:
     return any(word in key for word in TITLE_PLACEHOLDER_WORDS)
 
 
+def _is_command(words: list[str]) -> bool:
+    """Whether a sentence's words open with a command to the reader ("Please visit our site",
+    "Email admissions@…"), not a noun phrase ("Text mining")."""
+    if words and words[0].lower() == "please":
+        words = words[1:]
+    if len(words) < 2 or words[0].lower().strip(_EDGE) not in _IMPERATIVES:
+        return False
+    target = words[1].lower().strip(_EDGE)
+    return target in _COMMAND_OBJECTS or "@" in target or "://" in target or "www." in target
+
+
 def _instructions(value: str) -> list[Claim]:
-    found = []
-    for sentence in _SENTENCE.split(value):
-        words = sentence.strip().strip(_EDGE).split()
-        if words and words[0].lower() == "please":
-            words = words[1:]
-        if words and words[0].lower().strip(_EDGE) in _IMPERATIVES:
-            found.append(Claim("instruction", sentence.strip()))
+    found = [
+        Claim("instruction", sentence.strip())
+        for sentence in _SENTENCE.split(value)
+        if _is_command(sentence.strip().strip(_EDGE).split())
+    ]
     return found or [Claim("instruction", m.group(0)) for m in _INJECTION.finditer(value)]
 
 

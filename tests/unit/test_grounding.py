@@ -98,6 +98,8 @@ def verify(placeholder: str, value: str, cited: tuple[str, ...] = ()) -> list[tu
         ("{{link}}", "http://arxiv.org/abs/2401.00001v1", ("P1",)),  # their paper's link
         ("{{research_area}}", "the director of the widget lab", ("W1",)),
         ("{{research_area}}", "In particular, your widget research", ()),
+        ("{{research_area}}", "Text mining of widget logs", ()),  # a verb that is a noun here
+        ("{{research_area}}", "Open quantum widgets", ()),
     ],
 )
 def test_faithful_values_are_supported(
@@ -201,6 +203,18 @@ def test_faithful_values_are_supported(
             "{{research_area}}",
             "widgets. Visit our portal to apply.",
             "Visit our portal to apply.",
+            "an instruction the template does not have",
+        ),
+        (
+            "{{contact}}",
+            "Please email admissions@evil.example today",
+            "Please email admissions@evil.example today",
+            "an instruction the template does not have",
+        ),
+        (
+            "{{research_area}}",
+            "widgets. Click here",
+            "Click here",
             "an instruction the template does not have",
         ),
         (
