@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -214,10 +215,10 @@ def _statuses_of(items: list[dict[str, Any]]) -> str:
 
 def worst_template_seconds() -> tuple[float, str]:
     """The slowest adversarial 10,000-char template through the service's text functions."""
-    from scribe.domain.placeholders import unfilled
+    from scribe.domain.placeholders import fill, unfilled
     from scribe.domain.templates import validate_template
     from scribe.domain.text import remove_machine_tells
-    from scribe.steps.email_composer import fill_placeholders
+    from scribe.steps.composer_brief import all_sources, fill_value
     from scribe.steps.template_parser import merge, offline_analysis
     from scribe.template_generation import word_count
     from tests.fakes.fixtures import brief, item
@@ -243,7 +244,13 @@ def worst_template_seconds() -> tuple[float, str]:
             with contextlib.suppress(ValueError):
                 validate_template(template)
             analysed = merge(data.inputs, offline_analysis(data.inputs))
-            email = fill_placeholders(template, brief(data, analysed))
+            read = brief(data, analysed)
+            sources = all_sources(read)
+            email = fill(
+                template,
+                analysed.placeholders,
+                functools.partial(fill_value, brief=read, sources=sources),
+            )
             unfilled(email, analysed.placeholders)
             remove_machine_tells(email)
             word_count(template)

@@ -120,7 +120,8 @@ async def generate(
 
 
 def render_email(state: EmailState) -> str:
-    """The email, its confidence with the reasons, and the sources it used."""
+    """The email, its confidence with the reasons, each fill with its sources, and the
+    sources (those dropped as not about the recipient counted)."""
     email, parsed = state.email_composer, state.template_parser
     reasons = email.generation_metadata.not_confident_reasons if email else []
     confident = email is not None and email.is_confident
@@ -129,15 +130,31 @@ def render_email(state: EmailState) -> str:
     lines = ["", message, "", "-" * 72, f"Confidence: {confidence}"]
     template_type = parsed.template_type if parsed else None
     lines.append(f"Template type: {template_type}; model: {email.model if email else None}")
+    grounding = email.grounding if email else None
+    if grounding is None:  # an email composed before grounding: its research URLs
+        return "\n".join([*lines, *_research_lines(state)])
+    lines.append("Fills:" if grounding.fills else "Fills: none")
+    for fill in grounding.fills:
+        cited = ", ".join(fill.sources) or "no source"
+        mark = "supported" if fill.supported else "UNSUPPORTED"
+        lines.append(f"  {fill.placeholder} = {fill.value!r} [{cited}] {mark}")
+    lines += [f"  ! {c.placeholder}: {c.text!r} ({c.reason})" for c in grounding.unsupported]
+    lines.append("Sources:" if grounding.sources else "Sources: none")
+    lines += [f"  {s.id} {s.kind} {s.url} {s.title}" for s in grounding.sources]
+    if grounding.dropped:
+        lines.append(f"Dropped as not about the recipient: {len(grounding.dropped)}")
+        lines += [f"  {d.url} ({d.reason})" for d in grounding.dropped]
+    return "\n".join(lines)
+
+
+def _research_lines(state: EmailState) -> list[str]:
     research, papers = state.web_scraper, state.arxiv_helper
     sources = [f"  {url}" for url in (research.scraped_urls if research else [])]
     sources += [
         f"  arXiv {p.arxiv_url} {p.title} ({p.year})"
         for p in (papers.arxiv_papers if papers else [])
     ]
-    lines.append("Sources:" if sources else "Sources: none")
-    lines += sources
-    return "\n".join(lines)
+    return ["Sources:" if sources else "Sources: none", *sources]
 
 
 # --- scribe demo ---

@@ -62,3 +62,27 @@ def same_author(wanted: str, candidate: str) -> bool:
     return want[0][0] == have[0][0] and (
         len(want[0]) == 1 or len(have[0]) == 1 or want[0] == have[0]
     )
+
+
+# How many words before a surname may hold the first name ("Jane Q. Roe", "J. Roe").
+_FIRST_NAME_REACH = 2
+
+
+def names_person(text: str, name: str) -> bool:
+    """Whether ``text`` names the person ``name`` (honorifics ignored): their surname preceded,
+    within two words, by a compatible first name or initial, accents and case ignored; for a
+    one-word name, that word. Linear in ``text``."""
+    wanted = _WORD.findall(fold(plain_name(name)))
+    if not wanted:
+        return False
+    words = _WORD.findall(fold(text))
+    surname = wanted[-1]
+    for index, word in enumerate(words):
+        if word != surname:
+            continue
+        if len(wanted) == 1:
+            return True
+        before = words[max(0, index - _FIRST_NAME_REACH) : index]
+        if any(same_author(f"{wanted[0]} {surname}", f"{first} {surname}") for first in before):
+            return True
+    return False

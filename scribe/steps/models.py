@@ -96,13 +96,40 @@ class ScrapingMetadata(Record):
     browser: str | None = None
 
 
+SourceKind = Literal["search", "page", "paper"]
+
+
+class Source(Record):
+    """A piece of research an email may draw on: a short id (``W1``… web, ``P1``… papers), its
+    kind (a search hit, a page read in full, an arXiv paper), URL, title, the text the composer
+    may read (capped), and the search that found it (``background``, ``publications``)."""
+
+    id: str
+    kind: SourceKind
+    url: str
+    title: str
+    text: str = ""
+    query: str | None = None
+
+
+class DroppedSource(Record):
+    """A search result left out because it is not about the recipient, and why."""
+
+    url: str
+    title: str
+    reason: str
+
+
 class WebResearch(Record):
-    """web_scraper's output: the research text handed to the composer, its sources, and how it
-    was found."""
+    """web_scraper's output: the sources about the recipient, the results dropped, and how they
+    were found. ``scraped_content`` is the research text of releases before sources had ids
+    (read from old checkpoints; empty now)."""
 
     scraped_content: str = ""
     scraped_urls: list[str] = Field(default_factory=list)
     scraping_metadata: ScrapingMetadata
+    sources: list[Source] = Field(default_factory=list)
+    dropped: list[DroppedSource] = Field(default_factory=list)
 
 
 # --- arxiv_helper ---
@@ -137,11 +164,59 @@ class GenerationMetadata(Record):
     not_confident_reasons: list[str]
 
 
+class SourceRef(Record):
+    """A source as ``metadata.grounding`` lists it (its text stays out of the metadata)."""
+
+    id: str
+    kind: SourceKind
+    url: str
+    title: str
+
+
+class GroundedFill(Record):
+    """One placeholder's value, the source ids it cites, and whether every claim in it held."""
+
+    placeholder: str
+    value: str
+    sources: list[str]
+    supported: bool
+
+
+class UnsupportedClaim(Record):
+    """A claim of a value that no source supports: where, what and why."""
+
+    placeholder: str
+    text: str
+    reason: str
+
+
+class Repair(Record):
+    """The one repair round: the unsupported claims it was asked about and those left after."""
+
+    claims_before: int
+    claims_after: int
+
+
+class Grounding(Record):
+    """``emails.metadata.grounding``: the sources the composer read, the results dropped as not
+    about the recipient, each fill with its sources, the claims left unsupported, whether the
+    template's own words are intact, and the repair round (None: none was needed)."""
+
+    sources: list[SourceRef]
+    dropped: list[DroppedSource]
+    fills: list[GroundedFill]
+    unsupported: list[UnsupportedClaim]
+    template_intact: bool
+    repair: Repair | None = None
+
+
 class WrittenEmail(Record):
-    """email_composer's output: the email, whether it is confident, and what wrote it."""
+    """email_composer's output: the email, whether it is confident, what wrote it, and how its
+    values are grounded (None in outputs of releases before grounding)."""
 
     email_message: str
     is_confident: bool
     model: str
     generation_metadata: GenerationMetadata
     usage: list[Usage] = Field(default_factory=list)
+    grounding: Grounding | None = None

@@ -291,6 +291,9 @@ def email_metadata(state: EmailState) -> dict[str, Any]:
         "model": email.model if email else None,
         "generation_metadata": email.generation_metadata.model_dump(mode="json") if email else {},
         "usage": [u.model_dump(mode="json") for u in usage],
+        "grounding": (
+            email.grounding.model_dump(mode="json") if email and email.grounding else None
+        ),
     }
 
 

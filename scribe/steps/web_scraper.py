@@ -1,4 +1,5 @@
-"""Step 2, web_scraper: two concurrent Exa searches, thin pages read in full, citations kept.
+"""Step 2, web_scraper: two concurrent Exa searches, thin pages read in full, citations kept,
+and each result about the recipient kept as a source with an id (the rest listed as dropped).
 
 Reads the inputs and the ``ParsedTemplate``; needs search, the page fetcher and the browser
 (``WebClients``); adds a ``WebResearch``.
@@ -17,6 +18,7 @@ from scribe.clients.browser import BrowserPool
 from scribe.clients.fetch import PageFetcher, PageText
 from scribe.clients.search import ExaSearch, SearchHit
 from scribe.domain.names import plain_name
+from scribe.domain.sources import reason_to_drop
 from scribe.domain.text import is_web_url, plain_title
 from scribe.errors import (
     FetchRefused,
@@ -29,10 +31,13 @@ from scribe.errors import (
 )
 from scribe.steps.models import (
     Citation,
+    DroppedSource,
     EmailInputs,
     PageRecord,
     ParsedTemplate,
     ScrapingMetadata,
+    Source,
+    SourceKind,
     WebResearch,
 )
 
@@ -41,7 +46,7 @@ log = logging.getLogger(__name__)
 THIN_TEXT_CHARS = 400  # a search hit with less text than this gets its page fetched
 MAX_PAGE_FETCHES = 3
 PAGE_DEADLINE_SECONDS = 15.0
-MAX_CONTENT_CHARS = 12_000
+MAX_CONTENT_CHARS = 12_000  # a hit's text as stored before it is cut to a source
 MAX_SOURCE_CHARS = 3_000
 MAX_HITS_PER_QUERY = 10  # a search answer longer than this is cut (Exa is asked for 5)
 MAX_TITLE_CHARS = 300
@@ -135,16 +140,30 @@ async def _read_page(clients: WebClients, url: str) -> tuple[PageText | None, Pa
     return page, record
 
 
-def _assemble(sections: list[tuple[str, SearchHit]]) -> str:
-    parts, total = [], 0
-    for number, (query, hit) in enumerate(sections, start=1):
+def keep_about_recipient(
+    inputs: EmailInputs, found: list[tuple[str, SearchHit, bool]]
+) -> tuple[list[Source], list[DroppedSource]]:
+    """The results about the recipient as sources ``W1``, ``W2``… (text capped at
+    ``MAX_SOURCE_CHARS``), and the others as dropped, with why. ``found`` holds each result's
+    query name, hit, and whether its page was read in full."""
+    kept: list[Source] = []
+    dropped: list[DroppedSource] = []
+    for query_name, hit, read in found:
         text = hit.text[:MAX_SOURCE_CHARS]
-        block = f"[{number}] ({query}) {hit.title}\n{hit.url}\n{text}"
-        if total + len(block) > MAX_CONTENT_CHARS:
-            break
-        parts.append(block)
-        total += len(block)
-    return "\n\n".join(parts)
+        reason = reason_to_drop(hit.title, text, inputs.recipient_name, inputs.recipient_interest)
+        if not text.strip():
+            reason = "no text"
+        if reason is not None:
+            dropped.append(DroppedSource(url=hit.url, title=hit.title, reason=reason))
+            continue
+        kind: SourceKind = "page" if read else "search"
+        source_id = f"W{len(kept) + 1}"
+        kept.append(
+            Source(
+                id=source_id, kind=kind, url=hit.url, title=hit.title, text=text, query=query_name
+            )
+        )
+    return kept, dropped
 
 
 def _stored_hits(hits: list[SearchHit]) -> list[SearchHit]:
@@ -178,11 +197,13 @@ async def run(inputs: EmailInputs, template: ParsedTemplate, clients: WebClients
     thin = thin[:MAX_PAGE_FETCHES]
     fetched = await asyncio.gather(*(_read_page(clients, sources[i][1].url) for i in thin))
     page_records = []
+    read: set[int] = set()
     for index, (page, record) in zip(thin, fetched, strict=True):
         page_records.append(record)
         query_name, hit = sources[index]
         if page is not None and len(page.text) > len(hit.text):
             sources[index] = (query_name, SearchHit(hit.url, hit.title, page.text, hit.published))
+            read.add(index)
     metadata = ScrapingMetadata(
         search="exa",
         queries={name: query for name, (query, _) in queries.items()},
@@ -192,8 +213,14 @@ async def run(inputs: EmailInputs, template: ParsedTemplate, clients: WebClients
         pages=page_records,
         browser="available" if clients.browser.available else "unavailable (httpx only)",
     )
+    kept, dropped = keep_about_recipient(
+        inputs, [(name, hit, i in read) for i, (name, hit) in enumerate(sources)]
+    )
+    for source in dropped:
+        log.info("search result dropped (%s): %.120s", source.reason, source.url)
     return WebResearch(
-        scraped_content=_assemble([s for s in sources if s[1].text]),
-        scraped_urls=[hit.url for _, hit in sources],
+        scraped_urls=[source.url for source in kept],
         scraping_metadata=metadata,
+        sources=kept,
+        dropped=dropped,
     )

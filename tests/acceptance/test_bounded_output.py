@@ -1,5 +1,5 @@
-"""What a misbehaving provider can make the service store: a 20 MB model answer is stored as an
-email of at most SCRIBE_MAX_EMAIL_CHARS without control characters; search hits with
+"""What a misbehaving provider can make the service store: a 20 MB model answer fills its
+placeholder with at most MAX_VALUE_CHARS on one line, without control characters; search hits with
 ``javascript:`` URLs are dropped and HTML titles are stored as plain text."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from scribe.db.pool import Pool
 from scribe.settings import Settings
+from scribe.steps.composer_brief import MAX_VALUE_CHARS
 from tests.acceptance.test_end_to_end import _settings, _submit_drain_and_read
 from tests.fakes.fixtures import RESEARCH_TEMPLATE
 from tests.fakes.services import FakeServices, Scripted
@@ -22,17 +23,26 @@ BATCH = {
 async def test_a_20_mb_model_answer_is_stored_capped_and_without_control_characters(
     make_settings: Callable[..., Settings], fakes: FakeServices, pool: Pool
 ) -> None:
-    huge = "Dear Jane,\x00\x1b[31m\r\n" + "All work and no play. " * 1_000_000  # ~22 MB
+    huge = "widgets,\x00\x1b\r\n" + "all work and no play. " * 1_000_000  # ~22 MB
+    fills = [
+        {"placeholder": "{{professor_name}}", "value": "Jane Roe", "sources": []},
+        {"placeholder": "{{paper_title}}", "value": "your recent work", "sources": []},
+        {"placeholder": "{{research_area}}", "value": huge, "sources": []},
+    ]
     fakes.script(
         "anthropic",
         Scripted(),  # the parser answers normally
-        Scripted(body=json.dumps({"email": huge, "is_confident": True})),
+        Scripted(body=json.dumps({"fills": fills})),
     )
     settings = _settings(make_settings, fakes)
     [email] = await _submit_drain_and_read(settings, fakes, pool, BATCH)
     text = email["email_message"]
     assert len(text) <= settings.scribe_max_email_chars == 20_000
-    assert text.startswith("Dear Jane,[31m\nAll work")
+    # The value is cut to MAX_VALUE_CHARS on one line; the template's words around it stay.
+    start = text.index("my own interest in widgets, all work and no play. all")
+    end = text.index(" I would love to ask whether you have room")
+    assert end - start - len("my own interest in ") <= MAX_VALUE_CHARS
+    assert text.endswith("Best regards,\nAlex")
     assert not any(ord(c) < 32 and c not in "\n\t" for c in text)
 
 

@@ -92,8 +92,15 @@ async def test_openai_compatible_provider(fakes: FakeServices) -> None:
     )
     async with fake_clients(settings, fakes) as clients:
         data = await run_pipeline(build_pipeline(clients), item())
-    assert result(data).metadata["model"] == "openai:accounts/fireworks/models/llama"
+    email = result(data)
+    assert email.metadata["model"] == "openai:accounts/fireworks/models/llama"
     assert fakes.of("anthropic") == []
+    # The fills came back through the OpenAI-compatible structured output, with their sources.
+    assert email.is_confident and ARXIV_TITLE in email.message
+    fills = email.metadata["grounding"]["fills"]
+    assert {"placeholder": "{{paper_title}}", "value": ARXIV_TITLE, "sources": ["P1"]}.items() <= (
+        fills[1].items()
+    )
     assert EXA_FACT in fakes.of("openai")[-1].body["messages"][-1]["content"]
 
 

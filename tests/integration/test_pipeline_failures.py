@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from scribe.clients import Clients
@@ -120,10 +122,12 @@ async def test_malformed_output_twice_is_permanent(fakes: FakeServices) -> None:
 
 
 async def test_fenced_and_reasoning_wrapped_output_is_accepted(fakes: FakeServices) -> None:
-    body = (
-        '<think>the user wants...</think>\n```json\n{"email": "Dear Jane Roe, hello.", '
-        '"is_confident": true}\n```'
-    )
+    fills = [
+        {"placeholder": "{{professor_name}}", "value": "Jane Roe", "sources": []},
+        {"placeholder": "{{paper_title}}", "value": "your recent work", "sources": []},
+        {"placeholder": "{{research_area}}", "value": "quantum widgets", "sources": []},
+    ]
+    body = f"<think>the user wants...</think>\n```json\n{json.dumps({'fills': fills})}\n```"
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await step(clients, "template_parser").run(item())
         fakes.script("anthropic", Scripted(body=body))
@@ -134,19 +138,26 @@ async def test_fenced_and_reasoning_wrapped_output_is_accepted(fakes: FakeServic
             PaperSearch(arxiv_metadata=ArxivMetadata(status="skipped")),
         )
         email = await email_composer.run(brief, clients.composer_llm)
-    assert email.email_message == "Dear Jane Roe, hello."
+    assert email.email_message.startswith("Dear Jane Roe,\n\nI recently read your paper your rec")
     assert email.is_confident is False  # no research data in this test
+    assert email.generation_metadata.not_confident_reasons == ["no research data found"]
 
 
 async def test_unfilled_placeholder_is_filled_and_not_confident(fakes: FakeServices) -> None:
-    body = '{"email": "Dear {{professor_name}}, I liked it \\u2014 truly.", "is_confident": true}'
+    fills = [
+        {"placeholder": "{{professor_name}}", "value": "Jane Roe", "sources": []},
+        {"placeholder": "{{research_area}}", "value": "widgets \u2014 truly", "sources": []},
+    ]
     async with fake_clients(fake_settings(fakes), fakes) as clients:
         data = await run_pipeline(build_pipeline(clients)[:3], item())
-        fakes.script("anthropic", Scripted(body=body))
+        fakes.script("anthropic", Scripted(body=json.dumps({"fills": fills})))
         email = await email_composer.run(data.brief(), clients.composer_llm)
-    assert email.email_message == "Dear Jane Roe, I liked it, truly."
+    # The paper title the model left out is filled by rule (the recipient's first paper), and
+    # the em dash of the model's value is gone.
+    assert "your paper Entangled Widgets at Scale and" in email.email_message
+    assert "interest in widgets, truly." in email.email_message
     assert email.is_confident is False
-    assert email.generation_metadata.unfilled_placeholders == ["{{professor_name}}"]
+    assert email.generation_metadata.unfilled_placeholders == ["{{paper_title}}"]
 
 
 async def test_exa_401_pauses_search_instead_of_failing_items(

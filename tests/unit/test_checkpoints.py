@@ -236,7 +236,9 @@ def test_email_metadata_keeps_the_documented_shape() -> None:
         "model",
         "generation_metadata",
         "usage",
+        "grounding",
     ]
+    assert metadata["grounding"] is None  # a composer output saved before grounding
     assert metadata["arxiv_metadata"] == {"status": "ok", "found": 0}
     assert metadata["scraping_metadata"]["citations"] == [
         {"url": "https://uni.example/roe", "title": "Profile", "query": "background"}

@@ -35,6 +35,11 @@ def _lint_copy_with(tmp_path: Path, module: str, line: str) -> subprocess.Comple
             "scribe.clients (external services) know nothing of the pipeline steps BROKEN",
         ),
         (
+            "scribe/domain/grounding.py",
+            "from scribe.steps.models import Source",
+            "scribe.domain is pure: it imports nothing else of the package BROKEN",
+        ),
+        (
             "scribe/queue/lease.py",
             "from scribe.api.common import json_response",
             "scribe.queue is a generic engine: no API, no pipeline steps, no composition root",
