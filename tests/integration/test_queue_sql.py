@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from scribe.db import emails, queue_items
 from scribe.db.emails import CompletedEmail
@@ -118,29 +119,49 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     assert rows[alive]["status"] == "processing"
 
 
-async def test_retention_prunes_old_finished_items_and_keeps_emails(pool: Pool) -> None:
+async def test_retention_prunes_old_finished_items_and_leaves_their_emails_untouched(
+    pool: Pool,
+) -> None:
     user = await create_user(pool)
-    old, recent, live = await enqueue(pool, user, ["x"] * 3)
+    *old, recent, live = await enqueue(pool, user, ["x"] * 52)
     await pool.execute(
         "UPDATE queue_items SET status = 'completed', completed_at = now() - interval '40 days'"
-        " WHERE id = $1",
+        " WHERE id = any($1::uuid[])",
         old,
     )
-    await pool.execute(
+    await pool.executemany(
         "INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,"
-        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', 'm', 'general')",
-        uuid.uuid4(),
-        user,
-        old,
+        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', $4, 'general')",
+        [(uuid.uuid4(), user, item, "m" * 1500) for item in old],
     )
     await pool.execute(
         "UPDATE queue_items SET status = 'completed', completed_at = now() WHERE id = $1", recent
     )
+    emails_rows = "SELECT id, ctid::text, xmin::text, queue_item_id FROM emails ORDER BY id"
+    before = [tuple(row) for row in await pool.fetch(emails_rows)]
+    size_before = await pool.fetchval("SELECT pg_relation_size('emails')")
+
     counts = await reaper.reap_once(pool, _settings(retry_base=0))
 
-    assert counts == {"pruned": 1}
+    assert counts == {"pruned": 50}
     assert set(await item_rows(pool)) == {recent, live}
-    assert await pool.fetchval("SELECT queue_item_id FROM emails") is None
+    # Same row versions (no rewrite), each still naming the item that made it; no growth.
+    assert [tuple(row) for row in await pool.fetch(emails_rows)] == before
+    assert {row[3] for row in before} == set(old)
+    assert await pool.fetchval("SELECT pg_relation_size('emails')") == size_before
+
+
+async def test_an_item_still_has_at_most_one_email(pool: Pool) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, ["x"])
+    insert = (
+        "INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,"
+        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', 'm', 'general')"
+    )
+    await pool.execute(insert, uuid.uuid4(), user, item)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(insert, uuid.uuid4(), user, item)
+    assert await pool.fetchval("SELECT count(*) FROM emails") == 1
 
 
 async def test_retention_prunes_a_batch_template_only_once_its_items_are_gone(
