@@ -7,6 +7,10 @@ sleeping). ``stop()`` stops claiming; running jobs then get the shutdown grace p
 which they are released to pending without being charged an attempt (``release_now()`` skips
 the wait).
 
+A suspect item (its worker was lost while it ran beside others) runs alone: the claim gives it
+only to an owner running nothing, and nothing else is claimed until it ends, so if the process
+dies meanwhile the item is the likely cause and the reaper blames it.
+
 Running jobs are keyed by (item id, claim), the fence, never by item id alone: when this process
 re-claims an item whose old job it is still running (the lease lapsed while the loop was busy),
 the old job's end must not take the new one out of lease renewal or slot counting.
@@ -85,6 +89,7 @@ class Consumer:
             owner=self.owner,
         )
         self._jobs: dict[tuple[uuid.UUID, int], Job] = {}
+        self._alone: tuple[uuid.UUID, int] | None = None  # a suspect's job: nothing runs beside it
         self._wake = asyncio.Event()
         self._stopping = False
         self._releasing = False
@@ -136,7 +141,7 @@ class Consumer:
         held = False  # the last wait was a hold that ran out
         while not self._stopping:
             self._wake.clear()
-            free = concurrency - len(self._jobs)
+            free = 0 if self._alone is not None else concurrency - len(self._jobs)
             hold = backlog and 0 < free < batch and not held
             wait = CLAIM_HOLD_SECONDS if hold else self._settings.scribe_poll_seconds
             if free > 0 and not hold:
@@ -159,7 +164,7 @@ class Consumer:
         """How long to sleep when nothing more is due: until the earliest backed-off item is due
         (no NOTIFY marks that moment), at most ``poll``."""
         try:
-            due_in = await queue_items.seconds_until_next_due(self._pool)
+            due_in = await queue_items.seconds_until_next_due(self._pool, idle=not self._jobs)
         except DatabaseUnavailable:
             return min(poll, _RETRY_CLAIM_SECONDS)
         if due_in is None:
@@ -175,6 +180,7 @@ class Consumer:
                 free,
                 lease_seconds=self._settings.scribe_lease_seconds,
                 first_steps=self._first_units,
+                running=len(self._jobs),
             )
         except DatabaseUnavailable as exc:
             log.warning("claim failed, will retry: %s", exc)
@@ -189,11 +195,15 @@ class Consumer:
             self._runner.run(job), name=f"queue-job-{item.id}-{item.claims}"
         )
         self._jobs[job.fence.key] = job
+        if item.suspect:  # claimed alone (claim_queue_items); run alone until it ends
+            self._alone = job.fence.key
         job.task.add_done_callback(lambda task: self._job_done(job, task))
 
     def _job_done(self, job: Job, task: asyncio.Task[Outcome]) -> None:
         if self._jobs.get(job.fence.key) is job:
             del self._jobs[job.fence.key]
+        if self._alone == job.fence.key:
+            self._alone = None
         self._wake.set()
         if task.cancelled():
             log.error(

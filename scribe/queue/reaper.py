@@ -1,7 +1,8 @@
 """The reaper every process runs: expired leases go back to pending (after the backoff of
 scribe/queue/backoff.py, jittered once per round) without charging an attempt, or to failed when
-the item lost its worker SCRIBE_MAX_CRASHES times (a poison item) or outlived
-SCRIBE_MAX_ITEM_AGE_SECONDS; finished items past the retention age are pruned in small batches
+the item lost its worker SCRIBE_MAX_CRASHES times while running alone (a poison item: one lost
+beside others only becomes a suspect, claimed again alone, so a healthy item is never blamed for
+its neighbour's crash) or outlived SCRIBE_MAX_ITEM_AGE_SECONDS; finished items past the retention age are pruned in small batches
 (their events go with them). Concurrent reapers are safe: both statements lock with SKIP
 LOCKED."""
 

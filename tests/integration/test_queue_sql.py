@@ -97,7 +97,10 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     await _claim(pool, 4)
     # Lost workers are counted in `crashes`, never in `attempts`: the poison bound is crashes.
     await pool.execute("UPDATE queue_items SET attempts = 1")
-    await pool.execute("UPDATE queue_items SET crashes = 9 WHERE id = $1", exhausted)
+    await pool.execute(
+        "UPDATE queue_items SET crashes = 10, suspect = true, blamed_crashes = 9 WHERE id = $1",
+        exhausted,
+    )
     await pool.execute(
         "UPDATE queue_items SET cancel_requested_at = now() WHERE id = $1", cancelled
     )
@@ -109,14 +112,50 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     assert counts == {"pending": 1, "failed": 1, "cancelled": 1}
     rows = await item_rows(pool)
     assert rows[retry]["status"] == "pending" and rows[retry]["locked_by"] is None
+    # It ran beside others: a suspect from now on, the loss not blamed on it.
     assert (rows[retry]["attempts"], rows[retry]["crashes"]) == (1, 1)
+    assert (rows[retry]["suspect"], rows[retry]["blamed_crashes"]) == (True, 0)
     assert (rows[retry]["run_after"] - rows[retry]["updated_at"]).total_seconds() >= 5
     assert rows[exhausted]["status"] == "failed"
     assert rows[exhausted]["failed_step"] == "template_parser"
-    assert "lease expired) 10 times" in rows[exhausted]["error_message"]
+    assert "lease expired) 10 times running alone" in rows[exhausted]["error_message"]
+    assert rows[exhausted]["blamed_crashes"] == 10
     assert "crashes its worker" in rows[exhausted]["error_message"]
     assert rows[cancelled]["status"] == "cancelled"
     assert rows[alive]["status"] == "processing"
+
+
+async def test_a_due_suspect_is_claimed_alone_and_only_by_an_owner_running_nothing(
+    pool: Pool,
+) -> None:
+    user = await create_user(pool)
+    *healthy, suspect = await enqueue(pool, user, ["x"] * 4)
+    await pool.execute("UPDATE queue_items SET suspect = true WHERE id = $1", suspect)
+    claim = queue_items.claim
+
+    busy = await claim(pool, "busy", 4, lease_seconds=60, first_steps={"email": "a"}, running=2)
+    assert busy == []  # it drains its jobs first
+    assert await queue_items.seconds_until_next_due(pool, idle=False) is None
+    idle = await claim(pool, "idle", 4, lease_seconds=60, first_steps={"email": "a"}, running=0)
+    assert [(item.id, item.suspect) for item in idle] == [(suspect, True)]
+    after = await claim(pool, "busy", 4, lease_seconds=60, first_steps={"email": "a"}, running=2)
+    assert sorted(item.id for item in after) == sorted(healthy)
+    assert not any(item.suspect for item in after)
+
+
+async def test_a_lost_worker_is_blamed_only_on_a_suspect_running_alone(pool: Pool) -> None:
+    user = await create_user(pool)
+    beside, alone = await enqueue(pool, user, ["x"] * 2)
+    await _claim(pool, 2)
+    await pool.execute("UPDATE queue_items SET suspect = true, crashes = 1 WHERE id = $1", alone)
+    await pool.execute("UPDATE queue_items SET lease_expires_at = now() - interval '1 s'")
+
+    await reaper.reap_once(pool, _settings(retry_base=0))
+
+    rows = await item_rows(pool)
+    got = {key: (r["crashes"], r["suspect"], r["blamed_crashes"]) for key, r in rows.items()}
+    assert got == {beside: (1, True, 0), alone: (2, True, 1)}
+    assert {row["status"] for row in rows.values()} == {"pending"}
 
 
 async def test_retention_prunes_old_finished_items_and_leaves_their_emails_untouched(
@@ -258,7 +297,7 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
 
     plans = {
         "claim": await _plan(
-            pool, sql("claim_queue_items"), "o", 8, 60.0, {"email": "template_parser"}
+            pool, sql("claim_queue_items"), "o", 8, 60.0, {"email": "template_parser"}, 0
         ),
         "reap": await _plan(pool, sql("reap_expired_leases"), 100, [5.0, 10.0], 10, 86400.0),
         "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
