@@ -37,6 +37,7 @@ from scribe.queue.handler import Handlers
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import keep_leases
 from scribe.queue.listener import CANCEL_CHANNEL, WAKE_CHANNEL, Listener
+from scribe.queue.outage import QueueOutage
 from scribe.queue.reaper import reap_forever
 from scribe.queue.runner import JobRunner, RunnerConfig, breakers_from_settings
 from scribe.settings import Settings
@@ -81,12 +82,15 @@ class Consumer:
         # Each kind's first unit: an item shows it as its current step from its first claim.
         self._first_units = {kind: handler.units()[0].name for kind, handler in handlers.items()}
         self._listener = listener
+        # The database's outages as this consumer's parts meet them, logged once.
+        self.outage = QueueOutage()
         self._runner = JobRunner(
             pool,
             handlers,
             RunnerConfig.from_settings(settings),
             breakers=breakers or breakers_from_settings(settings),
             owner=self.owner,
+            outage=self.outage,
         )
         self._jobs: dict[tuple[uuid.UUID, int], Job] = {}
         self._alone: tuple[uuid.UUID, int] | None = None  # a suspect's job: nothing runs beside it
@@ -183,8 +187,9 @@ class Consumer:
                 running=len(self._jobs),
             )
         except DatabaseUnavailable as exc:
-            log.warning("claim failed, will retry: %s", exc)
+            self.outage.failed("claim", exc)
             return None
+        self.outage.succeeded("claim")
         for item in items:
             self._start(item)
         return len(items)
@@ -256,10 +261,12 @@ class Consumer:
         settings = self._settings
         tasks = [
             self._track(
-                keep_leases(self._pool, self.owner, self._jobs, settings.scribe_lease_seconds),
+                keep_leases(
+                    self._pool, self.owner, self._jobs, settings.scribe_lease_seconds, self.outage
+                ),
                 "queue-heartbeat",
             ),
-            self._track(reap_forever(self._pool, settings), "queue-reaper"),
+            self._track(reap_forever(self._pool, settings, self.outage), "queue-reaper"),
         ]
         try:
             yield

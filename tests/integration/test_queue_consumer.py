@@ -19,6 +19,7 @@ from scribe.queue import consumer as consumer_module
 from scribe.queue.consumer import Consumer, ConsumerCrashed
 from scribe.queue.job import Outcome
 from scribe.queue.listener import Listener, running_listener
+from scribe.queue.outage import QueueOutage
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
 from tests.fakes.steps import StepLog, behaviour, deterministic_pipeline
@@ -334,7 +335,7 @@ async def test_a_crashed_reaper_stops_the_consumer_which_says_why(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken_reaper(pool: Pool, settings: Settings) -> None:
+    async def broken_reaper(pool: Pool, settings: Settings, outage: QueueOutage) -> None:
         raise RuntimeError("reaper bug")
 
     monkeypatch.setattr(consumer_module, "reap_forever", broken_reaper)
