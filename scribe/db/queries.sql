@@ -206,16 +206,17 @@ SELECT pg_notify('scribe_cancel', $1::text)
 -- first unit's name}; $5 = how many jobs the owner runs now). The order was fixed at enqueue
 -- (`fair_round`: users interleave, each user FIFO), so this reads the head of one partial index,
 -- whatever the backlog. A suspect (its worker was lost while it ran beside others, migration
--- 0015) runs only alone: an owner running nothing claims it and nothing else; while one is due,
--- busy owners claim nothing, so their jobs drain and the first idle one takes it.
+-- 0015) runs only alone: an owner running nothing claims it (the longest due first) and nothing
+-- else. A busy owner leaves it to an idle one (a restarted process, a quieter peer) for one
+-- lease; past that it claims nothing until its jobs drain and it can take the suspect itself.
 WITH
--- Lock in fair order, skipping rows another consumer holds. MATERIALIZED so the LIMITs and the
--- locks are evaluated exactly once and the UPDATE below touches exactly the rows locked here.
+-- Lock, skipping rows another consumer holds. MATERIALIZED so the LIMITs and the locks are
+-- evaluated exactly once and the UPDATE below touches exactly the rows locked here.
 suspect AS MATERIALIZED (
-    SELECT id, batch_id
+    SELECT id, batch_id, run_after
     FROM queue_items
     WHERE status = 'pending' AND suspect AND run_after <= now()
-    ORDER BY fair_round, seq
+    ORDER BY run_after
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ),
@@ -223,7 +224,8 @@ healthy AS MATERIALIZED (
     SELECT id, batch_id
     FROM queue_items
     WHERE status = 'pending' AND run_after <= now() AND NOT suspect
-      AND NOT EXISTS (SELECT 1 FROM suspect)
+      AND NOT EXISTS (SELECT 1 FROM suspect
+                      WHERE $5::int = 0 OR run_after <= now() - make_interval(secs => $3))
     ORDER BY fair_round, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -391,14 +393,16 @@ SELECT id FROM released
 -- seconds_until_next_due --
 -- How long until the earliest pending item is due (read in run_after order from the partial
 -- index), so an idle consumer wakes for a backed-off retry instead of waiting for the next poll.
--- NULL (wait for a wake-up or the poll) when $1 = false (the owner runs jobs) and a suspect is
--- due: the owner claims nothing until its jobs drain, and each job's end wakes it.
+-- An owner running jobs ($1 = false) counts no suspect (it claims none) and gets NULL (wait for
+-- a wake-up or the poll) while a suspect is due for more than $2 seconds: it claims nothing until
+-- its jobs drain, and each job's end wakes it.
 SELECT CASE WHEN NOT $1::boolean AND EXISTS (
                 SELECT 1 FROM queue_items
-                WHERE status = 'pending' AND suspect AND run_after <= now())
+                WHERE status = 'pending' AND suspect
+                  AND run_after <= now() - make_interval(secs => $2))
             THEN NULL
             ELSE (SELECT EXTRACT(EPOCH FROM run_after - now())
-                  FROM queue_items WHERE status = 'pending'
+                  FROM queue_items WHERE status = 'pending' AND ($1::boolean OR NOT suspect)
                   ORDER BY run_after LIMIT 1) END
 
 -- reap_expired_leases --

@@ -261,7 +261,8 @@ async def claim(
     """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user);
     ``first_steps`` names each job kind's first unit (the item's ``current_step`` at first).
     ``running``: the owner's jobs now. A due suspect is claimed alone, by an owner running
-    nothing; while one is due a busy owner gets nothing (its jobs drain first)."""
+    nothing; once one waited ``lease_seconds`` a busy owner gets nothing (its jobs drain
+    first)."""
     async with connection_errors():
         rows = await pool.fetch(
             sql("claim_queue_items"), owner, limit, lease_seconds, dict(first_steps), running
@@ -401,11 +402,14 @@ async def notify_consumers(pool: Pool) -> None:
         await pool.execute(sql("notify_queue"))
 
 
-async def seconds_until_next_due(pool: Pool, *, idle: bool = True) -> float | None:
-    """Seconds until the earliest pending item is due (<= 0: due now); None when none waits, or
-    when the owner is not ``idle`` and a suspect is due (it claims nothing until its jobs end)."""
+async def seconds_until_next_due(
+    pool: Pool, *, idle: bool = True, suspect_wait: float = 0.0
+) -> float | None:
+    """Seconds until the earliest pending item the owner may claim is due (<= 0: due now; a
+    suspect only when ``idle``); None when none waits, or when the owner is not ``idle`` and a
+    suspect waited more than ``suspect_wait`` seconds (it claims nothing until its jobs end)."""
     async with connection_errors():
-        value = await pool.fetchval(sql("seconds_until_next_due"), idle)
+        value = await pool.fetchval(sql("seconds_until_next_due"), idle, suspect_wait)
     return None if value is None else float(value)
 
 

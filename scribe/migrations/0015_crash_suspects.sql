@@ -4,14 +4,14 @@
 -- for each of them, and used to be the poison bound, so healthy items running beside a poison
 -- one reached it too. Now an item whose worker was lost while it ran beside others becomes a
 -- `suspect`: it is claimed again only alone (an owner with no other job takes it and nothing
--- else, see claim_queue_items), and only a loss during such a run counts in `blamed_crashes`,
+-- else; busy owners drain for it once it waited a lease, see claim_queue_items), and only a loss during such a run counts in `blamed_crashes`,
 -- the bound SCRIBE_MAX_CRASHES applies to. A healthy item never fails for another's crash.
 ALTER TABLE queue_items
     ADD COLUMN suspect        boolean NOT NULL DEFAULT false,
     ADD COLUMN blamed_crashes integer NOT NULL DEFAULT 0 CHECK (blamed_crashes >= 0);
 
--- Due suspects, in fair order: probed by every claim, so kept to the few pending suspects.
-CREATE INDEX queue_items_suspect_idx ON queue_items (fair_round, seq)
+-- Due suspects, longest due first: probed by every claim, so kept to the few pending suspects.
+CREATE INDEX queue_items_suspect_idx ON queue_items (run_after)
     WHERE status = 'pending' AND suspect;
 
 -- Operators see which running items are suspects (appended columns keep the view's others).

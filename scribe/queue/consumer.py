@@ -8,8 +8,9 @@ which they are released to pending without being charged an attempt (``release_n
 the wait).
 
 A suspect item (its worker was lost while it ran beside others) runs alone: the claim gives it
-only to an owner running nothing, and nothing else is claimed until it ends, so if the process
-dies meanwhile the item is the likely cause and the reaper blames it.
+only to an owner running nothing (busy owners drain for it once it waited a lease), and nothing
+else is claimed until it ends, so if the process dies meanwhile the item is the likely cause and
+the reaper blames it.
 
 Running jobs are keyed by (item id, claim), the fence, never by item id alone: when this process
 re-claims an item whose old job it is still running (the lease lapsed while the loop was busy),
@@ -168,7 +169,11 @@ class Consumer:
         """How long to sleep when nothing more is due: until the earliest backed-off item is due
         (no NOTIFY marks that moment), at most ``poll``."""
         try:
-            due_in = await queue_items.seconds_until_next_due(self._pool, idle=not self._jobs)
+            due_in = await queue_items.seconds_until_next_due(
+                self._pool,
+                idle=not self._jobs,
+                suspect_wait=self._settings.scribe_lease_seconds,
+            )
         except DatabaseUnavailable:
             return min(poll, _RETRY_CLAIM_SECONDS)
         if due_in is None:

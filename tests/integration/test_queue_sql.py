@@ -131,16 +131,26 @@ async def test_a_due_suspect_is_claimed_alone_and_only_by_an_owner_running_nothi
     user = await create_user(pool)
     *healthy, suspect = await enqueue(pool, user, ["x"] * 4)
     await pool.execute("UPDATE queue_items SET suspect = true WHERE id = $1", suspect)
-    claim = queue_items.claim
 
-    busy = await claim(pool, "busy", 4, lease_seconds=60, first_steps={"email": "a"}, running=2)
-    assert busy == []  # it drains its jobs first
-    assert await queue_items.seconds_until_next_due(pool, idle=False) is None
-    idle = await claim(pool, "idle", 4, lease_seconds=60, first_steps={"email": "a"}, running=0)
-    assert [(item.id, item.suspect) for item in idle] == [(suspect, True)]
-    after = await claim(pool, "busy", 4, lease_seconds=60, first_steps={"email": "a"}, running=2)
-    assert sorted(item.id for item in after) == sorted(healthy)
-    assert not any(item.suspect for item in after)
+    async def claim(owner: str, limit: int, running: int) -> list[tuple[uuid.UUID, bool]]:
+        items = await queue_items.claim(
+            pool, owner, limit, lease_seconds=60, first_steps={"email": "a"}, running=running
+        )
+        return [(item.id, item.suspect) for item in items]
+
+    # Just due: a busy owner leaves it to an idle one for a lease and claims the others.
+    assert await claim("busy", 2, running=2) == [(healthy[0], False), (healthy[1], False)]
+    due_in = await queue_items.seconds_until_next_due(pool, idle=False, suspect_wait=60)
+    assert due_in is not None and due_in <= 0  # the third healthy item
+    # Due for longer than a lease: a busy owner claims nothing (its jobs drain) ...
+    await pool.execute(
+        "UPDATE queue_items SET run_after = now() - interval '2 minutes' WHERE id = $1", suspect
+    )
+    assert await claim("busy", 2, running=2) == []
+    assert await queue_items.seconds_until_next_due(pool, idle=False, suspect_wait=60) is None
+    # ... and an owner running nothing takes the suspect, alone.
+    assert await claim("idle", 4, running=0) == [(suspect, True)]
+    assert await claim("busy", 4, running=2) == [(healthy[2], False)]
 
 
 async def test_a_lost_worker_is_blamed_only_on_a_suspect_running_alone(pool: Pool) -> None:
