@@ -317,7 +317,7 @@ async def test_a_claimed_item_shows_its_kinds_first_unit_while_it_runs(
 async def test_when_the_next_due_time_cannot_be_read_the_consumer_claims_again_soon(
     pool: Pool, consumer_for: Callable[..., Consumer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def away(pool: Pool, *, idle: bool = True) -> float | None:
+    async def away(pool: Pool, **options: object) -> float | None:
         raise DatabaseUnavailable("connection refused")
 
     monkeypatch.setattr(queue_items, "seconds_until_next_due", away)
