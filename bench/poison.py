@@ -94,11 +94,12 @@ async def run(items: int, poison: int, max_crashes: int) -> str:
                        count(*) FILTER (WHERE recipient_interest <> $1 AND status = 'completed')
                            AS healthy_completed,
                        max(crashes) FILTER (WHERE recipient_interest <> $1) AS healthy_lost,
-                       max(blamed_crashes) FILTER (WHERE recipient_interest <> $1)
-                           AS healthy_blamed,
+                       -- (read through to_jsonb: the column is absent before migration 0015)
+                       max((to_jsonb(q) ->> 'blamed_crashes')::int)
+                           FILTER (WHERE recipient_interest <> $1) AS healthy_blamed,
                        (SELECT count(*) FROM emails) AS emails,
                        (SELECT count(DISTINCT queue_item_id) FROM emails) AS emailed_items
-                FROM queue_items
+                FROM queue_items q
                 """,
                 bad,
             )
