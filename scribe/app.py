@@ -59,6 +59,9 @@ STATUS_BY_ERROR: list[tuple[type[errors.ScribeError], int]] = [
 
 
 DATABASE_UNAVAILABLE_DETAIL = "The database is unavailable; try again shortly."
+DATABASE_FULL_DETAIL = (
+    "The database's disk is full, so nothing was stored; try again once space is freed."
+)
 
 
 def status_for(exc: errors.ScribeError) -> int:
@@ -83,7 +86,8 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
         # Logged once per outage by DatabaseOutageMiddleware, not with a traceback per request;
         # the exception's name is for the operator, not the client.
         note_refused(exc)
-        detail = DATABASE_UNAVAILABLE_DETAIL
+        full = isinstance(exc, errors.DatabaseFull)
+        detail = DATABASE_FULL_DETAIL if full else DATABASE_UNAVAILABLE_DETAIL
     elif isinstance(exc, errors.AuthUnavailable):
         # Expected during an identity-provider outage (every ES256 request answers it): one line,
         # no traceback; JwksCache logs the failed fetch itself.

@@ -75,6 +75,11 @@ class DatabaseUnavailable(ScribeError):
     """The database cannot be reached."""
 
 
+class DatabaseFull(DatabaseUnavailable):
+    """The database's disk is full: it refuses to store anything until space is freed (what
+    was stored before is kept); an outage like any other, retried, never charged to an item."""
+
+
 # --- pipeline errors (steps raise these; only the queue decides what happens next) ---
 
 

@@ -44,8 +44,9 @@ async def root(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """Service health; 503 when the database is unreachable; 200 "degraded: …" while a provider
-    is down or an account is paused (bad key, no credit: the queue waits for it)."""
+    """Service health; 503 when the database is unreachable or the embedded server's disk is
+    full; 200 "degraded: …" while a provider is down or an account is paused (bad key, no
+    credit: the queue waits for it)."""
     deps = get_deps(request)
     try:
         queue = await health_db.queue_counts(deps.pool)
@@ -58,6 +59,20 @@ async def health(request: Request) -> Response:
                 "version": __version__,
                 "database": "unreachable",
                 "queue": None,
+            },
+            503,
+        )
+    full = None
+    if deps.settings.database_url is None:  # the embedded server: its data directory is here
+        full = await health_db.disk_full(deps.settings.data_dir)
+    if full is not None:  # reads still work; nothing new can be stored
+        return json_response(
+            {
+                "status": f"unhealthy: database {full}",
+                "service": SERVICE,
+                "version": __version__,
+                "database": full,
+                "queue": queue,
             },
             503,
         )
@@ -92,7 +107,7 @@ operations = [
     Operation(
         "GET",
         "/health",
-        "Health; 503 when the database is unreachable.",
+        "Health; 503 when the database is unreachable or its disk is full.",
         response=HealthOut,
         auth=False,
         endpoint=health,

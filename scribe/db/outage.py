@@ -5,6 +5,9 @@ Repositories note on the current request whether the database answered
 turns that into one WARNING when refusals start and one INFO, with the count, when a request
 finds the database answering again. The state travels in a context variable set per request, so
 nothing here is a process global and a request that never touches the database proves nothing.
+
+A full disk is apart: the database still answers reads, so an answered request proves nothing
+about it. Its refusals log one WARNING per ``FULL_LOG_SECONDS`` (with the count since the last).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from scribe.errors import DatabaseFull
+
 log = logging.getLogger(__name__)
+
+FULL_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -50,6 +57,8 @@ class OutageLog:
     def __init__(self) -> None:
         self.down_since: float | None = None
         self.refused = 0
+        self.full_logged_at: float | None = None
+        self.full_refused = 0  # refused for a full disk since the last line about it
 
     @contextmanager
     def watching(self) -> Iterator[RequestOutcome]:
@@ -64,7 +73,9 @@ class OutageLog:
 
     def settle(self, outcome: RequestOutcome) -> None:
         """Count a refused request (logging the first), or end the outage on an answer."""
-        if outcome.refused is not None:
+        if isinstance(outcome.refused, DatabaseFull):
+            self._settle_full(outcome.refused)
+        elif outcome.refused is not None:
             if self.down_since is None:
                 self.down_since, self.refused = time.monotonic(), 0
                 cause = outcome.refused.__cause__ or outcome.refused
@@ -81,3 +92,18 @@ class OutageLog:
                 self.refused,
             )
             self.down_since, self.refused = None, 0
+
+    def _settle_full(self, refused: DatabaseFull) -> None:
+        now = time.monotonic()
+        self.full_refused += 1
+        if self.full_logged_at is not None and now - self.full_logged_at < FULL_LOG_SECONDS:
+            return
+        cause = refused.__cause__ or refused
+        since = "" if self.full_logged_at is None else f" ({self.full_refused} since the last line)"
+        log.warning(
+            "database disk full (%s); requests that store anything answer 503 until space is"
+            " freed%s",
+            str(cause).splitlines()[0][:200] if str(cause) else type(cause).__name__,
+            since,
+        )
+        self.full_logged_at, self.full_refused = now, 0

@@ -13,7 +13,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from scribe.db.outage import note_answered
-from scribe.errors import DatabaseUnavailable
+from scribe.errors import DatabaseFull, DatabaseUnavailable
 
 Pool = asyncpg.Pool
 # A connection a repository function runs on: one of the pool's, or a dedicated one.
@@ -34,18 +34,31 @@ CONNECTION_LOST: tuple[type[BaseException], ...] = (
     # a server restart mid-statement.
     asyncpg.InternalClientError,
 )
+# The server is there but cannot do the work now, whatever the statement: out of disk space
+# (53100: "could not extend file …: No space left on device", ENOSPC on any file), other resources
+# (53xxx: memory, open files, lock table) or its storage failing (58030, EIO). Retrying later is
+# right; the statement and the item are not at fault.
+SERVER_STRAINED: tuple[type[BaseException], ...] = (
+    asyncpg.InsufficientResourcesError,
+    asyncpg.PostgresIOError,
+)
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 @asynccontextmanager
 async def connection_errors() -> AsyncIterator[None]:
-    """Turn "the database went away" into DatabaseUnavailable (503 at the API, retry in the
-    queue); statement errors pass through unchanged. A clean exit notes that the database
-    answered (which ends an outage in the HTTP layer's log)."""
+    """Turn "the database went away" or "cannot store anything now" into DatabaseUnavailable
+    (DatabaseFull for a full disk): 503 at the API, a wait in the queue. Statement errors pass
+    through unchanged. A clean exit notes that the database answered (which ends an outage in
+    the HTTP layer's log)."""
     try:
         yield
     except CONNECTION_LOST as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except asyncpg.DiskFullError as exc:
+        raise DatabaseFull("the database's disk is full") from exc
+    except SERVER_STRAINED as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except asyncpg.PostgresError:
         note_answered()  # the server is there: it answered with an error

@@ -238,39 +238,64 @@ SELECT pg_notify('scribe_cancel', $1::text)
 
 -- claim_queue_items --
 -- Claim up to $2 due items for owner $1 in fair order ($3 = lease seconds; $4 = {job kind: its
--- first unit's name}). The order was fixed at enqueue (`fair_round`: users interleave, each user FIFO), so this
--- reads the head of one partial index, whatever the backlog.
+-- first unit's name}; $5 = how many jobs the owner runs now). The order was fixed at enqueue
+-- (`fair_round`: users interleave, each user FIFO), so this reads the head of one partial index,
+-- whatever the backlog. A suspect (its worker was lost while it ran beside others, migration
+-- 0015) runs only alone: an owner running nothing claims it (the longest due first) and nothing
+-- else. A busy owner leaves it to an idle one (a restarted process, a quieter peer) for one
+-- lease; past that it claims nothing until its jobs drain and it can take the suspect itself.
 WITH
--- Lock in fair order, skipping rows another consumer holds. MATERIALIZED so the LIMIT and the
--- locks are evaluated exactly once and the UPDATE below touches exactly the rows locked here.
-claimed AS MATERIALIZED (
+-- Lock, skipping rows another consumer holds. MATERIALIZED so the LIMITs and the locks are
+-- evaluated exactly once and the UPDATE below touches exactly the rows locked here.
+suspect AS MATERIALIZED (
+    SELECT id, batch_id, run_after
+    FROM queue_items
+    WHERE status = 'pending' AND suspect AND run_after <= now()
+    ORDER BY run_after
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+),
+healthy AS MATERIALIZED (
     SELECT id, batch_id
     FROM queue_items
-    WHERE status = 'pending' AND run_after <= now()
+    WHERE status = 'pending' AND run_after <= now() AND NOT suspect
+      AND NOT EXISTS (SELECT 1 FROM suspect
+                      WHERE $5::int = 0 OR run_after <= now() - make_interval(secs => $3))
     ORDER BY fair_round, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
-)
+),
+claimed AS MATERIALIZED (
+    SELECT id, batch_id FROM suspect WHERE $5::int = 0
+    UNION ALL
+    SELECT id, batch_id FROM healthy
+),
 -- The previous attempt's error is not this attempt's: cleared, kept in the events.
-UPDATE queue_items q
-SET status = 'processing',
-    locked_by = $1,
-    lease_expires_at = now() + make_interval(secs => $3),
-    claims = q.claims + 1,
-    started_at = coalesce(q.started_at, now()),
-    attempt_started_at = now(),
-    step_started_at = now(),
-    heartbeat_at = now(),
-    error_message = NULL,
-    waiting_for = NULL,
-    step_log = NULL,
-    current_step = coalesce(q.current_step, $4::jsonb ->> q.kind),
-    updated_at = now()
-FROM claimed JOIN queue_batches b ON b.id = claimed.batch_id
-WHERE q.id = claimed.id
-RETURNING q.id, q.kind, q.user_id, q.recipient_name, q.recipient_interest, b.email_template,
-          q.claims, q.attempts, q.max_attempts, q.checkpoint,
-          q.cancel_requested_at IS NOT NULL AS cancel_requested
+taken AS (
+    UPDATE queue_items q
+    SET status = 'processing',
+        locked_by = $1,
+        lease_expires_at = now() + make_interval(secs => $3),
+        claims = q.claims + 1,
+        started_at = coalesce(q.started_at, now()),
+        attempt_started_at = now(),
+        step_started_at = now(),
+        heartbeat_at = now(),
+        error_message = NULL,
+        waiting_for = NULL,
+        step_log = NULL,
+        current_step = coalesce(q.current_step, $4::jsonb ->> q.kind),
+        updated_at = now()
+    FROM claimed JOIN queue_batches b ON b.id = claimed.batch_id
+    WHERE q.id = claimed.id
+    RETURNING q.id, q.kind, q.user_id, q.recipient_name, q.recipient_interest, b.email_template,
+              q.claims, q.attempts, q.max_attempts, q.checkpoint,
+              q.cancel_requested_at IS NOT NULL AS cancel_requested, q.suspect, q.fair_round, q.seq
+)
+-- Started in fair order.
+SELECT id, kind, user_id, recipient_name, recipient_interest, email_template, claims, attempts,
+       max_attempts, checkpoint, cancel_requested, suspect
+FROM taken ORDER BY fair_round, seq
 
 -- renew_leases --
 -- One heartbeat for all of an owner's items ($2 ids, $3 claims); returns those still owned
@@ -403,15 +428,25 @@ SELECT id FROM released
 -- seconds_until_next_due --
 -- How long until the earliest pending item is due (read in run_after order from the partial
 -- index), so an idle consumer wakes for a backed-off retry instead of waiting for the next poll.
-SELECT EXTRACT(EPOCH FROM run_after - now())
-FROM queue_items WHERE status = 'pending'
-ORDER BY run_after LIMIT 1
+-- An owner running jobs ($1 = false) counts no suspect (it claims none) and gets NULL (wait for
+-- a wake-up or the poll) while a suspect is due for more than $2 seconds: it claims nothing until
+-- its jobs drain, and each job's end wakes it.
+SELECT CASE WHEN NOT $1::boolean AND EXISTS (
+                SELECT 1 FROM queue_items
+                WHERE status = 'pending' AND suspect
+                  AND run_after <= now() - make_interval(secs => $2))
+            THEN NULL
+            ELSE (SELECT EXTRACT(EPOCH FROM run_after - now())
+                  FROM queue_items WHERE status = 'pending' AND ($1::boolean OR NOT suspect)
+                  ORDER BY run_after LIMIT 1) END
 
 -- reap_expired_leases --
 -- Up to $1 items whose owner stopped renewing. Losing the worker is not the item's fault: no
--- attempt is charged, `crashes` counts it. Cancelled if asked; failed once it lost $3 workers (a
--- poison item that kills its worker every time) or is older than $4 seconds; else pending again
--- after $2[crashes + 1] seconds (the backoff schedule, computed by scribe/queue/backoff.py).
+-- attempt is charged, `crashes` counts it. Whose crash it was (migration 0015): an item that ran
+-- beside others becomes a suspect, claimed again only alone; a suspect's own (lone) run that
+-- loses its worker counts in `blamed_crashes`. Cancelled if asked; failed once $3 lone runs lost
+-- their worker (a poison item that kills its worker every time) or older than $4 seconds; else
+-- pending again after $2[crashes + 1] seconds (the backoff schedule, scribe/queue/backoff.py).
 WITH expired AS MATERIALIZED (
     SELECT id FROM queue_items
     WHERE status = 'processing' AND lease_expires_at < now()
@@ -422,7 +457,7 @@ WITH expired AS MATERIALIZED (
 judged AS (
     SELECT q.id,
            CASE WHEN q.cancel_requested_at IS NOT NULL THEN 'cancelled'
-                WHEN q.crashes + 1 >= $3 THEN 'crashed'
+                WHEN q.suspect AND q.blamed_crashes + 1 >= $3 THEN 'crashed'
                 WHEN coalesce(q.requeued_at, q.created_at) < now() - make_interval(secs => $4)
                     THEN 'too old'
                 ELSE 'pending' END AS verdict,
@@ -436,11 +471,14 @@ reaped AS (
                       WHEN j.verdict = 'cancelled' THEN 'cancelled'
                       ELSE 'pending' END,
         crashes = q.crashes + CASE WHEN j.verdict = 'cancelled' THEN 0 ELSE 1 END,
+        blamed_crashes = q.blamed_crashes
+                         + CASE WHEN j.verdict <> 'cancelled' AND q.suspect THEN 1 ELSE 0 END,
+        suspect = q.suspect OR j.verdict <> 'cancelled',
         completed_at = CASE WHEN j.verdict <> 'pending' THEN now() END,
         error_message = left(CASE j.verdict
             WHEN 'cancelled' THEN q.error_message
-            WHEN 'crashed' THEN j.lost || ' ' || (q.crashes + 1)
-                 || ' times: the item probably crashes its worker'
+            WHEN 'crashed' THEN j.lost || ' ' || (q.blamed_crashes + 1)
+                 || ' times running alone: the item probably crashes its worker'
             WHEN 'too old' THEN 'Gave up: not finished within ' || round(($4 / 3600.0)::numeric, 1)
                  || ' h of being queued; last: ' || j.lost
             ELSE j.lost END, 1000),
@@ -665,9 +703,10 @@ WHERE id = $1 AND finished_at IS NULL
 
 -- requeue_failed_items --
 -- Operator re-queue of failed items, one statement: by ids $1, user $2, failed since $3, failed
--- step $4 (NULL = any; at least one is set by the caller), at most $5. Attempts and crashes start
--- over, the checkpoint is kept (the runner resumes from it if it still validates), the events
--- stay; each gets a 'requeue' event with the error it had ($6 = who asked).
+-- step $4 (NULL = any; at least one is set by the caller), at most $5. Attempts and crashes
+-- (suspicion included) start over, the checkpoint is kept (the runner resumes from it if it
+-- still validates), the events stay; each gets a 'requeue' event with the error it had ($6 =
+-- who asked).
 WITH picked AS MATERIALIZED (
     SELECT id, error_message, failed_step FROM queue_items
     WHERE status = 'failed'
@@ -681,7 +720,8 @@ WITH picked AS MATERIALIZED (
 ),
 requeued AS (
     UPDATE queue_items q
-    SET status = 'pending', attempts = 0, crashes = 0, error_message = NULL, run_after = now(),
+    SET status = 'pending', attempts = 0, crashes = 0, suspect = false, blamed_crashes = 0,
+        error_message = NULL, run_after = now(),
         completed_at = NULL, requeued_at = now(), cancel_requested_at = NULL, updated_at = now()
     FROM picked
     WHERE q.id = picked.id

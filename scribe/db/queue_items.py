@@ -140,6 +140,9 @@ class ClaimedItem:
     max_attempts: int
     checkpoint: dict[str, Any] | None
     cancel_requested: bool
+    # Its worker was lost while it ran beside others: it runs alone (its owner claims nothing
+    # else meanwhile), so a crash now is its own.
+    suspect: bool = False
 
     def fence(self, owner: str) -> Fence:
         """The fence of this claim."""
@@ -252,12 +255,16 @@ async def claim(
     *,
     lease_seconds: float,
     first_steps: Mapping[str, str],
+    running: int = 0,
 ) -> list[ClaimedItem]:
     """Claim up to ``limit`` due items for ``owner`` (fair across users, FIFO per user);
-    ``first_steps`` names each job kind's first unit (the item's ``current_step`` at first)."""
+    ``first_steps`` names each job kind's first unit (the item's ``current_step`` at first).
+    ``running``: the owner's jobs now. A due suspect is claimed alone, by an owner running
+    nothing; once one waited ``lease_seconds`` a busy owner gets nothing (its jobs drain
+    first)."""
     async with connection_errors():
         rows = await pool.fetch(
-            sql("claim_queue_items"), owner, limit, lease_seconds, dict(first_steps)
+            sql("claim_queue_items"), owner, limit, lease_seconds, dict(first_steps), running
         )
     return [ClaimedItem(**dict(row)) for row in rows]
 
@@ -394,10 +401,14 @@ async def notify_consumers(pool: Pool) -> None:
         await pool.execute(sql("notify_queue"))
 
 
-async def seconds_until_next_due(pool: Pool) -> float | None:
-    """Seconds until the earliest pending item is due (<= 0: due now); None when none waits."""
+async def seconds_until_next_due(
+    pool: Pool, *, idle: bool = True, suspect_wait: float = 0.0
+) -> float | None:
+    """Seconds until the earliest pending item the owner may claim is due (<= 0: due now; a
+    suspect only when ``idle``); None when none waits, or when the owner is not ``idle`` and a
+    suspect waited more than ``suspect_wait`` seconds (it claims nothing until its jobs end)."""
     async with connection_errors():
-        value = await pool.fetchval(sql("seconds_until_next_due"))
+        value = await pool.fetchval(sql("seconds_until_next_due"), idle, suspect_wait)
     return None if value is None else float(value)
 
 

@@ -7,6 +7,11 @@ sleeping). ``stop()`` stops claiming; running jobs then get the shutdown grace p
 which they are released to pending without being charged an attempt (``release_now()`` skips
 the wait).
 
+A suspect item (its worker was lost while it ran beside others) runs alone: the claim gives it
+only to an owner running nothing (busy owners drain for it once it waited a lease), and nothing
+else is claimed until it ends, so if the process dies meanwhile the item is the likely cause and
+the reaper blames it.
+
 Running jobs are keyed by (item id, claim), the fence, never by item id alone: when this process
 re-claims an item whose old job it is still running (the lease lapsed while the loop was busy),
 the old job's end must not take the new one out of lease renewal or slot counting.
@@ -33,6 +38,7 @@ from scribe.queue.handler import Handlers
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import keep_leases
 from scribe.queue.listener import CANCEL_CHANNEL, WAKE_CHANNEL, Listener
+from scribe.queue.outage import QueueOutage
 from scribe.queue.reaper import reap_forever
 from scribe.queue.runner import JobRunner, RunnerConfig, breakers_from_settings
 from scribe.settings import Settings
@@ -77,14 +83,18 @@ class Consumer:
         # Each kind's first unit: an item shows it as its current step from its first claim.
         self._first_units = {kind: handler.units()[0].name for kind, handler in handlers.items()}
         self._listener = listener
+        # The database's outages as this consumer's parts meet them, logged once.
+        self.outage = QueueOutage()
         self._runner = JobRunner(
             pool,
             handlers,
             RunnerConfig.from_settings(settings),
             breakers=breakers or breakers_from_settings(settings),
             owner=self.owner,
+            outage=self.outage,
         )
         self._jobs: dict[tuple[uuid.UUID, int], Job] = {}
+        self._alone: tuple[uuid.UUID, int] | None = None  # a suspect's job: nothing runs beside it
         self._wake = asyncio.Event()
         self._stopping = False
         self._releasing = False
@@ -136,7 +146,7 @@ class Consumer:
         held = False  # the last wait was a hold that ran out
         while not self._stopping:
             self._wake.clear()
-            free = concurrency - len(self._jobs)
+            free = 0 if self._alone is not None else concurrency - len(self._jobs)
             hold = backlog and 0 < free < batch and not held
             wait = CLAIM_HOLD_SECONDS if hold else self._settings.scribe_poll_seconds
             if free > 0 and not hold:
@@ -159,7 +169,11 @@ class Consumer:
         """How long to sleep when nothing more is due: until the earliest backed-off item is due
         (no NOTIFY marks that moment), at most ``poll``."""
         try:
-            due_in = await queue_items.seconds_until_next_due(self._pool)
+            due_in = await queue_items.seconds_until_next_due(
+                self._pool,
+                idle=not self._jobs,
+                suspect_wait=self._settings.scribe_lease_seconds,
+            )
         except DatabaseUnavailable:
             return min(poll, _RETRY_CLAIM_SECONDS)
         if due_in is None:
@@ -175,10 +189,12 @@ class Consumer:
                 free,
                 lease_seconds=self._settings.scribe_lease_seconds,
                 first_steps=self._first_units,
+                running=len(self._jobs),
             )
         except DatabaseUnavailable as exc:
-            log.warning("claim failed, will retry: %s", exc)
+            self.outage.failed("claim", exc)
             return None
+        self.outage.succeeded("claim")
         for item in items:
             self._start(item)
         return len(items)
@@ -189,11 +205,15 @@ class Consumer:
             self._runner.run(job), name=f"queue-job-{item.id}-{item.claims}"
         )
         self._jobs[job.fence.key] = job
+        if item.suspect:  # claimed alone (claim_queue_items); run alone until it ends
+            self._alone = job.fence.key
         job.task.add_done_callback(lambda task: self._job_done(job, task))
 
     def _job_done(self, job: Job, task: asyncio.Task[Outcome]) -> None:
         if self._jobs.get(job.fence.key) is job:
             del self._jobs[job.fence.key]
+        if self._alone == job.fence.key:
+            self._alone = None
         self._wake.set()
         if task.cancelled():
             log.error(
@@ -246,10 +266,12 @@ class Consumer:
         settings = self._settings
         tasks = [
             self._track(
-                keep_leases(self._pool, self.owner, self._jobs, settings.scribe_lease_seconds),
+                keep_leases(
+                    self._pool, self.owner, self._jobs, settings.scribe_lease_seconds, self.outage
+                ),
                 "queue-heartbeat",
             ),
-            self._track(reap_forever(self._pool, settings), "queue-reaper"),
+            self._track(reap_forever(self._pool, settings, self.outage), "queue-reaper"),
         ]
         try:
             yield

@@ -4,7 +4,6 @@ the cancel requests in the same round trip."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Mapping
 
@@ -12,14 +11,19 @@ from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
 from scribe.queue.job import Job, StopReason
-
-log = logging.getLogger(__name__)
+from scribe.queue.outage import QueueOutage
 
 
 async def renew_once(
-    pool: Pool, owner: str, jobs: Mapping[tuple[uuid.UUID, int], Job], lease_seconds: float
+    pool: Pool,
+    owner: str,
+    jobs: Mapping[tuple[uuid.UUID, int], Job],
+    lease_seconds: float,
+    outage: QueueOutage | None = None,
 ) -> None:
-    """Renew the leases of the running ``jobs``; stop those lost or cancelled."""
+    """Renew the leases of the running ``jobs``; stop those lost or cancelled. A database
+    outage (``outage`` logs it once) only skips this beat."""
+    outage = outage or QueueOutage()
     live = [job for job in jobs.values() if job.task is not None and not job.task.done()]
     if not live:
         return
@@ -29,8 +33,9 @@ async def renew_once(
         )
     except DatabaseUnavailable as exc:
         # The leases may lapse meanwhile; fenced writes keep that safe. Try again next beat.
-        log.warning("lease renewal failed: %s", exc)
+        outage.failed("lease renewal", exc)
         return
+    outage.succeeded("lease renewal")
     for job in live:
         if job.fence.key not in owned:
             job.request_stop(StopReason.LEASE_LOST)
@@ -39,9 +44,13 @@ async def renew_once(
 
 
 async def keep_leases(
-    pool: Pool, owner: str, jobs: Mapping[tuple[uuid.UUID, int], Job], lease_seconds: float
+    pool: Pool,
+    owner: str,
+    jobs: Mapping[tuple[uuid.UUID, int], Job],
+    lease_seconds: float,
+    outage: QueueOutage,
 ) -> None:
     """Heartbeat every TTL/4 until cancelled."""
     while True:
         await asyncio.sleep(lease_seconds / 4)
-        await renew_once(pool, owner, jobs, lease_seconds)
+        await renew_once(pool, owner, jobs, lease_seconds, outage)

@@ -42,6 +42,7 @@ from scribe.errors import (
 from scribe.queue.backoff import Backoff, truncate_error
 from scribe.queue.handler import Handler, Handlers, Progress, Unit
 from scribe.queue.job import Job, Outcome, StopReason
+from scribe.queue.outage import QueueOutage
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class JobRunner:
         *,
         breakers: ProviderBreakers | None = None,
         owner: str = "",
+        outage: QueueOutage | None = None,
     ) -> None:
         self._pool = pool
         self._handlers = handlers
@@ -112,6 +114,7 @@ class JobRunner:
             threshold=3, probe_seconds=2.0, probe_max_seconds=5.0
         )
         self._owner = owner
+        self._outage = outage or QueueOutage()
 
     async def run(self, job: Job) -> Outcome:
         """Run (or resume) the job to its end; never raises for step or database errors."""
@@ -253,6 +256,8 @@ class JobRunner:
         waiting_for: str,
     ) -> Outcome:
         status = await self._write(
+            job,
+            "retry write",
             lambda: queue_items.retry_later(
                 self._pool,
                 job.fence,
@@ -264,7 +269,7 @@ class JobRunner:
                 max_age_seconds=self._config.max_age_seconds,
                 kind=kind,
                 waiting_for=waiting_for,
-            )
+            ),
         )
         if status is None:
             raise _Lost
@@ -310,9 +315,11 @@ class JobRunner:
         if checkpoint is None:
             return False
         cancel_requested = await self._write(
+            job,
+            "checkpoint write",
             lambda: queue_items.save_checkpoint(
                 self._pool, job.fence, checkpoint, progress.timings, next_unit.name, steps
-            )
+            ),
         )
         if cancel_requested is None:
             raise _Lost
@@ -334,9 +341,11 @@ class JobRunner:
 
         try:
             completed = await self._write(
+                job,
+                "completion write",
                 lambda: queue_items.complete(
                     self._pool, job.fence, progress.timings, steps, write_result
-                )
+                ),
             )
         except _Lost:
             raise
@@ -354,10 +363,12 @@ class JobRunner:
 
     async def _stop_with(self, job: Job, reason: StopReason) -> Outcome:
         if reason is StopReason.CANCELLED:
-            if await self._write(lambda: queue_items.mark_cancelled(self._pool, job.fence)):
+            if await self._write(
+                job, "cancel write", lambda: queue_items.mark_cancelled(self._pool, job.fence)
+            ):
                 return Outcome.CANCELLED
         elif reason is StopReason.SHUTDOWN and await self._write(
-            lambda: queue_items.release(self._pool, job.fence)
+            job, "release write", lambda: queue_items.release(self._pool, job.fence)
         ):
             return Outcome.RELEASED
         raise _Lost
@@ -372,6 +383,8 @@ class JobRunner:
         delay = self._config.backoff.delay(attempt, retry_after=retry_after, rng=self._rng)
         message = truncate_error(error)
         status = await self._write(
+            job,
+            "retry write",
             lambda: queue_items.retry_later(
                 self._pool,
                 job.fence,
@@ -381,7 +394,7 @@ class JobRunner:
                 charge=True,
                 reason="item failure",
                 max_age_seconds=self._config.max_age_seconds,
-            )
+            ),
         )
         if status is None:
             raise _Lost
@@ -391,28 +404,44 @@ class JobRunner:
     async def _fail(self, job: Job, step: str | None, error: str, reason: str) -> Outcome:
         message = truncate_error(error)
         if await self._write(
-            lambda: queue_items.fail(self._pool, job.fence, message, step, reason)
+            job,
+            "failure write",
+            lambda: queue_items.fail(self._pool, job.fence, message, step, reason),
         ):
             log.info("item %s failed at %s: %s", job.item.id, step, error)
             return Outcome.FAILED
         raise _Lost
 
-    async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Run a fenced write, retrying while the database is briefly away (a restart): fencing
-        makes a repeated write harmless. Past the lease the item is someone else's: give up."""
+    async def _write(self, job: Job, kind: str, write: Callable[[], Awaitable[T]]) -> T:
+        """Run a fenced write, retrying while the database is away or cannot store (a restart,
+        a full disk): fencing makes a repeated write harmless, and the wait is never charged to
+        the item (the outage is logged once, as ``kind``). The lease may lapse meanwhile, but
+        whoever writes first once the database is back wins and the other is fenced out. Give
+        up (the item is left to the reaper) when the heartbeat learns the lease is lost, when
+        shutting down past the lease time, or after the job timeout (at least the lease)."""
         loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self._config.lease_seconds
+        started = loop.time()
+        give_up_at = started + max(self._config.lease_seconds, self._config.job_timeout)
         delay = 0.1
         while True:
             try:
-                return await write()
+                result = await write()
             except DatabaseUnavailable as exc:
-                if loop.time() + delay > give_up_at:
-                    log.warning("giving up a write after the lease time: %s", exc)
+                self._outage.failed(kind, exc)
+                due = loop.time() + delay
+                shutting_down = job.stop_reason is StopReason.SHUTDOWN
+                if (
+                    job.stop_reason is StopReason.LEASE_LOST
+                    or due > give_up_at
+                    or (shutting_down and due > started + self._config.lease_seconds)
+                ):
+                    log.info("item %s: %s given up, the database still away", job.item.id, kind)
                     raise _Lost from exc
-                log.info("write failed (%s); trying again in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            else:
+                self._outage.succeeded(kind)
+                return result
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from scribe.queue import consumer as consumer_module
 from scribe.queue.consumer import Consumer, ConsumerCrashed
 from scribe.queue.job import Outcome
 from scribe.queue.listener import Listener, running_listener
+from scribe.queue.outage import QueueOutage
 from scribe.settings import Settings
 from scribe.steps import STEP_NAMES
 from tests.fakes.steps import StepLog, behaviour, deterministic_pipeline
@@ -316,7 +317,7 @@ async def test_a_claimed_item_shows_its_kinds_first_unit_while_it_runs(
 async def test_when_the_next_due_time_cannot_be_read_the_consumer_claims_again_soon(
     pool: Pool, consumer_for: Callable[..., Consumer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def away(pool: Pool) -> float | None:
+    async def away(pool: Pool, **options: object) -> float | None:
         raise DatabaseUnavailable("connection refused")
 
     monkeypatch.setattr(queue_items, "seconds_until_next_due", away)
@@ -334,7 +335,7 @@ async def test_a_crashed_reaper_stops_the_consumer_which_says_why(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken_reaper(pool: Pool, settings: Settings) -> None:
+    async def broken_reaper(pool: Pool, settings: Settings, outage: QueueOutage) -> None:
         raise RuntimeError("reaper bug")
 
     monkeypatch.setattr(consumer_module, "reap_forever", broken_reaper)

@@ -1,5 +1,6 @@
-"""The queue engine when the database goes away during a fenced write: a brief outage is waited
-out and the write lands once; one longer than the lease gives the item up, writing nothing."""
+"""The queue engine when the database goes away during a fenced write: the outage is waited out
+(past the lease too) and the write lands once; shutting down while it lasts gives the item up
+after the lease time, writing nothing."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import asyncpg
 import pytest
 
 from scribe.db.pool import Pool, create_pool
-from scribe.queue.job import Outcome
+from scribe.queue.job import Outcome, StopReason
 from tests.engine_support import (
     UNITS,
     ScriptedHandler,
@@ -42,11 +43,11 @@ def write_retries() -> Iterator[asyncio.Event]:
 
     class Spy(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("write failed"):
+            if "write failed" in record.getMessage():
                 retrying.set()
 
     spy = Spy(logging.INFO)
-    logger = logging.getLogger("scribe.queue.runner")
+    logger = logging.getLogger("scribe.queue.outage")
     logger.addHandler(spy)
     previous = logger.level
     logger.setLevel(logging.INFO)
@@ -83,9 +84,13 @@ async def database_switch(pg_admin_dsn: str, database_url: str) -> AsyncIterator
         await admin.close()
 
 
-@pytest.mark.parametrize("during", ["b", "c"], ids=["checkpoint", "completion"])
-async def test_a_fenced_write_waits_out_a_brief_database_outage_and_lands_once(
-    user: uuid.UUID, database_url: str, pg_admin_dsn: str, during: str
+@pytest.mark.parametrize(
+    ("during", "lease", "outage"),
+    [("b", 60.0, 0.0), ("c", 60.0, 0.0), ("c", 0.3, 1.0)],
+    ids=["checkpoint", "completion", "completion-past-the-lease"],
+)
+async def test_a_fenced_write_waits_out_a_database_outage_and_lands_once(
+    user: uuid.UUID, database_url: str, pg_admin_dsn: str, during: str, lease: float, outage: float
 ) -> None:
     setup = await create_pool(database_url, size=2, transaction_pooler=False)
     try:
@@ -99,9 +104,10 @@ async def test_a_fenced_write_waits_out_a_brief_database_outage_and_lands_once(
         with write_retries() as retrying:
             try:
                 run = asyncio.create_task(
-                    runner(worker_pool, handler, lease_seconds=60).run(await claim(worker_pool))
+                    runner(worker_pool, handler, lease_seconds=lease).run(await claim(worker_pool))
                 )
                 await retrying.wait()  # the write failed at least once
+                await asyncio.sleep(outage)  # the outage lasts (longer than the lease: 0.3 s)
                 await switch.back()
                 assert await run is Outcome.COMPLETED
             finally:
@@ -122,7 +128,7 @@ async def test_a_fenced_write_waits_out_a_brief_database_outage_and_lands_once(
         await check.close()
 
 
-async def test_a_write_gives_up_when_the_database_stays_away_past_the_lease(
+async def test_a_write_gives_up_when_shutting_down_past_the_lease_with_the_database_away(
     user: uuid.UUID, database_url: str, pg_admin_dsn: str
 ) -> None:
     setup = await create_pool(database_url, size=2, transaction_pooler=False)
@@ -133,9 +139,15 @@ async def test_a_write_gives_up_when_the_database_stays_away_past_the_lease(
     worker_pool = await create_pool(database_url, size=2, transaction_pooler=False)
     handler = ScriptedHandler()
     async with database_switch(pg_admin_dsn, database_url) as switch:
-        handler.actions["b"] = switch.away
         try:
             job = await claim(worker_pool)
+
+            async def away_then_shut_down() -> None:
+                await switch.away()
+                # After the step: the shutdown grace ran out while the checkpoint write waits.
+                asyncio.get_running_loop().call_soon(job.request_stop, StopReason.SHUTDOWN)
+
+            handler.actions["b"] = away_then_shut_down
             assert await runner(worker_pool, handler, lease_seconds=0.5).run(job) is Outcome.LOST
         finally:
             await worker_pool.close()

@@ -15,6 +15,7 @@ from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import renew_once
+from scribe.queue.outage import QueueOutage
 from tests.queue_support import claimed_item, create_user, enqueue, item_rows
 
 OWNER = "lease-test"
@@ -92,10 +93,15 @@ async def test_with_the_database_away_a_heartbeat_logs_once_and_stops_nothing(
         raise DatabaseUnavailable("connection refused")
 
     monkeypatch.setattr(queue_items, "renew_leases", away)
-    with caplog.at_level(logging.WARNING, logger="scribe.queue.lease"):
-        await renew_once(pool, OWNER, {job.fence.key: job for job in jobs.values()}, 60)
-    assert [r.getMessage() for r in caplog.records] == ["lease renewal failed: connection refused"]
+    outage = QueueOutage()
+    running = {job.fence.key: job for job in jobs.values()}
+    with caplog.at_level(logging.WARNING, logger="scribe.queue.outage"):
+        for _ in range(3):
+            await renew_once(pool, OWNER, running, 60, outage)
+    [record] = caplog.records
+    assert record.getMessage().startswith("queue lease renewal failed: connection refused;")
     assert {job.stop_reason for job in jobs.values()} == {None}
+    assert outage.tries == {"lease renewal": 3}
 
 
 async def test_a_stop_request_cancels_a_running_step_once_and_the_strongest_reason_wins() -> None:

@@ -158,7 +158,7 @@ async def test_item_that_crashes_its_process_every_time_ends_failed(
             if worker.poll() is not None:
                 assert worker.returncode == CRASH_EXIT_CODE
                 crashes += 1
-                assert crashes <= 4, "crashed more often than SCRIBE_MAX_CRASHES"
+                assert crashes <= 5, "crashed more often than SCRIBE_MAX_CRASHES lone runs"
                 worker = spawn_worker(database_url, tmp_path, *options)
             await asyncio.sleep(0.05)
     finally:
@@ -166,12 +166,63 @@ async def test_item_that_crashes_its_process_every_time_ends_failed(
 
     row = (await item_rows(pool, [item]))[item]
     # Lost workers never use up attempts; the crash bound still ends a poison item, named so.
+    # The first loss only makes it a suspect; the next four, each on a lone run, are its own.
     assert (row["status"], row["failed_step"]) == ("failed", "web_scraper")
-    assert (row["attempts"], row["crashes"]) == (0, 4)
+    assert (row["attempts"], row["crashes"], row["blamed_crashes"]) == (0, 5, 4)
     assert "crashes its worker" in row["error_message"]
-    assert crashes == 4
-    assert step_log.starts(item)[(str(item), "web_scraper")] == 4
+    assert crashes == 5
+    assert step_log.starts(item)[(str(item), "web_scraper")] == 5
     assert await email_count(pool) == 0
+
+
+async def test_poison_items_fail_alone_and_every_healthy_neighbour_completes_once(
+    pool: Pool, database_url: str, tmp_path: Path
+) -> None:
+    poison = behaviour(crash=["web_scraper"])
+    healthy = behaviour(delay={"web_scraper": 0.05})  # a few in flight beside each poison run
+    ids: list[uuid.UUID] = []
+    for n in range(3):
+        interests = [healthy] * 50
+        interests[10 + 15 * n] = poison
+        ids += await enqueue(pool, await create_user(pool), interests)
+    options = ("--lease", "0.5", "--reaper", "0.1", "--max-crashes", "3", "--concurrency", "8")
+    workers = [spawn_worker(database_url, tmp_path, *options) for _ in range(2)]
+    deaths = 0
+    try:
+        while not await _settled(pool, failed=3, completed=147):
+            for index, worker in enumerate(workers):
+                if worker.poll() is not None:
+                    assert worker.returncode == CRASH_EXIT_CODE
+                    deaths += 1
+                    # Each poison item: one loss beside others, then 3 lone runs, at most.
+                    assert deaths <= 3 * 4, "more worker deaths than the poison items explain"
+                    workers[index] = spawn_worker(database_url, tmp_path, *options)
+            await asyncio.sleep(0.05)
+    finally:
+        _stop(*workers)
+
+    rows = await item_rows(pool, ids)
+    failed = {key for key, row in rows.items() if row["status"] == "failed"}
+    assert len(failed) == 3
+    for key in failed:
+        assert rows[key]["recipient_interest"] == poison
+        assert rows[key]["blamed_crashes"] == 3
+        assert "running alone: the item probably crashes its worker" in rows[key]["error_message"]
+    others = [row for key, row in rows.items() if key not in failed]
+    assert {(row["status"], row["blamed_crashes"], row["attempts"]) for row in others} == {
+        ("completed", 0, 0)
+    }
+    assert any(row["crashes"] > 0 for row in others)  # some were lost beside a poison item
+    assert await pool.fetchval("SELECT count(DISTINCT queue_item_id) FROM emails") == 147
+    assert await email_count(pool) == 147
+
+
+async def _settled(pool: Pool, *, failed: int, completed: int) -> bool:
+    try:
+        counts = await status_counts(pool)
+    except (OSError, DatabaseUnavailable, ConnectionError):
+        return False
+    return counts.get("failed", 0) == failed and counts.get("completed", 0) == completed
 
 
 async def test_sigterm_finishes_or_releases_running_items_and_a_peer_takes_them(

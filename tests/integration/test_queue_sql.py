@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from scribe.db import emails, queue_items
 from scribe.db.emails import CompletedEmail
@@ -97,7 +98,10 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     await _claim(pool, 4)
     # Lost workers are counted in `crashes`, never in `attempts`: the poison bound is crashes.
     await pool.execute("UPDATE queue_items SET attempts = 1")
-    await pool.execute("UPDATE queue_items SET crashes = 9 WHERE id = $1", exhausted)
+    await pool.execute(
+        "UPDATE queue_items SET crashes = 10, suspect = true, blamed_crashes = 9 WHERE id = $1",
+        exhausted,
+    )
     await pool.execute(
         "UPDATE queue_items SET cancel_requested_at = now() WHERE id = $1", cancelled
     )
@@ -109,39 +113,105 @@ async def test_reaper_returns_expired_items_to_pending_or_failed(pool: Pool) -> 
     assert counts == {"pending": 1, "failed": 1, "cancelled": 1}
     rows = await item_rows(pool)
     assert rows[retry]["status"] == "pending" and rows[retry]["locked_by"] is None
+    # It ran beside others: a suspect from now on, the loss not blamed on it.
     assert (rows[retry]["attempts"], rows[retry]["crashes"]) == (1, 1)
+    assert (rows[retry]["suspect"], rows[retry]["blamed_crashes"]) == (True, 0)
     assert (rows[retry]["run_after"] - rows[retry]["updated_at"]).total_seconds() >= 5
     assert rows[exhausted]["status"] == "failed"
     assert rows[exhausted]["failed_step"] == "template_parser"
-    assert "lease expired) 10 times" in rows[exhausted]["error_message"]
+    assert "lease expired) 10 times running alone" in rows[exhausted]["error_message"]
+    assert rows[exhausted]["blamed_crashes"] == 10
     assert "crashes its worker" in rows[exhausted]["error_message"]
     assert rows[cancelled]["status"] == "cancelled"
     assert rows[alive]["status"] == "processing"
 
 
-async def test_retention_prunes_old_finished_items_and_keeps_emails(pool: Pool) -> None:
+async def test_a_due_suspect_is_claimed_alone_and_only_by_an_owner_running_nothing(
+    pool: Pool,
+) -> None:
     user = await create_user(pool)
-    old, recent, live = await enqueue(pool, user, ["x"] * 3)
+    *healthy, suspect = await enqueue(pool, user, ["x"] * 4)
+    await pool.execute("UPDATE queue_items SET suspect = true WHERE id = $1", suspect)
+
+    async def claim(owner: str, limit: int, running: int) -> list[tuple[uuid.UUID, bool]]:
+        items = await queue_items.claim(
+            pool, owner, limit, lease_seconds=60, first_steps={"email": "a"}, running=running
+        )
+        return [(item.id, item.suspect) for item in items]
+
+    # Just due: a busy owner leaves it to an idle one for a lease and claims the others.
+    assert await claim("busy", 2, running=2) == [(healthy[0], False), (healthy[1], False)]
+    due_in = await queue_items.seconds_until_next_due(pool, idle=False, suspect_wait=60)
+    assert due_in is not None and due_in <= 0  # the third healthy item
+    # Due for longer than a lease: a busy owner claims nothing (its jobs drain) ...
+    await pool.execute(
+        "UPDATE queue_items SET run_after = now() - interval '2 minutes' WHERE id = $1", suspect
+    )
+    assert await claim("busy", 2, running=2) == []
+    assert await queue_items.seconds_until_next_due(pool, idle=False, suspect_wait=60) is None
+    # ... and an owner running nothing takes the suspect, alone.
+    assert await claim("idle", 4, running=0) == [(suspect, True)]
+    assert await claim("busy", 4, running=2) == [(healthy[2], False)]
+
+
+async def test_a_lost_worker_is_blamed_only_on_a_suspect_running_alone(pool: Pool) -> None:
+    user = await create_user(pool)
+    beside, alone = await enqueue(pool, user, ["x"] * 2)
+    await _claim(pool, 2)
+    await pool.execute("UPDATE queue_items SET suspect = true, crashes = 1 WHERE id = $1", alone)
+    await pool.execute("UPDATE queue_items SET lease_expires_at = now() - interval '1 s'")
+
+    await reaper.reap_once(pool, _settings(retry_base=0))
+
+    rows = await item_rows(pool)
+    got = {key: (r["crashes"], r["suspect"], r["blamed_crashes"]) for key, r in rows.items()}
+    assert got == {beside: (1, True, 0), alone: (2, True, 1)}
+    assert {row["status"] for row in rows.values()} == {"pending"}
+
+
+async def test_retention_prunes_old_finished_items_and_leaves_their_emails_untouched(
+    pool: Pool,
+) -> None:
+    user = await create_user(pool)
+    *old, recent, live = await enqueue(pool, user, ["x"] * 52)
     await pool.execute(
         "UPDATE queue_items SET status = 'completed', completed_at = now() - interval '40 days'"
-        " WHERE id = $1",
+        " WHERE id = any($1::uuid[])",
         old,
     )
-    await pool.execute(
+    await pool.executemany(
         "INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,"
-        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', 'm', 'general')",
-        uuid.uuid4(),
-        user,
-        old,
+        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', $4, 'general')",
+        [(uuid.uuid4(), user, item, "m" * 1500) for item in old],
     )
     await pool.execute(
         "UPDATE queue_items SET status = 'completed', completed_at = now() WHERE id = $1", recent
     )
+    emails_rows = "SELECT id, ctid::text, xmin::text, queue_item_id FROM emails ORDER BY id"
+    before = [tuple(row) for row in await pool.fetch(emails_rows)]
+    size_before = await pool.fetchval("SELECT pg_relation_size('emails')")
+
     counts = await reaper.reap_once(pool, _settings(retry_base=0))
 
-    assert counts == {"pruned": 1}
+    assert counts == {"pruned": 50}
     assert set(await item_rows(pool)) == {recent, live}
-    assert await pool.fetchval("SELECT queue_item_id FROM emails") is None
+    # Same row versions (no rewrite), each still naming the item that made it; no growth.
+    assert [tuple(row) for row in await pool.fetch(emails_rows)] == before
+    assert {row[3] for row in before} == set(old)
+    assert await pool.fetchval("SELECT pg_relation_size('emails')") == size_before
+
+
+async def test_an_item_still_has_at_most_one_email(pool: Pool) -> None:
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, ["x"])
+    insert = (
+        "INSERT INTO emails (id, user_id, queue_item_id, recipient_name, recipient_interest,"
+        " email_message, template_type) VALUES ($1, $2, $3, 'n', 'i', 'm', 'general')"
+    )
+    await pool.execute(insert, uuid.uuid4(), user, item)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(insert, uuid.uuid4(), user, item)
+    assert await pool.fetchval("SELECT count(*) FROM emails") == 1
 
 
 async def test_retention_prunes_a_batch_template_only_once_its_items_are_gone(
@@ -253,7 +323,7 @@ async def test_claim_reaper_and_prune_use_indexes_over_100k_finished_rows(pool: 
 
     plans = {
         "claim": await _plan(
-            pool, sql("claim_queue_items"), "o", 8, 60.0, {"email": "template_parser"}
+            pool, sql("claim_queue_items"), "o", 8, 60.0, {"email": "template_parser"}, 0
         ),
         "reap": await _plan(pool, sql("reap_expired_leases"), 100, [5.0, 10.0], 10, 86400.0),
         "prune": await _plan(pool, sql("prune_finished_queue_items"), 86400.0 * 30, 500),
