@@ -38,12 +38,9 @@ class Command:
 
     @property
     def error_lines(self) -> list[str]:
-        """The lines of stderr, Python's warnings about the environment aside."""
-        return [
-            line
-            for line in self.stderr.splitlines()
-            if line.strip() and "RuntimeDirWarning" not in line and "user_runtime_dir" not in line
-        ]
+        """The failure lines on stderr (``scribe: …``); there is no traceback beside them."""
+        assert "Traceback" not in self.stderr, self.stderr
+        return [line for line in self.stderr.splitlines() if line.startswith("scribe: ")]
 
 
 async def scribe(*args: str, data_dir: Path, **env: str) -> Command:
