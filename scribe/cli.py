@@ -157,9 +157,8 @@ def _check_address(host: str, port: int) -> None:
 
 
 def _serve_reporting(settings: Settings, args: argparse.Namespace) -> None:
-    """``_serve``, with the port checked first and a start-up failure of ours turned into the
-    one line ``main`` prints (see ``_StartupFailure``)."""
-    _check_address(args.host or settings.host, args.port or settings.port)
+    """``_serve``, a start-up failure of ours turned into the one line ``main`` prints (see
+    ``_StartupFailure``)."""
     failure = _StartupFailure()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addFilter(failure)
@@ -513,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = load_settings()
         _configure_logging(settings)
+        if args.command == "serve":
+            _check_address(args.host or settings.host, args.port or settings.port)
         if long_running:
             _begin_slow_steps(settings)
         return _run(settings, args)

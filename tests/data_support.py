@@ -43,8 +43,9 @@ class Command:
         return [line for line in self.stderr.splitlines() if line.startswith("scribe: ")]
 
 
-async def scribe(*args: str, data_dir: Path, **env: str) -> Command:
-    """Run ``scribe ARGS`` in a process of its own with this data directory and environment."""
+async def scribe(*args: str, data_dir: Path, user: str | None = None, **env: str) -> Command:
+    """Run ``scribe ARGS`` in a process of its own with this data directory and environment
+    (as ``user`` when given: the test runs as root)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -54,6 +55,7 @@ async def scribe(*args: str, data_dir: Path, **env: str) -> Command:
         env={"PATH": os.environ.get("PATH", ""), "SCRIBE_DATA_DIR": str(data_dir), **env},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        user=user,
     )
     stdout, stderr = await process.communicate()
     assert process.returncode is not None

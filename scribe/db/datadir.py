@@ -34,7 +34,12 @@ def check_data_directory(data_dir: Path) -> None:
             f"the upgrade of {pgdata} was interrupted after its new copy was verified: "
             "run `scribe db upgrade` to finish it"
         )
-    _check_access(data_dir, pgdata)
+    try:
+        _check_access(data_dir, pgdata)
+    except PermissionError as exc:  # a directory on the way cannot even be looked into
+        raise DataDirectoryUnusable(
+            f"cannot use the data directory {data_dir} (SCRIBE_DATA_DIR): {exc}"
+        ) from exc
     found, bundled = data_major(pgdata), bundled_major()
     if found is not None and found != bundled:
         raise PostgresVersionMismatch(mismatch_message(pgdata, found, bundled))

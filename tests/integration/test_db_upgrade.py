@@ -68,7 +68,7 @@ async def test_a_directory_of_17_is_refused_then_upgraded_with_every_row_and_kep
             await pool.close()
         before = await read_history(make_settings(database_url=dsn), history)
 
-    refused = await scribe("serve", "--port", "1", data_dir=data_dir)
+    refused = await scribe("migrate", data_dir=data_dir)
     assert refused.code == 5
     [line] = refused.error_lines
     for named in (f"PostgreSQL {OLD_MAJOR}", f"PostgreSQL {bundled_major()}", str(pgdata)):
