@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -68,9 +68,9 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if parts.password is None:
         return dsn, env
-    env["PGPASSWORD"] = parts.password
-    host = parts.netloc.rsplit("@", 1)[-1]
-    user = parts.username or ""
+    env["PGPASSWORD"] = unquote(parts.password)
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]  # as written (still percent-encoded)
     netloc = f"{user}@{host}" if user else host
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), env
 
