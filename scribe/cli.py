@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scribe")
 
+BACKUPS_KEPT = 7  # `scribe backup`'s default --keep: a week of nightly backups
+
 # Exit status by kind of failure, the first match winning (docs/operating.md has the table).
 # 0 is success, 1 any other failure (its line says why), 3 a start-up failure of the HTTP server
 # that is none of these (uvicorn's own status), 143 a SIGTERM whose drain was cut short.
@@ -435,12 +437,13 @@ def _pg_bin_option(parser: argparse.ArgumentParser) -> None:
 
 def _data_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``backup``, ``restore`` and ``db upgrade``."""
-    from scribe.db.backup import DEFAULT_KEEP
-
     backup = commands.add_parser("backup", help="write a consistent dump of the database")
     backup.add_argument("--to", type=Path, metavar="DIR", help="default: <data dir>/backups")
     backup.add_argument(
-        "--keep", type=int, default=DEFAULT_KEEP, help=f"newest backups kept ({DEFAULT_KEEP})"
+        "--keep",
+        type=int,
+        default=BACKUPS_KEPT,
+        help=f"newest backups kept in DIR ({BACKUPS_KEPT})",
     )
     _pg_bin_option(backup)
     restore = commands.add_parser(

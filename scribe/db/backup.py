@@ -11,9 +11,11 @@ dump was taken are pending again (their worker is not coming back).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +31,6 @@ from scribe.errors import DataCommandFailed
 
 BACKUP_PREFIX = "scribe-"
 BACKUP_SUFFIX = ".dump"
-DEFAULT_KEEP = 7  # a week of nightly backups
 # The archive's own entries for the schema `public`: every database already has it.
 _PUBLIC_SCHEMA_ENTRY = re.compile(r"^\d+; \d+ \d+ (SCHEMA|COMMENT) - (SCHEMA )?public ")
 
@@ -59,6 +60,15 @@ class Restored:
     rows: dict[str, int]
     migrations: list[str]
     released: int
+
+
+@contextlib.asynccontextmanager
+async def statement_errors(doing: str) -> AsyncIterator[None]:
+    """A statement the server refused (a permission, a lock) as one line of ``doing``'s."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        raise DataCommandFailed(f"{doing} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
@@ -162,7 +172,8 @@ async def _check_client(program: Path, dsn: str) -> None:
     """Refuse a client older than the server: ``pg_dump`` cannot read a newer server."""
     conn = await connect(dsn, transaction_pooler=False)
     try:
-        server = await server_major(conn)
+        async with statement_errors("reading the server's version"):
+            server = await server_major(conn)
     finally:
         await conn.close()
     client = await asyncio.to_thread(program_major, program)
@@ -181,20 +192,26 @@ async def restore(database: Database, path: Path, *, force: bool) -> Restored:
     pg_restore = client_program("pg_restore", database.bin_dir)
     conn = await connect(database.dsn, transaction_pooler=False)
     try:
-        await _check_restorable(conn, force=force)
-        await asyncio.to_thread(run, [pg_restore, "--list", path])  # readable, before emptying
-        if force:
-            await conn.execute(sql("empty_public_schema"))
-        try:
-            await asyncio.to_thread(restore_archive, pg_restore, database.dsn, path)
-        except DataCommandFailed as exc:
-            emptied = " (the database was emptied by --force)" if force else ""
-            raise DataCommandFailed(f"{exc}; nothing was restored{emptied}") from exc
-        applied = await migrate(conn)
-        released = await conn.fetchval(sql("release_restored_items"))
-        return Restored(await table_rows(conn), applied, released)
+        async with statement_errors("the restore"):
+            await _check_restorable(conn, force=force)
+            await asyncio.to_thread(run, [pg_restore, "--list", path])  # readable, first
+            if force:
+                await conn.execute(sql("empty_public_schema"))
+            await _restore_archive_saying(pg_restore, database.dsn, path, force=force)
+            applied = await migrate(conn)
+            released = await conn.fetchval(sql("release_restored_items"))
+            return Restored(await table_rows(conn), applied, released)
     finally:
         await conn.close()
+
+
+async def _restore_archive_saying(pg_restore: Path, dsn: str, path: Path, *, force: bool) -> None:
+    """``restore_archive``, its failure saying what the database holds now."""
+    try:
+        await asyncio.to_thread(restore_archive, pg_restore, dsn, path)
+    except DataCommandFailed as exc:
+        emptied = " (the database was emptied by --force)" if force else ""
+        raise DataCommandFailed(f"{exc}; nothing was restored{emptied}") from exc
 
 
 async def _check_restorable(conn: asyncpg.Connection, *, force: bool) -> None:

@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scribe.db.backup import dump, restore_archive, table_rows
+from scribe.db.backup import dump, restore_archive, statement_errors, table_rows
 from scribe.db.databases import ensure_database
 from scribe.db.datadir import STAGING_NAME, VERIFIED_MARK, old_name
 from scribe.db.embedded import with_database
@@ -169,7 +169,8 @@ async def _copy(old_bin: Path, pgdata: Path, staging: Path, work: Path) -> dict[
 async def _databases(dsn: str) -> list[str]:
     conn = await connect(dsn, transaction_pooler=False)
     try:
-        return [row["datname"] for row in await conn.fetch(sql("list_databases"))]
+        async with statement_errors("listing the old server's databases"):
+            return [row["datname"] for row in await conn.fetch(sql("list_databases"))]
     finally:
         await conn.close()
 
@@ -177,7 +178,8 @@ async def _databases(dsn: str) -> list[str]:
 async def _rows(dsn: str) -> dict[str, int]:
     conn = await connect(dsn, transaction_pooler=False)
     try:
-        return await table_rows(conn)
+        async with statement_errors("counting rows"):
+            return await table_rows(conn)
     finally:
         await conn.close()
 
