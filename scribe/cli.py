@@ -36,7 +36,6 @@ from scribe.errors import (
 )
 
 if TYPE_CHECKING:
-    from scribe.db.backup import Database
     from scribe.db.pool import Pool
     from scribe.settings import Settings
 
@@ -267,73 +266,6 @@ async def _migrate(settings: Settings) -> None:
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
 
 
-async def _data_database(settings: Settings, pg_bin: Path | None) -> Database:
-    """The database a backup or restore is about, with the directory of its client programs:
-    the embedded server's own (the bundled major) or, for DATABASE_URL, ``--pg-bin``/PATH."""
-    from scribe import db
-    from scribe.db.backup import Database
-    from scribe.db.pgbin import bundled_bin
-
-    dsn = await db.resolve_dsn(settings)
-    if pg_bin is None and settings.database_url is None:
-        pg_bin = bundled_bin()
-    return Database(dsn, pg_bin)
-
-
-async def _backup(settings: Settings, args: argparse.Namespace) -> None:
-    from scribe.db.backup import backup
-
-    database = await _data_database(settings, args.pg_bin)
-    written = await backup(database, args.to or settings.data_dir / "backups", args.keep)
-    print(f"{written.path} {_size(written.size)}")
-    for removed in written.removed:
-        print(f"removed {removed} (keeping the newest {args.keep})")
-
-
-def _size(size: int) -> str:
-    """A byte count for people: 1.4 MiB."""
-    value, unit = float(size), "B"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            break
-        value /= 1024
-    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-
-
-async def _restore(settings: Settings, args: argparse.Namespace) -> None:
-    from scribe.db.backup import restore
-
-    database = await _data_database(settings, args.pg_bin)
-    restored = await restore(database, args.file, force=args.force)
-    rows = sum(restored.rows.values())
-    print(f"restored {args.file}: {len(restored.rows)} tables, {rows} rows")
-    applied = ", ".join(restored.migrations) or "none pending"
-    print(f"applied {len(restored.migrations)} migration(s): {applied}")
-    print(f"{restored.released} item(s) that were processing are pending again")
-
-
-async def _db_upgrade(settings: Settings, args: argparse.Namespace) -> None:
-    from scribe.db.upgrade import upgrade
-
-    if settings.database_url is not None:
-        raise ConfigurationError(
-            "DATABASE_URL is set: scribe db upgrade is for the embedded server's data directory "
-            "(move a server of your own with scribe backup and scribe restore, or pg_upgrade)"
-        )
-    done = await upgrade(settings.data_dir, args.old_bin)
-    pgdata = settings.data_dir / "postgres"
-    if done.kept is None:
-        print(f"{pgdata} is PostgreSQL {done.new_major} already: nothing to upgrade")
-        return
-    checked = (
-        f", {len(done.rows)} tables and {sum(done.rows.values())} rows checked" if done.rows else ""
-    )
-    print(
-        f"upgraded {pgdata} from PostgreSQL {done.old_major} to {done.new_major}{checked}; "
-        f"the old directory is kept as {done.kept} (remove it when you no longer need it)"
-    )
-
-
 def _token(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.auth import DEV_ISSUER, dev_secret, mint_token
 
@@ -498,12 +430,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _generate(settings, args)
     elif args.command == "demo":
         return _demo(settings)
-    elif args.command in _DATA_COMMANDS:
-        asyncio.run(_DATA_COMMANDS[args.command](settings, args))
+    elif args.command in ("backup", "restore", "db"):
+        _data_command(settings, args)
     return 0
 
 
-_DATA_COMMANDS = {"backup": _backup, "restore": _restore, "db": _db_upgrade}
+def _data_command(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe.commands import DATA_COMMANDS
+
+    asyncio.run(DATA_COMMANDS[args.command](settings, args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
