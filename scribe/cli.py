@@ -31,6 +31,7 @@ from scribe.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     DataDirectoryUnusable,
+    InvalidRequest,
     PostgresVersionMismatch,
     ScribeError,
 )
@@ -48,6 +49,7 @@ BACKUPS_KEPT = 7  # `scribe backup`'s default --keep: a week of nightly backups
 # that is none of these (uvicorn's own status), 143 a SIGTERM whose drain was cut short.
 EXIT_STATUS: list[tuple[type[ScribeError], int]] = [
     (ConfigurationError, 2),
+    (InvalidRequest, 2),  # a command's arguments (e.g. `scribe queue retry` with no filter)
     (DatabaseUnavailable, 4),
     (PostgresVersionMismatch, 5),
     (DataDirectoryUnusable, 6),

@@ -14,12 +14,14 @@ from scribe.errors import (
     DatabaseUnavailable,
     DataCommandFailed,
     DataDirectoryUnusable,
+    InvalidRequest,
     PostgresVersionMismatch,
 )
 
 
 def test_each_kind_of_failure_has_its_documented_exit_status() -> None:
     assert exit_status(ConfigurationError("x")) == 2
+    assert exit_status(InvalidRequest("x")) == 2
     assert exit_status(DatabaseUnavailable("x")) == 4
     assert exit_status(PostgresVersionMismatch("x")) == 5
     assert exit_status(DataDirectoryUnusable("x")) == 6
