@@ -1,8 +1,8 @@
 """The ``scribe`` command: serve | worker | queue | migrate | token | generate | demo | backup |
 restore | db upgrade.
 
-Every failure an operator can fix ends the command with one line on stderr, ``scribe: …``, and an
-exit status by its kind (``EXIT_STATUS``; the table is in docs/operating.md)."""
+A failure an operator can fix ends the command with one line on stderr, "scribe: …", and an exit
+status by its kind (the table is in docs/operating.md)."""
 
 from __future__ import annotations
 
