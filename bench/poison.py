@@ -94,7 +94,7 @@ async def run(items: int, poison: int, max_crashes: int) -> str:
                        count(*) FILTER (WHERE recipient_interest <> $1 AND status = 'completed')
                            AS healthy_completed,
                        max(crashes) FILTER (WHERE recipient_interest <> $1) AS healthy_lost,
-                       -- (read through to_jsonb: the column is absent before migration 0015)
+                       -- (read through to_jsonb: the column is absent before migration 0012)
                        max((to_jsonb(q) ->> 'blamed_crashes')::int)
                            FILTER (WHERE recipient_interest <> $1) AS healthy_blamed,
                        (SELECT count(*) FROM emails) AS emails,

