@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import signal
@@ -44,6 +45,7 @@ import tempfile
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -61,6 +63,24 @@ from tests.fakes.jwks import FakeJwks, new_key, serve_jwks
 HEADER_BYTES = 100 * 2**20
 CHUNK = b"a" * 2**20
 SLOWLORIS = 200
+
+
+# Well-behaved clients (the /health probe, the JWKS and throughput clients, set-up) come from
+# their own loopback address, so that the per-address connection share the attacks run into
+# (127.0.0.1, or 127.0.2.x for slowloris) is never theirs.
+LEGIT_ADDRESS = "127.0.0.3"
+SLOWLORIS_ADDRESSES = 4  # 200 slowloris connections from 127.0.2.1-4: within each one's share
+_slow_sources = itertools.count()
+
+
+def _client(**options: Any) -> httpx.AsyncClient:
+    """An HTTP client on LEGIT_ADDRESS."""
+    transport = httpx.AsyncHTTPTransport(local_address=LEGIT_ADDRESS)
+    return httpx.AsyncClient(transport=transport, **options)
+
+
+def _slow_source() -> tuple[str, int]:
+    return (f"127.0.2.{1 + next(_slow_sources) % SLOWLORIS_ADDRESSES}", 0)
 
 
 def _free_port() -> int:
@@ -120,7 +140,7 @@ class HealthProbe:
         self._stop = asyncio.Event()
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=60.0) as client:
+        async with _client(base_url=self.base_url, timeout=60.0) as client:
             while not self._stop.is_set():
                 started = time.perf_counter()
                 try:
@@ -221,7 +241,7 @@ async def _slowloris_one(port: int, deadline: float, closed_after: list[float]) 
     """One slowloris connection: a header line a second until the server closes or time is up."""
     started = time.perf_counter()
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=_slow_source())
     except OSError:
         closed_after.append(0.0)
         return
@@ -271,7 +291,7 @@ async def _jwks_hang(base_url: str, jwks: FakeJwks, count: int) -> str:
         latencies.append(time.perf_counter() - started)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=60.0) as client:
+    async with _client(base_url=base_url, timeout=60.0) as client:
         await asyncio.gather(*(one(client, token) for token in tokens))
     jwks.release.set()
     jwks.hanging = False
@@ -297,7 +317,7 @@ async def _throughput(base_url: str, token: str, seconds: float, clients: int = 
     async with contextlib.AsyncExitStack() as stack:
         pool = [
             await stack.enter_async_context(
-                httpx.AsyncClient(base_url=base_url, headers=headers, timeout=30.0)
+                _client(base_url=base_url, headers=headers, timeout=30.0)
             )
             for _ in range(clients)
         ]
@@ -312,7 +332,9 @@ async def _slowloris_forever(port: int, stop: asyncio.Event) -> None:
     async def holder() -> None:
         while not stop.is_set():
             with contextlib.suppress(OSError):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=_slow_source()
+                )
                 writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
                 n = 0
                 while not stop.is_set():
@@ -397,7 +419,7 @@ async def _batch(base_url: str, token: str) -> str:
     template = "Dear {{name}}, I read about {{research}} and " + "would like to ask. " * 20
     body = {"items": items, "email_template": template}
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60) as client:
+    async with _client(base_url=base_url, headers=headers, timeout=60) as client:
         response = await client.post("/api/queue/batch", json=body)
         queued = len((await client.get("/api/queue/")).json())
     size = len(response.request.content)
@@ -414,7 +436,7 @@ async def _identities(base_url: str, issuer: str) -> str:
         "the verified admin": _token(ADMIN, issuer, email_verified=True, is_anonymous=False),
     }
     parts = []
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+    async with _client(base_url=base_url, timeout=30) as client:
         for name, token in tokens.items():
             headers = {"Authorization": f"Bearer {token}"}
             await client.post("/api/user/init", json={}, headers=headers)
@@ -467,7 +489,7 @@ async def main() -> None:  # noqa: C901 - one scenario after another
                 await wait_healthy(base_url, server)
                 print(f"serving {args.code or 'this checkout'} (pid {server.pid})", flush=True)
                 token = mint_token(JWT_SECRET, email="bench@uni.edu", issuer=jwks.issuer)
-                async with httpx.AsyncClient(base_url=base_url) as client:
+                async with _client(base_url=base_url) as client:
                     for who in (token, _token("peer@uni.edu", jwks.issuer)):
                         init = await client.post(
                             "/api/user/init", json={}, headers={"Authorization": f"Bearer {who}"}

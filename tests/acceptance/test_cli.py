@@ -23,22 +23,12 @@ from scribe.db.pool import Pool
 from scribe.db.queue_items import NewItem
 from scribe.settings import Settings
 from tests.conftest import serve
+from tests.data_support import scribe
 
 
 async def _scribe(*args: str, data_dir: Path, **env: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "scribe.cli",
-        *args,
-        cwd=data_dir.parent,
-        env={"PATH": os.environ.get("PATH", ""), "SCRIBE_DATA_DIR": str(data_dir), **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode().strip(), stderr.decode()
+    done = await scribe(*args, data_dir=data_dir, **env)
+    return done.code, done.stdout, done.stderr
 
 
 async def test_token_from_the_cli_is_accepted_by_a_dev_mode_app(
