@@ -187,6 +187,26 @@ async def enqueue(
         )
 
 
+@asynccontextmanager
+async def fakes_process(args: Sequence[str]) -> AsyncIterator[tuple[str, int]]:
+    """The external-service fakes (``python -m tests.fakes.server ARGS``: latencies, limits,
+    options) in a child process of this checkout; yields (base URL, port), stops it on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.server", *args],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = (await asyncio.to_thread(proc.stdout.readline)).strip()
+        yield url, int(url.rsplit(":", 1)[1])
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """The ``fraction`` percentile (nearest rank)."""
     ordered = sorted(values)

@@ -57,7 +57,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import bench_database, wait_healthy
+from _support import bench_database, fakes_process, wait_healthy
 
 from scribe.auth import DEV_ISSUER, dev_secret, mint_token
 from scribe.clients import Clients, open_clients
@@ -113,19 +113,8 @@ async def limited_fakes(scale: float) -> AsyncIterator[tuple[str, int]]:
         f"limit.anthropic.input_tokens={INPUT_TOKENS_PER_MINUTE * scale}",
         f"limit.exa.requests={EXA_REQUESTS_PER_MINUTE * scale}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.server", *args],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = (await asyncio.to_thread(proc.stdout.readline)).strip()
-        yield url, int(url.rsplit(":", 1)[1])
-    finally:
-        proc.terminate()
-        proc.wait()
+    async with fakes_process(args) as served:
+        yield served
 
 
 def bench_settings(url: str, dsn: str) -> Settings:

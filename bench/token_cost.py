@@ -227,20 +227,10 @@ async def fakes(speedup: float) -> AsyncIterator[tuple[str, int]]:
         f"limit.exa.requests={EXA_REQUESTS_PER_MINUTE * speedup}",
         f"limit.exa.burst_minutes={1 / speedup}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.server", *args],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = (await asyncio.to_thread(proc.stdout.readline)).strip()
-        yield url, int(url.rsplit(":", 1)[1])
-    finally:
-        proc.terminate()
-        proc.wait()
+    from _support import fakes_process  # the parent's: it imports this checkout's scribe
+
+    async with fakes_process(args) as served:
+        yield served
 
 
 @contextlib.asynccontextmanager
