@@ -112,6 +112,15 @@ def peer_key(host: str) -> str:
     return str(address)
 
 
+def _within(host: str, networks: tuple[Network, ...], *, otherwise: bool) -> bool:
+    """Whether the address ``host`` is in one of ``networks`` (``otherwise`` if it is none)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return otherwise
+    return any(address in network for network in networks)
+
+
 _refusals = ThrottledLog(log)
 
 
@@ -298,7 +307,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def _admit_peer(self) -> bool:
         peer = self.client[0] if self.client else None
-        if peer is None or self._trusted(peer):
+        # Not an IP peer (a Unix socket): only the global cap applies.
+        if peer is None or _within(peer, self.limits.trusted_peers, otherwise=True):
             return True
         key = peer_key(peer)
         if self.peers[key] >= self.limits.max_connections_per_peer:
@@ -306,13 +316,6 @@ class GuardedH11Protocol(H11Protocol):
         self.peers[key] += 1
         self._peer = key
         return True
-
-    def _trusted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return True  # not an IP peer (a Unix socket): only the global cap applies
-        return any(address in network for network in self.limits.trusted_peers)
 
     def _refuse(self, status: int, detail: str) -> None:
         """Answer ``status`` with a JSON detail (if the transport is open) and close; a request
@@ -402,7 +405,7 @@ class ProxiedClientShare:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         client = scope.get("client") if scope["type"] == "http" else None
-        if client is None or not self._proxied(client[0]):
+        if client is None or not _within(client[0], self._proxies, otherwise=False):
             await self.app(scope, receive, send)
             return
         key = self.identity.key(scope)
@@ -418,10 +421,3 @@ class ProxiedClientShare:
             self.in_flight[key] -= 1
             if self.in_flight[key] <= 0:
                 del self.in_flight[key]
-
-    def _proxied(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self._proxies)
