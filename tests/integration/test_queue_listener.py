@@ -190,11 +190,17 @@ async def test_an_outage_logs_its_first_failed_connect_as_a_warning_and_the_retr
     monkeypatch.setattr(ListenConnection, "open", counted)
     missing = database_url.rsplit("/", 1)[0] + "/no_such_database"
     listener = Listener(missing, max_reconnect_delay=0.3)
+    def failed_connects() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("LISTEN connection failed")]
+
     with caplog.at_level(logging.DEBUG, logger="scribe.queue.listener"):
         async with running_listener(listener):
-            await wait_until(is_true(lambda: attempts >= 4), timeout=10)
+            # Four failed connects, each logged (the attempt counts as it starts, its line comes
+            # when it has failed).
+            logged = is_true(lambda: attempts >= 4 and len(failed_connects()) >= 4)
+            await wait_until(logged, timeout=10)
             assert not listener.connected.is_set()
-    failures = [r for r in caplog.records if r.getMessage().startswith("LISTEN connection failed")]
+    failures = failed_connects()
     assert [r.levelno for r in failures[:4]] == [logging.WARNING] + [logging.DEBUG] * 3
     assert failures[0].getMessage().endswith("retrying in 0.1s")
     # The delay doubles up to its cap.
