@@ -190,6 +190,7 @@ async def test_an_outage_logs_its_first_failed_connect_as_a_warning_and_the_retr
     monkeypatch.setattr(ListenConnection, "open", counted)
     missing = database_url.rsplit("/", 1)[0] + "/no_such_database"
     listener = Listener(missing, max_reconnect_delay=0.3)
+
     def failed_connects() -> list[logging.LogRecord]:
         return [r for r in caplog.records if r.getMessage().startswith("LISTEN connection failed")]
 
