@@ -145,6 +145,9 @@ async def test_a_full_disk_answers_503_waits_and_loses_nothing(
         assert after.status_code == 201
         stored += 3
         await wait_until(lambda: _all(client, headers, "completed", stored), timeout=60)
+        # The outage ends with a success QUIET_SECONDS after its last failure: the idle
+        # consumer's next claims, which may come after the last item completed.
+        await wait_until(lambda: _logged(caplog, "stores again"), timeout=30)
         health_back = await client.get("/health")
         dsn = await _dsn(small_disk / "data" / "postgres")
         rows = await _rows(dsn)
