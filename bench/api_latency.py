@@ -31,7 +31,7 @@ import httpx
 import psutil
 from _support import wait_healthy
 
-from scribe.auth import DEV_ISSUER, dev_secret, mint_token
+from scribe.http.auth import DEV_ISSUER, dev_secret, mint_token
 
 
 def _free_port() -> int:

@@ -35,9 +35,9 @@ from pathlib import Path
 from _support import wait_healthy
 from chaos import LATENCY, counts, enqueue, wait_finished
 
-from scribe.auth import mint_token
 from scribe.db.embedded import DATABASE_NAME, with_database
 from scribe.db.pool import Pool, create_pool
+from scribe.http.auth import mint_token
 from tests.fakes.server import serve_asgi
 from tests.fakes.services import FakeServices
 

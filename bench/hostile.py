@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from _support import wait_healthy  # noqa: E402
 
-from scribe.auth import DEV_ISSUER, dev_secret, mint_token  # noqa: E402
+from scribe.http.auth import DEV_ISSUER, dev_secret, mint_token  # noqa: E402
 
 TEMPLATE_LIMIT = 10_000
 TEMPLATE_ITEMS = 40
@@ -215,12 +215,12 @@ def _statuses_of(items: list[dict[str, Any]]) -> str:
 
 def worst_template_seconds() -> tuple[float, str]:
     """The slowest adversarial 10,000-char template through the service's text functions."""
+    from scribe.api.template_generation import word_count
     from scribe.domain.placeholders import fill, unfilled
     from scribe.domain.templates import validate_template
     from scribe.domain.text import remove_machine_tells
     from scribe.steps.composer_brief import all_sources, fill_value
     from scribe.steps.template_parser import merge, offline_analysis
-    from scribe.template_generation import word_count
     from tests.fakes.fixtures import brief, item
 
     n = TEMPLATE_LIMIT

@@ -57,7 +57,7 @@ import asyncpg
 import jwt
 from _support import JWT_SECRET, bench_database, server_dsn, wait_healthy
 
-from scribe.auth import mint_token
+from scribe.http.auth import mint_token
 from tests.fakes.jwks import FakeJwks, new_key, serve_jwks
 
 HEADER_BYTES = 100 * 2**20

@@ -1,5 +1,5 @@
 """What the HTTP server choice costs: uvicorn's httptools and h11 protocols, plain, and the
-guarded h11 protocol ``scribe serve`` runs (scribe.httpguard), on a trivial Starlette app.
+guarded h11 protocol ``scribe serve`` runs (scribe.http.guard), on a trivial Starlette app.
 
 The app does nothing (one small JSON answer), so the figures are the parser's and the server's
 own cost per request, an upper bound on what the choice changes for the real app (whose requests
@@ -47,7 +47,7 @@ def _serve(kind: str, port: int) -> None:
     """Body of ``--serve KIND``: one server until killed."""
     import uvicorn
 
-    from scribe.httpguard import uvicorn_config
+    from scribe.http.guard import uvicorn_config
     from scribe.settings import Settings
 
     options = {"host": "127.0.0.1", "port": port, "log_level": "warning"}

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _support import wait_healthy
 
-from scribe.auth import DEV_ISSUER, dev_secret, mint_token
+from scribe.http.auth import DEV_ISSUER, dev_secret, mint_token
 from tests.fakes.fixtures import GENERAL_TEMPLATE
 
 BENCH = Path(__file__).resolve().parent

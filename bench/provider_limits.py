@@ -59,7 +59,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import bench_database, fakes_process, wait_healthy
 
-from scribe.auth import DEV_ISSUER, dev_secret, mint_token
 from scribe.clients import Clients, open_clients
 from scribe.clients.pacing import model_family
 from scribe.clients.sharing import AccountSharing, sharing_accounts
@@ -67,6 +66,7 @@ from scribe.db import emails, queue_items, users
 from scribe.db.pool import Pool, create_pool
 from scribe.db.queue_items import NewItem
 from scribe.emails.handler import email_handlers
+from scribe.http.auth import DEV_ISSUER, dev_secret, mint_token
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps.pipeline import build_pipeline

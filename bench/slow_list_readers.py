@@ -28,7 +28,7 @@ import httpx
 import psutil
 from _support import JWT_SECRET, bench_database, wait_healthy
 
-from scribe.auth import mint_token
+from scribe.http.auth import mint_token
 
 EMAILS = 1000
 TEXT = ("Dear Professor, I read your work with great interest. " * 400)[:20_000]

@@ -1,10 +1,10 @@
-"""``create_app(settings)``: the Starlette app assembled from data (routes, middleware, handlers,
-lifespan). The only module that knows HTTP status codes for the project's errors."""
+"""``create_app(settings)``: the Starlette app assembled from data (the routes of ``scribe.api``,
+the middleware stack of ``scribe.http``, the error handlers, the lifespan). The only module that
+knows HTTP status codes for the project's errors."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,24 +17,28 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scribe import errors, request_ids
+from scribe import errors
 from scribe.api import admin, admin_queue, emails, health, queue, queue_stream, templates, users
 from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_operations
-from scribe.background import running
 from scribe.clients.netguard import AddressPolicy
 from scribe.db import health as health_db
 from scribe.db import providers as providers_db
-from scribe.db.outage import OutageLog, note_refused
+from scribe.db.outage import note_refused
 from scribe.deps import get_deps, open_deps
-from scribe.httpguard import ProxiedClientShare
-from scribe.logthrottle import throttle_logger
-from scribe.metrics import Metrics, MetricsMiddleware
-from scribe.ratelimit import ClientIdentity, RateLimitMiddleware
+from scribe.http.guard import ProxiedClientShare
+from scribe.http.log_throttle import throttle_logger
+from scribe.http.metrics import Metrics, MetricsMiddleware
+from scribe.http.middleware.body_size import BodySizeLimitMiddleware
+from scribe.http.middleware.database_outage import DatabaseOutageMiddleware
+from scribe.http.middleware.request_id import RequestIdMiddleware
+from scribe.http.middleware.security_headers import SecurityHeadersMiddleware
+from scribe.http.middleware.unhandled_error import UnhandledErrorMiddleware
+from scribe.http.rate_limit import ClientIdentity, RateLimitMiddleware
+from scribe.process.background import running
+from scribe.process.systemd import notify, watchdog_interval, watchdog_loop
 from scribe.settings import Settings, disabled_features
-from scribe.systemd import notify, watchdog_interval, watchdog_loop
 from scribe.worker import PipelineFactory, supervised_consumer
 
 log = logging.getLogger(__name__)
@@ -120,129 +124,6 @@ async def _client_disconnected(request: Request, exc: Exception) -> Response:
 async def _unhandled_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "Internal server error"}, status_code=500)
-
-
-class RequestIdMiddleware:
-    """Give every request its own server id in the log, with the client's ``X-Request-ID`` beside
-    it; echo the client's id (or, without one, the server id) on the response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        client_id = incoming[:128] if incoming.isprintable() and incoming else None
-        server_id = uuid.uuid4().hex
-        request_id = client_id or server_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
-                ]
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message["headers"] = headers
-            await send(message)
-
-        token = request_ids.serving(server_id, client_id)
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_ids.done(token)
-
-
-class SecurityHeadersMiddleware:
-    """``X-Content-Type-Options: nosniff`` on every response (errors, 404s, SSE, docs)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [
-                    (k, v)
-                    for k, v in message.get("headers", [])
-                    if k.lower() != b"x-content-type-options"
-                ]
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class BodySizeLimitMiddleware:
-    """Answer 413 up front when ``Content-Length`` exceeds the cap (streams are capped later)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-                response = JSONResponse(
-                    {"detail": f"Request body is larger than {self.max_bytes} bytes."},
-                    status_code=413,
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class DatabaseOutageMiddleware:
-    """Log a database outage once (WARNING) and its end once (INFO, with the refused count)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.outage = OutageLog()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        with self.outage.watching():
-            await self.app(scope, receive, send)
-
-
-class UnhandledErrorMiddleware:
-    """Render an unexpected exception as the JSON 500 inside the middleware stack.
-
-    Starlette's own handler for ``Exception`` sits outside every user middleware, so its 500 would
-    carry neither ``X-Request-ID`` nor CORS headers and a browser would report a CORS failure
-    instead of the error. Exceptions after the response has started are re-raised.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking)
-        except Exception as exc:
-            if started:
-                raise
-            response = await _unhandled_error(Request(scope), exc)
-            await response(scope, receive, send)
 
 
 API_MODULES = (health, users, emails, queue, queue_stream, templates, admin, admin_queue)
@@ -352,7 +233,7 @@ def create_app(
             identity=ClientIdentity.from_settings(settings),
         ),
         Middleware(BodySizeLimitMiddleware, max_bytes=settings.scribe_max_body_bytes),
-        Middleware(UnhandledErrorMiddleware),
+        Middleware(UnhandledErrorMiddleware, handler=_unhandled_error),
         Middleware(DatabaseOutageMiddleware),
     ]
     exception_handlers: dict[Any, Any] = {

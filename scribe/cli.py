@@ -35,7 +35,7 @@ from scribe.errors import (
     PostgresVersionMismatch,
     ScribeError,
 )
-from scribe.request_ids import LOG_FORMAT, RequestIdFilter
+from scribe.http.request_ids import LOG_FORMAT, RequestIdFilter
 
 if TYPE_CHECKING:
     from scribe.db.pool import Pool
@@ -206,8 +206,8 @@ def _serve_reporting(settings: Settings, args: argparse.Namespace) -> None:
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from scribe.app import create_app
-    from scribe.httpguard import uvicorn_config
-    from scribe.tracing import configure_tracing
+    from scribe.http.guard import uvicorn_config
+    from scribe.process.tracing import configure_tracing
 
     if args.no_worker:
         settings = settings.model_copy(update={"scribe_worker": False})
@@ -233,7 +233,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _worker(settings: Settings) -> None:
-    from scribe.tracing import configure_tracing
+    from scribe.process.tracing import configure_tracing
     from scribe.worker import run_worker
 
     configure_tracing(settings)
@@ -298,7 +298,7 @@ async def _migrate(settings: Settings) -> None:
 
 
 def _token(settings: Settings, args: argparse.Namespace) -> None:
-    from scribe.auth import DEV_ISSUER, dev_secret, mint_token
+    from scribe.http.auth import DEV_ISSUER, dev_secret, mint_token
 
     if settings.supabase_jwt_secret is not None:
         secret, issuer = settings.supabase_jwt_secret.get_secret_value(), settings.jwt_issuer
@@ -433,8 +433,8 @@ def _data_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 def _begin_slow_steps(settings: Settings) -> None:
     """Begin, in threads, the start-up steps that mostly wait (scribe.startup): the embedded
     PostgreSQL (when it is the database) and the TLS context, while the app's modules load."""
-    from scribe import startup
-    from scribe.tls import tls_context
+    from scribe.process import startup
+    from scribe.process.tls import tls_context
 
     if settings.database_url is None:
         from scribe.db.datadir import check_data_directory

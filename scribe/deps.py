@@ -13,17 +13,18 @@ from dataclasses import dataclass
 import httpx
 from starlette.requests import Request
 
-from scribe import db, startup
-from scribe.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
+from scribe import db
 from scribe.clients import Clients, open_clients
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.sharing import AccountSharing, sharing_accounts
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
 from scribe.db.template_analyses import TemplateAnalysisStore
+from scribe.http.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
+from scribe.process import startup
+from scribe.process.tls import tls_context
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
-from scribe.tls import tls_context
 
 log = logging.getLogger(__name__)
 

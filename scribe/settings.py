@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     supabase_url: str | None = None
     supabase_jwt_secret: SecretStr | None = None
     # Admins: by Supabase user id (the token's sub), or by an email address the token says is
-    # verified and not anonymous (scribe.auth.is_admin); both lists comma-separated.
+    # verified and not anonymous (scribe.http.auth.is_admin); both lists comma-separated.
     admin_user_ids: Annotated[list[uuid.UUID], NoDecode] = []
     admin_emails: CommaList = []
 
@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
 
     # ==== issue-7http: HTTP limits, client identity, JWKS ====
-    # Enforced by scribe.httpguard on every connection uvicorn accepts (any bind address).
+    # Enforced by scribe.http.guard on every connection uvicorn accepts (any bind address).
     scribe_http_max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     scribe_http_max_headers: int = Field(default=100, ge=10, le=10_000)
     scribe_http_header_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from scribe.app import create_app
-from scribe.auth import mint_token
 from scribe.db.embedded import with_database
 from scribe.db.pool import Pool, create_pool
+from scribe.http.auth import mint_token
 from scribe.settings import Settings
 from tests import database
 from tests.fakes.server import serve_asgi

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from scribe.auth import Principal, is_admin
 from scribe.db import users
 from scribe.db.users import User
 from scribe.deps import get_deps
@@ -28,6 +27,7 @@ from scribe.errors import (
     PermissionDenied,
     ProfileNotInitialized,
 )
+from scribe.http.auth import Principal, is_admin
 
 log = logging.getLogger(__name__)
 
@@ -239,10 +239,10 @@ async def current_user(request: Request) -> User:
 
 
 async def current_admin(request: Request) -> Principal:
-    """The verified caller when they are an admin (``scribe.auth.is_admin``: ``ADMIN_USER_IDS``,
-    or a verified, non-anonymous email in ``ADMIN_EMAILS``); 401 without a valid token, 403
-    ``Admin access required`` otherwise (a token without an email too). No local user row is
-    needed."""
+    """The verified caller when they are an admin (``scribe.http.auth.is_admin``:
+    ``ADMIN_USER_IDS``, or a verified, non-anonymous email in ``ADMIN_EMAILS``); 401 without a
+    valid token, 403 ``Admin access required`` otherwise (a token without an email too). No local
+    user row is needed."""
     principal = await current_principal(request, require_email=False)
     if not is_admin(principal, get_deps(request).settings):
         raise PermissionDenied("Admin access required")

@@ -20,12 +20,12 @@ from scribe.api.common import (
     path_uuid,
 )
 from scribe.api.openapi import Operation
-from scribe.auth import Principal, is_admin
 from scribe.db import queue_items
 from scribe.db.queue_items import NewItem, QueueItemView, QueueQuota
 from scribe.deps import get_deps
 from scribe.domain.templates import validate_template
 from scribe.errors import InvalidRequest, NotFound
+from scribe.http.auth import Principal, is_admin
 from scribe.settings import Settings
 
 RecipientName = Annotated[
@@ -93,7 +93,7 @@ class MessageOut(ApiModel):
 
 def queue_quota(caller: Principal, settings: Settings) -> QueueQuota | None:
     """The caller's queue quota from the settings; None (exempt) for admins, by the token's
-    claims (``scribe.auth.is_admin``), never by the email stored with the profile."""
+    claims (``scribe.http.auth.is_admin``), never by the email stored with the profile."""
     if is_admin(caller, settings):
         return None
     return QueueQuota(settings.scribe_queue_daily_items, settings.scribe_queue_max_pending)

@@ -19,12 +19,12 @@ from scribe.api.common import (
     path_uuid,
 )
 from scribe.api.openapi import Operation
+from scribe.api.template_generation import generate_template
 from scribe.db import templates
 from scribe.db.pool import Pool
 from scribe.db.templates import Template
 from scribe.deps import get_deps
 from scribe.errors import DatabaseUnavailable, NotFound, QuotaExceeded
-from scribe.template_generation import generate_template
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
-from scribe.background import running
 from scribe.clients.pacing import Pacers
 from scribe.db import providers as providers_db
 from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
+from scribe.process.background import running
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ or one left by a crash) is reused; the last process holding it stops it on exit.
 
 Starting it (``pg_ctl start``, about 0.15 s; ``initdb`` on the first run) and creating its
 ``scribe`` database are mostly waiting on other processes, so both run in a thread, which
-``scribe serve`` begins before its imports (``prestart``, see scribe.startup): the server comes up
-while the app's modules load, and ``start_embedded`` then only collects the result.
+``scribe serve`` begins before its imports (``prestart``, see scribe.process.startup): the server
+comes up while the app's modules load, and ``start_embedded`` then only collects the result.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from scribe import startup
 from scribe.db.datadir import check_data_directory
 from scribe.errors import DatabaseUnavailable, ScribeError
+from scribe.process import startup
 
 log = logging.getLogger(__name__)
 

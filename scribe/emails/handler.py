@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from scribe import tracing
 from scribe.db import emails
 from scribe.db.emails import CompletedEmail
 from scribe.db.pool import Connection
 from scribe.db.queue_items import DEFAULT_KIND, ClaimedItem
 from scribe.domain.text import bounded_text
 from scribe.errors import PermanentStepError
+from scribe.process import tracing
 from scribe.queue.handler import Handler, Progress, Unit
 from scribe.settings import Settings
 from scribe.steps import Step

@@ -15,9 +15,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from scribe.background import running
 from scribe.db.listen import ListenConnection
 from scribe.errors import DatabaseUnavailable
+from scribe.process.background import running
 
 log = logging.getLogger(__name__)
 

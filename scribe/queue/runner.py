@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from scribe import tracing
 from scribe.clients.pacing import Pacers, Transition, pacing_meter
 from scribe.clients.providers import ProviderBreakers
 from scribe.db import providers as providers_db
@@ -39,6 +38,7 @@ from scribe.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from scribe.process import tracing
 from scribe.queue.backoff import Backoff, truncate_error
 from scribe.queue.handler import Handler, Handlers, Progress, Unit
 from scribe.queue.job import Job, Outcome, StopReason

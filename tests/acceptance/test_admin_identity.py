@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scribe.auth import mint_token
+from scribe.http.auth import mint_token
 from scribe.settings import Settings
 from tests.conftest import TEST_JWT_SECRET, serve
 from tests.fakes.jwks import FakeJwks, serve_jwks

@@ -1,4 +1,4 @@
-"""HTTP limits of ``scribe serve`` (scribe.httpguard) over real sockets: header, trailer and
+"""HTTP limits of ``scribe serve`` (scribe.http.guard) over real sockets: header, trailer and
 chunk-line size, header count, slow headers and bodies, stalled readers, idle keep-alive, open
 connections per peer and in all; all refusals JSON with nosniff, one log line, no traceback."""
 
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scribe.httpguard import uvicorn_config
+from scribe.http.guard import uvicorn_config
 from scribe.settings import Settings
 from tests.fakes.server import _QuietServer
 

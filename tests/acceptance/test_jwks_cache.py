@@ -11,8 +11,8 @@ import httpx
 import jwt
 import pytest
 
-from scribe.auth import JwksCache, TokenVerifier
 from scribe.errors import AuthenticationError, AuthUnavailable
+from scribe.http.auth import JwksCache, TokenVerifier
 from tests.fakes.jwks import JWKS_PATH, FakeJwks, new_key, serve_jwks
 
 
@@ -178,7 +178,7 @@ async def test_tokens_that_cannot_be_valid_cost_no_fetch(
 
 
 async def test_key_cache_is_bounded(jwks: FakeJwks, http: httpx.AsyncClient) -> None:
-    from scribe.auth import JWKS_MAX_KEYS
+    from scribe.http.auth import JWKS_MAX_KEYS
 
     jwks.keys = [new_key("ES256") for _ in range(JWKS_MAX_KEYS + 4)]
     cache = make_cache(jwks, http, Clock())

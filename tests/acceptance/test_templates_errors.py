@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from scribe.api.template_generation import MODEL_BUSY, MODEL_FAILED
 from scribe.settings import Settings
-from scribe.template_generation import MODEL_BUSY, MODEL_FAILED
 from tests.acceptance.test_templates_generate import app_client, generate, pdf, template_count
 from tests.fakes.services import FakeServices, Scripted
 

@@ -11,7 +11,7 @@ import pytest
 
 from scribe.api.users import UNUSABLE_EMAIL
 from scribe.db.pool import Pool
-from scribe.request_ids import RequestIdFilter
+from scribe.http.request_ids import RequestIdFilter
 from tests.conftest import auth_headers
 from tests.factories import PROFILE_KEYS, UTC_Z
 

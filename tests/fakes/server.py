@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.types import ASGIApp
 
-from scribe.httpguard import uvicorn_config
+from scribe.http.guard import uvicorn_config
 
 if TYPE_CHECKING:
     from scribe.settings import Settings

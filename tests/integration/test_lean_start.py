@@ -22,7 +22,7 @@ import asyncio, json, sys
 from scribe.app import create_app
 from scribe.cli import build_parser
 from scribe.settings import load_settings
-from scribe.tracing import configure_tracing
+from scribe.process.tracing import configure_tracing
 
 async def main():
     settings = load_settings()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scribe.auth import Principal, admin_email_key, email_verified, is_admin
+from scribe.http.auth import Principal, admin_email_key, email_verified, is_admin
 from scribe.settings import Settings
 
 ADMIN_ID = uuid.uuid4()

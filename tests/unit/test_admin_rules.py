@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scribe.api.admin import page_count, percentage
-from scribe.template_generation import PDF_UNREADABLE, pdf_problem
+from scribe.api.template_generation import PDF_UNREADABLE, pdf_problem
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from scribe import logthrottle
-from scribe.httpguard import peer_key
-from scribe.logthrottle import ThrottledLog, throttle_logger
+from scribe.http import log_throttle
+from scribe.http.guard import peer_key
+from scribe.http.log_throttle import ThrottledLog, throttle_logger
 
 
 def test_one_line_per_kind_per_window(caplog: pytest.LogCaptureFixture) -> None:
@@ -18,7 +18,7 @@ def test_one_line_per_kind_per_window(caplog: pytest.LogCaptureFixture) -> None:
         for _ in range(500):
             log.info("invalid", "refused an invalid request")
         log.info("headers", "refused a large header")
-        now[0] += logthrottle.THROTTLE_SECONDS
+        now[0] += log_throttle.THROTTLE_SECONDS
         log.info("invalid", "refused an invalid request")
     assert [record.getMessage() for record in caplog.records] == [
         "refused an invalid request",
@@ -43,14 +43,14 @@ def test_a_throttled_logger_keeps_one_traceback_per_exception_type(
         RuntimeError,
         ValueError,
     ]
-    assert len([f for f in logger.filters if isinstance(f, logthrottle.ThrottleFilter)]) == 1
+    assert len([f for f in logger.filters if isinstance(f, log_throttle.ThrottleFilter)]) == 1
 
 
 def test_the_kinds_remembered_are_bounded() -> None:
-    window = logthrottle._Window()
-    for kind in range(logthrottle.MAX_KINDS * 3):
+    window = log_throttle._Window()
+    for kind in range(log_throttle.MAX_KINDS * 3):
         assert window.admit(kind) == 0
-    assert len(window._last) == logthrottle.MAX_KINDS
+    assert len(window._last) == log_throttle.MAX_KINDS
 
 
 def test_connections_are_counted_per_address_and_ipv6_per_64() -> None:

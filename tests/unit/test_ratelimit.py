@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from scribe.ratelimit import _MAX_CLIENTS, ClientIdentity, RateLimitMiddleware, TokenBuckets
+from scribe.http.rate_limit import _MAX_CLIENTS, ClientIdentity, RateLimitMiddleware, TokenBuckets
 from scribe.settings import Settings
 
 

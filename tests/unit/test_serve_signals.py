@@ -12,9 +12,9 @@ import uvicorn
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 
-from scribe import tracing
 from scribe.cli import _serve, _Server, build_parser
-from scribe.httpguard import GuardedH11Protocol
+from scribe.http.guard import GuardedH11Protocol
+from scribe.process import tracing
 from scribe.settings import Settings
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scribe.systemd import notify, watchdog_interval
+from scribe.process.systemd import notify, watchdog_interval
 
 
 def test_notify_sends_state_to_notify_socket(

@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 import pytest
 
+from scribe.api.template_generation import word_count
 from scribe.clients.output import strip_wrappers
 from scribe.domain.names import plain_name
 from scribe.domain.placeholders import placeholders_in, unfilled
 from scribe.domain.text import bounded_text, plain_title, remove_machine_tells
 from scribe.steps.template_parser import classify
-from scribe.template_generation import word_count
 
 GUARD_SECONDS = 1.0
 TEMPLATE_LIMIT = 10_000  # the API's email_template max_length

@@ -25,7 +25,7 @@ What this module adds, per connection (``GuardedH11Protocol``):
 
 A refusal while the app is already answering the request turns the app's later writes into
 no-ops (as uvicorn does for a client that went away), and every refusal logs one line, throttled
-per kind (``scribe.logthrottle``).
+per kind (``scribe.http.log_throttle``).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from scribe.logthrottle import ThrottledLog, throttle_logger
-from scribe.ratelimit import ClientIdentity
+from scribe.http.log_throttle import ThrottledLog, throttle_logger
+from scribe.http.rate_limit import ClientIdentity
 
 if TYPE_CHECKING:
     from scribe.settings import Settings
@@ -78,7 +78,7 @@ class HttpLimits:
     max_connections: int = 1000
     max_connections_per_peer: int = 64
     # Peers whose connections count only against max_connections: proxies that carry many
-    # clients (their clients are told apart per request, by scribe.ratelimit.ClientIdentity).
+    # clients (their clients are told apart per request, by scribe.http.rate_limit.ClientIdentity).
     trusted_peers: tuple[Network, ...] = field(default=())
 
     @classmethod
@@ -371,7 +371,7 @@ def guarded_protocol(limits: HttpLimits) -> type[GuardedH11Protocol]:
 def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """The uvicorn configuration ``scribe serve`` runs with: the guarded h11 protocol, the
     keep-alive timeout of the settings, and no ``X-Forwarded-For`` rewriting of the client address
-    (the rate limiter decides whom to believe: scribe.ratelimit.ClientIdentity). uvicorn's own
+    (the rate limiter decides whom to believe: scribe.http.rate_limit.ClientIdentity). uvicorn's own
     warnings about invalid requests are throttled like ours."""
     limits = HttpLimits.from_settings(settings)
     throttle_logger(logging.getLogger("uvicorn.error"))
