@@ -1,4 +1,5 @@
-"""/api/templates: templates generated from a resume."""
+"""/api/templates: templates generated from a resume (the generation itself:
+scribe.api.template_generation)."""
 
 from __future__ import annotations
 
