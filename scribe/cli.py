@@ -302,6 +302,13 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 
     if settings.supabase_jwt_secret is not None:
         secret, issuer = settings.supabase_jwt_secret.get_secret_value(), settings.jwt_issuer
+    elif settings.supabase_url:
+        # The service then verifies Supabase's own signatures only, which nothing here can make.
+        raise ConfigurationError(
+            "SUPABASE_URL is set without SUPABASE_JWT_SECRET: the service accepts only tokens "
+            "signed by Supabase; set SUPABASE_JWT_SECRET to mint one here, or sign in through "
+            "Supabase"
+        )
     else:
         secret, issuer = dev_secret(settings.data_dir), DEV_ISSUER
     user_id = uuid.UUID(args.user_id) if args.user_id else None
