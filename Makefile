@@ -43,10 +43,11 @@ demo: $(SERVE_STAMP)     ## three sample emails through the real queue (embedded
 test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest
 
-lint: $(STAMP)           ## ruff, and the layering contracts of pyproject.toml [tool.importlinter]
+lint: $(STAMP)           ## ruff, the layering contracts of pyproject.toml [tool.importlinter], doc links
 	$(BIN)/ruff check scribe tests bench tools
 	$(BIN)/ruff format --check scribe tests bench tools
 	$(BIN)/lint-imports
+	$(BIN)/python tools/check_doc_links.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

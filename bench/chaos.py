@@ -1,4 +1,4 @@
-"""Chaos: infrastructure faults and provider outages must not fail healthy items (issue 8).
+"""Chaos: infrastructure faults and provider outages must not fail healthy items.
 
 Real processes — ``scribe serve`` and two ``scribe worker`` — against one private PostgreSQL
 (``.chaos-pg`` in the repo, started here) and the local fakes of Anthropic, Exa and arXiv

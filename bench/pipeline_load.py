@@ -269,7 +269,7 @@ def scenarios(quick: bool, only: str | None) -> list[Scenario]:
 
 
 def print_targets(results: list[Result], quick: bool) -> None:
-    """Each target of issue 4 against the figure that decides it (printed, never asserted)."""
+    """Each pipeline target against the figure that decides it (printed, never asserted)."""
     c = DEFAULT_CONCURRENCY
     at_default = {r.scenario.label: r for r in results if r.scenario.concurrency == c}
     lines: list[tuple[str, bool, str]] = []

@@ -12,7 +12,7 @@ of them drained.
 Last, Scribe alone with 1 and 4 worker processes over one backlog, and the database
 connections each process holds (target: <= 5).
 
-Targets (issue 11 item 9): Scribe >= procrastinate and >= 25 % of the bare loop in jobs/s;
+Targets: Scribe >= procrastinate and >= 25 % of the bare loop in jobs/s;
 <= 2 kB WAL per item; claim cost within 2x from 100 to 100,000 pending items.
 
     .venv/bin/python bench/queue_throughput.py [processes ...]   (the Scribe-alone runs; 1 4)

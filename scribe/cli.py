@@ -215,7 +215,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     app = create_app(settings)
     configure_tracing(settings, app)
     # The HTTP limits (header size and count, slow headers and bodies, connections) hold on every
-    # bind address, including the Docker image's 0.0.0.0: see scribe.httpguard.
+    # bind address, including the Docker image's 0.0.0.0: see scribe.http.guard.
     config = uvicorn_config(
         app,
         settings,
@@ -302,6 +302,13 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
 
     if settings.supabase_jwt_secret is not None:
         secret, issuer = settings.supabase_jwt_secret.get_secret_value(), settings.jwt_issuer
+    elif settings.supabase_url:
+        # The service then verifies Supabase's own signatures only, which nothing here can make.
+        raise ConfigurationError(
+            "SUPABASE_URL is set without SUPABASE_JWT_SECRET: the service accepts only tokens "
+            "signed by Supabase; set SUPABASE_JWT_SECRET to mint one here, or sign in through "
+            "Supabase"
+        )
     else:
         secret, issuer = dev_secret(settings.data_dir), DEV_ISSUER
     user_id = uuid.UUID(args.user_id) if args.user_id else None
@@ -431,7 +438,7 @@ def _data_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _begin_slow_steps(settings: Settings) -> None:
-    """Begin, in threads, the start-up steps that mostly wait (scribe.startup): the embedded
+    """Begin, in threads, the start-up steps that mostly wait (scribe.process.startup): the embedded
     PostgreSQL (when it is the database) and the TLS context, while the app's modules load."""
     from scribe.process import startup
     from scribe.process.tls import tls_context

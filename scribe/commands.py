@@ -227,7 +227,8 @@ async def watch(
     emit: Callable[[str], None],
 ) -> None:
     """Print a line whenever an item's status, step, position or error changes (the fields the
-    SSE stream carries), until ``worker`` ends."""
+    SSE stream carries), until ``worker`` has drained and no item is being processed: another
+    process on the same database (a running ``scribe serve``) may have claimed some of them."""
     seen: dict[uuid.UUID, tuple[Any, ...]] = {}
     while True:
         current: dict[uuid.UUID, QueueItemView] = await items()
@@ -237,7 +238,10 @@ async def watch(
                 seen[item_id] = state
                 emit(_progress(item))
         if worker.done():
-            return
+            if all(item.status != "processing" for item in current.values()):
+                return
+            await asyncio.sleep(DEMO_POLL_SECONDS)
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(worker), DEMO_POLL_SECONDS)
 

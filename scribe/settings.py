@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     scribe_retry_base_seconds: float = Field(default=5.0, ge=0)
     scribe_retry_max_seconds: float = Field(default=600.0, ge=0)
 
-    # ==== issue-8edge: bounded caches ====
+    # ==== bounded caches ====
     # arXiv per-author cache: at most this many authors (oldest dropped first; 0 = no cache),
     # each kept this long; the pacing between arXiv requests (arXiv's terms: 3 s; 0 only for
     # local fakes and soaks)
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     scribe_arxiv_cache_seconds: float = Field(default=6 * 3600, ge=0)
     scribe_arxiv_min_interval_seconds: float = Field(default=3.0, ge=0)
 
-    # Work bounds (issue-7work): per-user quotas, bounded PDF parsing, stored-output caps
+    # ==== work bounds: per-user quotas, bounded PDF parsing, stored-output caps ====
     scribe_queue_daily_items: int = Field(default=500, ge=0)  # items queued per user per UTC day
     scribe_queue_max_pending: int = Field(default=200, ge=0)  # a user's pending+processing items
     scribe_template_attempts_per_day: int = Field(default=20, ge=0)  # generations, failed too
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     scribe_memory_budget_mb: int = Field(default=750, ge=0)
     scribe_max_email_chars: int = Field(default=20_000, ge=1000)  # stored email text
 
-    # ==== issue-7http: HTTP limits, client identity, JWKS ====
+    # ==== HTTP limits, client identity, JWKS ====
     # Enforced by scribe.http.guard on every connection uvicorn accepts (any bind address).
     scribe_http_max_header_bytes: int = Field(default=16_384, ge=1024, le=1_048_576)
     scribe_http_max_headers: int = Field(default=100, ge=10, le=10_000)
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     scribe_cf_trusted_proxies: CommaList = ["127.0.0.1/32", "::1/128"]
     scribe_xff_trusted_proxies: CommaList = []
 
-    # ==== issue-8core: whose fault (attempt accounting) and provider circuit breakers ====
+    # ==== whose fault (attempt accounting) and provider circuit breakers ====
     # Faults that happen *to* an item (worker lost, database away, provider down) charge no
     # attempt; they are bounded by the item's age and by how often it lost its worker.
     scribe_max_item_age_seconds: float = Field(default=86400.0, gt=0)
@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     scribe_breaker_probe_seconds: float = Field(default=2.0, gt=0)
     scribe_breaker_probe_max_seconds: float = Field(default=5.0, gt=0)
 
-    # ==== issue-10pace: provider pacing ====
+    # ==== provider pacing ====
     # Pacers size themselves from each provider's rate-limit headers; these only cap them lower
     # (per account, per minute; unset = what the provider reports). Exa sends no headers: its
     # pace is this many requests per minute (Exa's default plan: 5 per second).

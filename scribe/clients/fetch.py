@@ -3,8 +3,9 @@
 ``GuardedTransport`` resolves each request's host, checks the address with ``AddressPolicy`` and
 sends the request to that very address (Host header and TLS SNI keep the name), so every
 redirect hop is checked on the address actually connected to. Main text is extracted with
-trafilatura (see the README: it scored best among open-source extractors on public benchmarks and
-drops navigation, footers and cookie banners that would pollute the composer's prompt).
+trafilatura (see docs/architecture.md: it scored best among open-source extractors on public
+benchmarks and drops navigation, footers and cookie banners that would pollute the composer's
+prompt).
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ provider names (``rate_limited``); the client then asks again: waiting is not a 
 Several processes share one account: each process's pacer takes ``1/share`` of the limits, where
 ``share`` is the number of processes that used the account lately, serve-only processes
 included (``Pacers.set_shares``, kept current by ``scribe.clients.sharing`` through the
-``provider_users`` table; see README "Provider pacing"). The account-wide ``remaining`` header
-also caps the local level, so a process that under-counts others still backs off.
+``provider_users`` table; see docs/architecture.md, "Provider pacing"). The account-wide
+``remaining`` header also caps the local level, so a process that under-counts others still backs
+off.
 
 The pacer is the account's one provider-state record: besides the buckets and the 429 block it
 holds the circuit breaker's state (``state``: up/down, consecutive faults, next probe; driven by

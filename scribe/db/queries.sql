@@ -553,7 +553,7 @@ UPDATE users SET template_count = template_count + 1, updated_at = now()
 WHERE id = $1 AND template_count < $2
 RETURNING template_count
 
--- ==== issue-9admin ====
+-- ===== admin page =====
 
 -- admin_overview --
 -- Service-wide figures for GET /api/admin/overview (rates are computed in Python): one pass over
@@ -650,7 +650,7 @@ WHERE q.status = 'failed'
 ORDER BY q.created_at DESC, q.seq DESC
 LIMIT $1
 
--- ==== issue-7work ====
+-- ===== work bounds: per-user quotas and template-generation attempts =====
 
 -- lock_user_quota --
 -- Serialise one user's quota checks until the transaction ends (enqueue, template attempts).
@@ -699,7 +699,7 @@ INSERT INTO template_attempts (id, user_id, fingerprint, counted) VALUES ($1, $2
 UPDATE template_attempts SET finished_at = now(), outcome = $2
 WHERE id = $1 AND finished_at IS NULL
 
--- ==== issue-8core ====
+-- ===== operator re-queue, provider states and operator views =====
 
 -- requeue_failed_items --
 -- Operator re-queue of failed items, one statement: by ids $1, user $2, failed since $3, failed

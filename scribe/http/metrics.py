@@ -58,7 +58,7 @@ class Metrics:
             registry=self.registry,
         )
 
-        # ==== issue-10pace: provider pacing, copied from the pacers at scrape time ====
+        # ==== provider pacing, copied from the pacers at scrape time ====
         self.pacing_wait = Gauge(
             "scribe_provider_pacing_wait_seconds",
             "Seconds calls waited for the provider account's rate limit (since start).",

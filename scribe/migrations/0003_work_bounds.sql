@@ -1,4 +1,4 @@
--- Work bounds (issue 7): template-generation attempts, for one-in-flight and a daily limit.
+-- Work bounds: template-generation attempts, for one-in-flight and a daily limit.
 
 -- One row per POST /api/templates/ that got past the checks: finished_at stays NULL while it
 -- runs. The partial unique index is the "one generation in flight per user" rule, across

@@ -1,4 +1,4 @@
--- Cost per queue item (issue 11, item 9): fewer bytes written and fewer statements per item.
+-- Cost per queue item: fewer bytes written and fewer statements per item.
 -- The template is stored once per batch; the fair order is decided at enqueue (a claim is one
 -- index read, however long the backlog); the happy path writes no event rows (the item row
 -- records its last claim's steps); change notifications fire only where someone can use them.

@@ -73,6 +73,21 @@ async def test_token_for_another_data_dir_is_rejected(
         assert response.status_code == 401
 
 
+async def test_token_is_refused_when_the_service_accepts_only_supabase_signatures(
+    tmp_path: Path,
+) -> None:
+    code, stdout, stderr = await _scribe(
+        "token",
+        "--email",
+        "ada@uni.edu",
+        data_dir=tmp_path / "data",
+        SUPABASE_URL="https://project.supabase.co",
+    )
+    assert code == 2
+    assert stdout == ""
+    assert "SUPABASE_JWT_SECRET" in stderr
+
+
 async def test_bad_setting_fails_with_the_variable_named(tmp_path: Path) -> None:
     code, stdout, stderr = await _scribe(
         "token", "--email", "a@uni.edu", data_dir=tmp_path / "data", SCRIBE_CONCURRENCY="abc"

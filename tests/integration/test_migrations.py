@@ -68,6 +68,30 @@ async def test_template_database_is_fully_migrated(database_url: str) -> None:
         await conn.close()
 
 
+@pytest.mark.parametrize(
+    ("version", "recorded", "warned"),
+    [
+        # Checksums from before a header comment was reworded: still the same migration.
+        ("0003", "63746b0048d825ba49ced7a11d821fa675e918cae0878a2f1f0b8f935e66c918", False),
+        ("0006", "f42b6a2dc801e6463806aeac95954e1ed63c90b61e836929fe7be92abba060b2", False),
+        ("0003", "0" * 64, True),
+    ],
+)
+async def test_an_applied_file_is_unchanged_only_under_a_checksum_it_had(
+    database_url: str, version: str, recorded: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE schema_migrations SET checksum = $2 WHERE version = $1", version, recorded
+        )
+        assert await migrations.migrate(conn) == []
+    finally:
+        await conn.close()
+    changed = f"migration {version} changed after it was applied"
+    assert (changed in caplog.text) is warned
+
+
 def test_migrations_are_numbered_and_unique() -> None:
     found = migrations.load_migrations()
     assert found and found[0].version == "0001"

@@ -1,4 +1,4 @@
-"""Whose fault (issue 8): provider outages wait instead of failing, the age bound, job identity
+"""Whose fault: provider outages wait instead of failing, the age bound, job identity
 (same-process re-claim), the events table and the operator re-queue."""
 
 from __future__ import annotations
