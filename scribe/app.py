@@ -20,7 +20,6 @@ from starlette.routing import BaseRoute
 
 from scribe import errors
 from scribe.api import admin, admin_queue, emails, health, queue, queue_stream, templates, users
-from scribe.api.common import RequestValidationFailed
 from scribe.api.openapi import Operation, docs_operations
 from scribe.clients.netguard import AddressPolicy
 from scribe.db import health as health_db
@@ -82,9 +81,8 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
     headers: dict[str, str] = {}
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
-    retry_after = getattr(exc, "retry_after", None)
-    if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+    if isinstance(exc, errors.TryLater) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     detail = exc.message
     if isinstance(exc, errors.DatabaseUnavailable):
         # Logged once per outage by DatabaseOutageMiddleware, not with a traceback per request;
@@ -103,7 +101,7 @@ async def _scribe_error(request: Request, exc: Exception) -> Response:
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationFailed)
+    assert isinstance(exc, errors.RequestValidationFailed)
     return JSONResponse({"detail": exc.errors}, status_code=422)
 
 
@@ -238,7 +236,7 @@ def create_app(
     ]
     exception_handlers: dict[Any, Any] = {
         errors.ScribeError: _scribe_error,
-        RequestValidationFailed: _validation_error,
+        errors.RequestValidationFailed: _validation_error,
         HTTPException: _http_error,
         ClientDisconnect: _client_disconnected,
         Exception: _unhandled_error,

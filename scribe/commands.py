@@ -25,11 +25,18 @@ from scribe.db.backup import Database, backup, restore
 from scribe.db.pgbin import bundled_bin
 from scribe.db.queue_items import NewItem, QueueItemView
 from scribe.db.upgrade import upgrade
-from scribe.errors import ConfigurationError, StepError
+from scribe.errors import (
+    ConfigurationError,
+    ScribeError,
+    TransientStepError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from scribe.settings import Settings
 from scribe.steps.pipeline import (
     EmailInputs,
     EmailState,
+    Step,
     build_pipeline,
     email_metadata,
     start_state,
@@ -81,7 +88,9 @@ async def generate(
     err: TextIO = sys.stderr,
 ) -> int:
     """Run the four steps in this process and print the email (or, with ``as_json``, the full
-    result); progress goes to ``err``. 0 on success, 1 when a step failed."""
+    result); progress goes to ``err``. 0 on success, 1 when a step failed: its own error, a
+    provider's (unavailable, paused, rejected) or the step timeout, said in one line on ``err``.
+    Each step has SCRIBE_STEP_TIMEOUT_SECONDS, rate-limit waits included (no queue to wait in)."""
     state = start_state(
         EmailInputs(
             queue_item_id=uuid.uuid4(),
@@ -102,9 +111,10 @@ async def generate(
             print(f"{label} ...", file=err, flush=True)
             started = time.monotonic()
             try:
-                state = await step.run(state)
-            except StepError as exc:
-                print(f"{label} failed after {time.monotonic() - started:.1f} s: {exc}", file=err)
+                state = await _run_step(step, state, settings.scribe_step_timeout_seconds)
+            except (ScribeError, TimeoutError) as exc:
+                seconds = time.monotonic() - started
+                print(f"{label} failed after {seconds:.1f} s: {_why(exc)}", file=err)
                 return 1
             seconds = round(time.monotonic() - started, 3)
             timings = {**state.step_timings, step.name: seconds}
@@ -124,6 +134,27 @@ async def generate(
     else:
         print(render_email(state), file=out)
     return 0
+
+
+def _why(exc: ScribeError | TimeoutError) -> str:
+    """A step's failure in one line, naming the provider account when one failed."""
+    why = str(exc) or "timed out"  # (a client's own timeout may carry no message)
+    provider = exc.provider if isinstance(exc, UpstreamUnavailable | UpstreamRejected) else ""
+    return why if why.startswith(provider) else f"{provider}: {why}"
+
+
+async def _run_step(step: Step, state: EmailState, seconds: float) -> EmailState:
+    """Run ``step`` within ``seconds``; past them a TransientStepError that says so."""
+    limit = asyncio.timeout(seconds)
+    try:
+        async with limit:
+            return await step.run(state)
+    except TimeoutError as exc:
+        if not limit.expired():
+            raise  # a client's own timeout, not the step's
+        raise TransientStepError(
+            f"timed out after {seconds:g} s (SCRIBE_STEP_TIMEOUT_SECONDS)"
+        ) from exc
 
 
 def render_email(state: EmailState) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ScribeError(Exception):
     """Base of every error the project raises on purpose."""
@@ -19,11 +21,28 @@ class ConfigurationError(ScribeError):
     """A setting is missing or invalid; the service cannot start."""
 
 
+class TryLater(ScribeError):
+    """Not now: what was asked for is unavailable for the moment (a provider, a rate, a slot),
+    and asking again may succeed; ``retry_after`` is how many seconds to wait, when known."""
+
+    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 # --- request-level errors (the API maps each to one status code) ---
 
 
 class InvalidRequest(ScribeError):
     """The request is malformed (bad id, bad parameter)."""
+
+
+class RequestValidationFailed(InvalidRequest):
+    """A body or query failed validation; rendered as 422 with a list of {loc, msg, type}."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("validation failed")
+        self.errors = errors
 
 
 class PdfTooExpensive(InvalidRequest):
@@ -54,12 +73,8 @@ class Conflict(ScribeError):
     """The request conflicts with existing data."""
 
 
-class QuotaExceeded(ScribeError):
+class QuotaExceeded(TryLater):
     """A per-user limit or request rate was exceeded."""
-
-    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class QuotaUsedUp(QuotaExceeded):
@@ -100,6 +115,10 @@ class DataCommandFailed(ScribeError):
     """A backup, restore or upgrade was refused or failed; what it left is said in the message."""
 
 
+class ConsumerCrashed(ScribeError):
+    """A background task of the queue consumer (heartbeat, reaper) died unexpectedly."""
+
+
 # --- pipeline errors (steps raise these; only the queue decides what happens next) ---
 
 
@@ -107,13 +126,9 @@ class StepError(ScribeError):
     """A pipeline step could not complete."""
 
 
-class TransientStepError(StepError):
+class TransientStepError(StepError, TryLater):
     """Retry later, charged to the item: its own step timed out or failed in a way a later try
     may not repeat (an upstream that is unavailable is ``UpstreamUnavailable``, not this)."""
-
-    def __init__(self, message: str = "", retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class PermanentStepError(StepError):
@@ -132,7 +147,7 @@ class NonPublicAddress(FetchRefused):
 # --- upstream errors (an external provider's answer, by meaning; the queue and HTTP map them) ---
 
 
-class UpstreamUnavailable(ScribeError):
+class UpstreamUnavailable(TryLater):
     """The provider cannot serve now (busy, 5xx, 429, timeout, connection, paused account):
     wait and try again; not the item's fault, so the queue charges no attempt; HTTP 503.
 
@@ -142,9 +157,12 @@ class UpstreamUnavailable(ScribeError):
     def __init__(
         self, message: str = "", *, provider: str, retry_after: float | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, retry_after)
         self.provider = provider
-        self.retry_after = retry_after
+
+
+class ProviderPaused(UpstreamUnavailable):
+    """The provider refused this account (authentication or quota): retry after the pause."""
 
 
 class UpstreamRejected(ScribeError):
@@ -154,6 +172,11 @@ class UpstreamRejected(ScribeError):
     def __init__(self, message: str = "", *, provider: str) -> None:
         super().__init__(message)
         self.provider = provider
+
+
+class MalformedOutput(ScribeError):
+    """The model's answer did not match the requested schema (the LLM client asks once more,
+    then the item fails permanently)."""
 
 
 class ExternalServiceError(ScribeError):

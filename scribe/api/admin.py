@@ -20,7 +20,6 @@ from starlette.responses import Response
 
 from scribe.api.common import (
     ApiModel,
-    RequestValidationFailed,
     UtcDatetime,
     current_admin,
     frontend_can_show,
@@ -32,7 +31,7 @@ from scribe.api.openapi import Operation
 from scribe.db import reports, templates, users
 from scribe.db.pool import Pool
 from scribe.deps import get_deps
-from scribe.errors import NotFound
+from scribe.errors import NotFound, RequestValidationFailed
 
 log = logging.getLogger(__name__)
 

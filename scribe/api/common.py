@@ -26,6 +26,7 @@ from scribe.errors import (
     PayloadTooLarge,
     PermissionDenied,
     ProfileNotInitialized,
+    RequestValidationFailed,
 )
 from scribe.http.auth import Principal, is_admin
 
@@ -60,14 +61,6 @@ class ApiModel(BaseModel):
     API's 32 models: ~20 ms of every start)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class RequestValidationFailed(Exception):
-    """A body or query failed validation; rendered as 422 with a list of {loc, msg, type}."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("validation failed")
-        self.errors = errors
 
 
 BodyT = TypeVar("BodyT", bound=BaseModel)

@@ -29,7 +29,7 @@ from scribe.clients.llm import (
     ask_with_one_repair,
     judge_llm_failure,
 )
-from scribe.clients.output import MalformedOutput, parse_output
+from scribe.clients.output import parse_output
 from scribe.clients.pacing import (
     Cost,
     Pacer,
@@ -38,6 +38,7 @@ from scribe.clients.pacing import (
     model_family,
     send_paced,
 )
+from scribe.errors import MalformedOutput
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,8 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from scribe.clients.output import MalformedOutput
 from scribe.clients.pacing import Refusal
-from scribe.errors import PermanentStepError
+from scribe.errors import MalformedOutput, PermanentStepError
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from scribe.errors import MalformedOutput
+
 T = TypeVar("T", bound=BaseModel)
 
 # Literal alternatives with no quantifier: a search costs a bounded number of steps per position.
@@ -55,10 +57,6 @@ def strip_fence(text: str) -> str:
 def strip_wrappers(text: str) -> str:
     """Remove reasoning tags (``<think>…</think>`` and friends) and one enclosing code fence."""
     return strip_fence(strip_reasoning(text).strip())
-
-
-class MalformedOutput(ValueError):
-    """The model's answer did not match the requested schema."""
 
 
 def parse_output(text: str, output: type[T]) -> T:

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from scribe.clients.ratelimits import Limit, parse_limits
-from scribe.errors import UpstreamRejected, UpstreamUnavailable
+from scribe.errors import ProviderPaused, UpstreamRejected, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,6 @@ DEFAULT_BLOCK_SECONDS = 5.0
 # A paused provider (bad key, no credit) is tried again after this long by one caller.
 PAUSE_SECONDS = 60.0
 MIN_RECORDED_WAIT = 0.001  # shorter waits are the lock's hand-over, not pacing
-
-
-class ProviderPaused(UpstreamUnavailable):
-    """The provider refused this account (authentication or quota): retry after the pause."""
 
 
 @dataclass

@@ -33,7 +33,7 @@ from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem
-from scribe.errors import DatabaseUnavailable, ScribeError
+from scribe.errors import ConsumerCrashed, DatabaseUnavailable
 from scribe.queue.handler import Handlers
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.lease import keep_leases
@@ -50,10 +50,6 @@ _MIN_WAIT_SECONDS = 0.05
 # After a failed claim (database restarting), try again this soon rather than at the next poll.
 _RETRY_CLAIM_SECONDS = 1.0
 CLAIM_HOLD_SECONDS = 0.05  # how long a lone free slot waits for company under a backlog
-
-
-class ConsumerCrashed(ScribeError):
-    """A background task of the consumer (heartbeat, reaper) died unexpectedly."""
 
 
 def new_owner_id() -> str:

@@ -1,4 +1,6 @@
-"""``scribe generate`` and ``scribe demo`` run to completion offline, as real processes."""
+"""``scribe generate`` and ``scribe demo`` run to completion offline, as real processes; a
+failing provider or a step past its timeout ends ``scribe generate`` with the failed step named
+and exit 1, no traceback."""
 
 from __future__ import annotations
 
@@ -8,10 +10,15 @@ import os
 import sys
 from pathlib import Path
 
-from tests.fakes.fixtures import GENERAL_TEMPLATE
+import pytest
+
+from tests.fakes.fixtures import GENERAL_TEMPLATE, RESEARCH_TEMPLATE
+from tests.fakes.services import FakeServices, Scripted
 
 # No keys (offline provider, search skipped); arXiv on a closed port: nothing leaves the machine.
-OFFLINE_ENV = {"ARXIV_API_URL": "http://127.0.0.1:9/", "LOG_LEVEL": "WARNING"}
+CLOSED_PORT = "http://127.0.0.1:9"
+OFFLINE_ENV = {"ARXIV_API_URL": f"{CLOSED_PORT}/", "LOG_LEVEL": "WARNING"}
+STEPS = ("template_parser", "web_scraper", "arxiv_helper", "email_composer")
 
 
 async def _scribe(*args: str, cwd: Path, **env: str) -> tuple[int, str, str]:
@@ -115,3 +122,115 @@ async def test_demo_queues_three_recipients_and_prints_their_emails(
         assert f"Dear {name}," in out
         assert f"{name:<16} completed" in out
     assert "3 of 3 emails completed" in out
+
+
+async def _generate(tmp_path: Path, template: str, *args: str, **env: str) -> tuple[int, str, str]:
+    (tmp_path / "template.txt").write_text(template)
+    return await _scribe(
+        "generate",
+        "--template",
+        "template.txt",
+        "--name",
+        "Ada Lovelace",
+        "--interest",
+        "analytical engines",
+        *args,
+        cwd=tmp_path,
+        SCRIBE_DATA_DIR=str(tmp_path / "data"),
+        LLM_MAX_RETRIES="0",
+        **env,
+    )
+
+
+def _anthropic(fakes: FakeServices) -> dict[str, str]:
+    return {"ANTHROPIC_API_KEY": "sk-ant-test", "ANTHROPIC_BASE_URL": f"{fakes.base_url}/anthropic"}
+
+
+def _assert_step_failed(code: int, out: str, err: str, step: str, why: str) -> None:
+    assert code == 1, err
+    number = STEPS.index(step) + 1
+    failed = [line for line in err.splitlines() if f"[{number}/4] {step} failed after" in line]
+    assert len(failed) == 1, err
+    assert why in failed[0], err
+    assert "Traceback" not in err
+    assert not any(f"{later} ..." in err for later in STEPS[number:])  # it stopped there
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "why"),
+    [
+        (500, "anthropic:claude-haiku: LLM returned HTTP 500"),
+        (529, "anthropic:claude-haiku: LLM returned HTTP 529"),
+        (401, "anthropic:claude-haiku paused: HTTP 401"),
+    ],
+)
+async def test_generate_names_the_step_an_anthropic_error_failed_and_exits_1(
+    tmp_path: Path, fakes: FakeServices, status: int, why: str
+) -> None:
+    fakes.outages["anthropic"] = status
+    code, out, err = await _generate(tmp_path, GENERAL_TEMPLATE, **_anthropic(fakes))
+    _assert_step_failed(code, out, err, "template_parser", why)
+    assert len(fakes.of("anthropic")) == 1  # LLM_MAX_RETRIES=0: asked once
+
+
+async def test_generate_with_anthropic_unreachable_fails_the_first_step_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    code, out, err = await _generate(
+        tmp_path,
+        GENERAL_TEMPLATE,
+        ANTHROPIC_API_KEY="sk-ant-test",
+        ANTHROPIC_BASE_URL=CLOSED_PORT,
+    )
+    _assert_step_failed(
+        code, out, err, "template_parser", "anthropic:claude-haiku: LLM request failed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("outage", "why"), [(True, "exa: search returned HTTP 500"), (False, "exa: search connection")]
+)
+async def test_generate_names_the_web_scraper_when_exa_fails_and_exits_1(
+    tmp_path: Path, fakes: FakeServices, outage: bool, why: str
+) -> None:
+    fakes.outages["exa"] = 500
+    exa_url = f"{fakes.base_url}/exa" if outage else CLOSED_PORT
+    code, out, err = await _generate(
+        tmp_path,
+        GENERAL_TEMPLATE,
+        EXA_API_KEY="exa-test",
+        EXA_BASE_URL=exa_url,
+        **_anthropic(fakes),
+    )
+    _assert_step_failed(code, out, err, "web_scraper", why)
+    assert "[1/4] template_parser done in" in err
+    assert len(fakes.of("exa")) == (2 if outage else 0)  # the two queries, each asked once
+
+
+@pytest.mark.parametrize("slow", ["answer", "rate limit"])
+async def test_generate_fails_a_step_past_the_step_timeout_and_exits_1(
+    tmp_path: Path, fakes: FakeServices, slow: str
+) -> None:
+    if slow == "answer":
+        fakes.script("anthropic", Scripted(delay=3.0))
+    else:  # every call a 429: waited out (a rate limit is no failure) until the step timeout
+        fakes.outages["anthropic"] = 429
+    code, out, err = await _generate(
+        tmp_path, GENERAL_TEMPLATE, SCRIBE_STEP_TIMEOUT_SECONDS="0.3", **_anthropic(fakes)
+    )
+    _assert_step_failed(
+        code, out, err, "template_parser", "timed out after 0.3 s (SCRIBE_STEP_TIMEOUT_SECONDS)"
+    )
+
+
+async def test_generate_with_arxiv_unreachable_writes_the_email_without_papers(
+    tmp_path: Path, fakes: FakeServices
+) -> None:
+    code, out, err = await _generate(tmp_path, RESEARCH_TEMPLATE, "--json", **_anthropic(fakes))
+    assert code == 0, err
+    assert "[3/4] arxiv_helper done in" in err
+    assert "arXiv lookup failed" in err  # the step degrades: the lookup is optional
+    metadata = json.loads(out)["metadata"]
+    assert metadata["arxiv_metadata"]["status"] == "failed"
+    assert metadata["arxiv_papers"] == []

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from scribe.clients import Clients
-from scribe.clients.pacing import ProviderPaused
 from scribe.errors import (
     PermanentStepError,
+    ProviderPaused,
     UpstreamRejected,
     UpstreamUnavailable,
 )

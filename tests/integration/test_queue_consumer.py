@@ -14,9 +14,9 @@ import pytest
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.emails.handler import email_handlers
-from scribe.errors import DatabaseUnavailable
+from scribe.errors import ConsumerCrashed, DatabaseUnavailable
 from scribe.queue import consumer as consumer_module
-from scribe.queue.consumer import Consumer, ConsumerCrashed
+from scribe.queue.consumer import Consumer
 from scribe.queue.job import Outcome
 from scribe.queue.listener import Listener, running_listener
 from scribe.queue.outage import QueueOutage

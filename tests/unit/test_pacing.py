@@ -11,14 +11,13 @@ from scribe.clients.pacing import (
     Bucket,
     Cost,
     Pacer,
-    ProviderPaused,
     Refusal,
     model_family,
     pacing_meter,
     send_paced,
 )
 from scribe.clients.ratelimits import parse_limits
-from scribe.errors import UpstreamUnavailable
+from scribe.errors import ProviderPaused, UpstreamUnavailable
 
 
 class Clock:
