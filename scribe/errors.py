@@ -147,6 +147,15 @@ class UpstreamUnavailable(ScribeError):
         self.retry_after = retry_after
 
 
+class ProviderPaused(UpstreamUnavailable):
+    """The provider account takes no calls now (refused key or credit, or down between
+    probes): retry after its wait; not the item's fault."""
+
+
+class UnknownProvider(ScribeError):
+    """No provider or provider account goes by the name given (``scribe providers resume``)."""
+
+
 class UpstreamRejected(ScribeError):
     """The provider refused this request (a 4xx other than rate limits and auth): retrying
     cannot help; the item fails, HTTP 502."""
