@@ -44,6 +44,7 @@ PAUSE_SECONDS = 60.0  # a refused key or credit: one caller tries again after th
 PARK_SECONDS = 900.0  # an item waiting for a down account, not carrying its probe, parks this long
 RATE_LIMITED_SECONDS = 30.0  # a wait this long for the limit is reported (health, metrics)
 MIN_RECORDED_WAIT = 0.001  # shorter waits are the lock's hand-over, not pacing
+MIN_WAIT = 1e-6  # shorter waits are rounding (a clock may not even move by that much)
 
 
 class Clock(Protocol):
@@ -376,7 +377,7 @@ class Account:
                 wait = max(0.0, self.blocked_until - now)
                 for kind, bucket in self.buckets.items():
                     wait = max(wait, bucket.wait(cost.of(kind), now))
-                if wait <= 0:
+                if wait <= MIN_WAIT:
                     break
                 self._note_wait(wait, timer)
                 await self._sleep(wait)

@@ -66,11 +66,12 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 2
 
+
 class StepFunction(Protocol):
     """A step over the state; ``timer`` (the step's timeout, from the queue) is passed to the
     provider accounts it calls, which hold it while waiting for their limits."""
 
-    def __call__(self, state: EmailState, timer: Timer | None = None) -> Awaitable[EmailState]:
+    def __call__(self, state: EmailState, timer: Timer | None = None, /) -> Awaitable[EmailState]:
         """The state with the step's output."""
         ...
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scribe.clients import Clients, open_clients
+from scribe.clients import Clients, open_clients, pacing_caps
 from scribe.clients.analyses import AnalysisStore
 from scribe.clients.netguard import AddressPolicy, IPAddress, system_resolver
 from scribe.settings import Settings
@@ -25,6 +25,8 @@ from scribe.steps.models import (
     WebResearch,
 )
 from scribe.steps.pipeline import EmailInputs, EmailState, Pipeline, start_state
+from scribe.providers.account import Clock
+from scribe.providers.accounts import Accounts
 from tests.fakes.server import serve_asgi
 from tests.fakes.services import FakeServices
 
@@ -89,14 +91,23 @@ def fake_settings(fakes: FakeServices, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def fake_clients(
-    settings: Settings, fakes: FakeServices, analysis_store: AnalysisStore | None = None
+    settings: Settings,
+    fakes: FakeServices,
+    analysis_store: AnalysisStore | None = None,
+    *,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Clients]:
     """``open_clients`` for these settings with the test SSRF hook for the fakes' port (and the
-    shared template analyses ``analysis_store``, if given)."""
+    shared template analyses ``analysis_store``, if given; the provider accounts pace by
+    ``clock``, if given)."""
     async with (
         httpx.AsyncClient(timeout=10) as http,
         open_clients(
-            settings, http, address_policy=fake_policy(fakes.port), analysis_store=analysis_store
+            settings,
+            http,
+            address_policy=fake_policy(fakes.port),
+            analysis_store=analysis_store,
+            accounts=Accounts(pacing_caps(settings), clock=clock),
         ) as clients,
     ):
         yield clients

@@ -37,7 +37,7 @@ async def test_one_probe_per_window_backs_off_doubling_to_the_cap_and_success_cl
     exa = accounts.get("exa")
     for _ in range(3):
         await accounts.failed("exa", "HTTP 503")
-    waits = []
+    waits: list[float | None] = []
     for _ in range(3):
         clock.now += exa.closed_for() or 0.0
         assert accounts.admit("exa") is None  # this caller probes
