@@ -152,7 +152,7 @@ class ProviderPaused(UpstreamUnavailable):
     probes): retry after its wait; not the item's fault."""
 
 
-class UnknownProvider(ScribeError):
+class UnknownProvider(InvalidRequest):
     """No provider or provider account goes by the name given (``scribe providers resume``)."""
 
 

@@ -15,6 +15,8 @@ import pytest
 from scribe.clients import Clients, open_clients, pacing_caps
 from scribe.clients.analyses import AnalysisStore
 from scribe.clients.netguard import AddressPolicy, IPAddress, system_resolver
+from scribe.providers.account import Clock
+from scribe.providers.accounts import Accounts
 from scribe.settings import Settings
 from scribe.steps.email_composer import Brief
 from scribe.steps.models import (
@@ -25,8 +27,6 @@ from scribe.steps.models import (
     WebResearch,
 )
 from scribe.steps.pipeline import EmailInputs, EmailState, Pipeline, start_state
-from scribe.providers.account import Clock
-from scribe.providers.accounts import Accounts
 from tests.fakes.server import serve_asgi
 from tests.fakes.services import FakeServices
 
@@ -96,10 +96,11 @@ async def fake_clients(
     analysis_store: AnalysisStore | None = None,
     *,
     clock: Clock | None = None,
+    accounts: Accounts | None = None,
 ) -> AsyncIterator[Clients]:
     """``open_clients`` for these settings with the test SSRF hook for the fakes' port (and the
     shared template analyses ``analysis_store``, if given; the provider accounts pace by
-    ``clock``, if given)."""
+    ``clock``, if given; ``accounts``: the records to use instead)."""
     async with (
         httpx.AsyncClient(timeout=10) as http,
         open_clients(
@@ -107,7 +108,7 @@ async def fake_clients(
             http,
             address_policy=fake_policy(fakes.port),
             analysis_store=analysis_store,
-            accounts=Accounts(pacing_caps(settings), clock=clock),
+            accounts=accounts or Accounts(pacing_caps(settings), clock=clock),
         ) as clients,
     ):
         yield clients

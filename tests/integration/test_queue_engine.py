@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
-from scribe.providers.account import Status
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.errors import PermanentStepError, TransientStepError, UpstreamUnavailable
+from scribe.providers.account import Status
 from scribe.queue.backoff import Backoff
 from scribe.queue.job import Job, Outcome, StopReason
 from tests.engine_support import (
@@ -479,3 +479,29 @@ async def test_shutdown_between_units_releases_at_the_boundary(pool: Pool, user:
     assert (released["status"], released["attempts"]) == ("pending", 0)
     assert released["checkpoint"]["completed"] == ["a", "b"]
     assert handler.runs == ["a", "b"]
+
+
+HISTORY_ENDS = "SELECT kind FROM queue_item_history WHERE kind <> 'claim' ORDER BY at"
+
+
+async def test_an_item_parked_again_for_the_same_account_writes_no_new_history_row(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    """Waiting for a closed account is recorded when the wait begins, not at every return."""
+    item = await add_item(pool, user)
+    handler = ScriptedHandler(providers={"a": "acme"})
+    providers = accounts(pool)
+    providers.get("acme").failed("down")
+    for _ in range(3):
+        assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
+        await pool.execute("UPDATE queue_items SET run_after = now() WHERE id = $1", item)
+    kinds = [e["kind"] for e in await pool.fetch(HISTORY_ENDS)]
+    assert kinds == ["release"]
+    waiting = await row(pool, item)
+    assert (waiting["status"], waiting["waiting_for"], waiting["claims"]) == ("pending", "acme", 3)
+    # Once the account is back and a step is done, a new wait is a new row.
+    providers.get("acme").resume()
+    handler.actions["b"] = raising(UpstreamUnavailable("529", provider="acme"))
+    assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
+    kinds = [e["kind"] for e in await pool.fetch(HISTORY_ENDS)]
+    assert kinds == ["release", "retry"]
