@@ -263,10 +263,13 @@ async def _providers(settings: Settings, args: argparse.Namespace) -> None:
     from scribe import db
     from scribe.db import providers as providers_db
     from scribe.db.pool import create_pool
-    from scribe.providers.accounts import check_name
+    from scribe.errors import UnknownProvider
+    from scribe.providers.accounts import PROVIDERS
     from scribe.render import render_rows
 
-    name = check_name(args.name) if args.providers_command == "resume" else None
+    name = args.name if args.providers_command == "resume" else None
+    if name is not None and name.split(":", 1)[0] not in PROVIDERS:
+        raise UnknownProvider(f"no provider {name!r} (providers: {', '.join(PROVIDERS)})")
     dsn = await db.resolve_dsn(settings)
     pool = await create_pool(dsn, size=1, transaction_pooler=settings.transaction_pooler)
     try:

@@ -14,7 +14,7 @@ from scribe.db import health as health_db
 from scribe.db import providers as providers_db
 from scribe.deps import get_deps
 from scribe.errors import DatabaseUnavailable
-from scribe.providers.sharing import describe
+from scribe.providers.account import Condition
 
 SERVICE = "scribe"
 
@@ -84,7 +84,7 @@ async def health(request: Request) -> Response:
         )
     providers = {p.provider: _detail(p.state, p.reason, p.since) for p in waiting}
     # This process's own accounts are known here first (shared within the sharing interval).
-    providers.update({c.account: describe(c) for c in deps.clients.accounts.waiting()})
+    providers.update({c.account: _describe(c) for c in deps.clients.accounts.waiting()})
     waiting_on: dict[str, list[str]] = {}
     for name in sorted(providers):
         waiting_on.setdefault(name.split(":", 1)[0], []).append(name)
@@ -102,6 +102,12 @@ async def health(request: Request) -> Response:
             "waiting_on": waiting_on,
         }
     )
+
+
+def _describe(condition: Condition) -> str:
+    """What this process knows of one of its accounts that is not up, in one line."""
+    since = condition.since.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{condition.status} since {since}: {condition.reason}"
 
 
 def _detail(state: str, reason: str | None, since: datetime) -> str:

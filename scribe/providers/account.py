@@ -1,12 +1,10 @@
 """One provider account's record: its token buckets, the limits learned from its headers, and
-its one state machine (up, rate-limited, down).
+its one state machine.
 
-Buckets (``scribe.providers.buckets``) hold requests and input/output tokens, sized from the
-provider's own ``anthropic-ratelimit-*`` / ``x-ratelimit-*`` headers (settings may cap them
-lower). Until the first answer tells the limits one call goes out at a time (the probe). A call
-reserves its estimated cost (``acquire``) and is reconciled after (``settle``, ``rate_limited``,
-``release``). Several processes share an account: each takes ``1/share`` of it (``set_share``,
-kept current by ``scribe.providers.sharing``); the account-wide ``remaining`` also caps it.
+Buckets hold requests and input/output tokens, sized from the provider's rate-limit headers
+(settings may cap them lower); until the first answer tells the limits, one call goes out at a
+time. A call reserves its estimated cost (``acquire``) and is reconciled after (``settle``,
+``rate_limited``, ``release``). Processes sharing an account each take ``1/share`` of it.
 
 The states (``Status``)::
 
@@ -16,9 +14,8 @@ The states (``Status``)::
     probing ──success (succeeded)──▶ UP;  ──fault──▶ DOWN, wait doubled (up to probe_max)
     any ──operator resume (resume)──▶ UP
 
-Only the methods named for a change change the state (``take_probe``, ``failed``,
-``succeeded``, ``pause``, ``resume``, ``acquire``/``settle``/``rate_limited``/``release``);
-``condition`` and ``closed_for`` only read it.
+Only the verbs change the state (``take_probe``, ``failed``, ``succeeded``, ``pause``,
+``resume``, ``park``, the pacing calls); ``condition`` and ``closed_for`` only read it.
 """
 
 from __future__ import annotations
@@ -27,8 +24,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
@@ -47,44 +44,21 @@ MIN_RECORDED_WAIT = 0.001  # shorter waits are the lock's hand-over, not pacing
 MIN_WAIT = 1e-6  # shorter waits are rounding (a clock may not even move by that much)
 
 
-class Clock(Protocol):
-    """The time the provider layer paces by (tests pass a fake one)."""
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The time the provider layer paces by (tests pass one they move themselves)."""
 
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes back."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def monotonic(self) -> float:
-        """``time.monotonic()``."""
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep``."""
-        await asyncio.sleep(seconds)
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 class Timer(Protocol):
-    """The running step's timeout, passed down by the caller: waiting for an account holds it."""
+    """The calling step's timeout, passed down the call path: waiting for an account holds it
+    (``hold``; ``resume`` with the seconds waited), and ``left`` is what its job has left."""
 
-    def hold(self) -> None:
-        """A wait for the account starts: the step's time stops."""
-        ...
-
-    def resume(self, waited: float) -> None:
-        """The wait ended after ``waited`` seconds: the step's time runs on."""
-        ...
-
-    def left(self) -> float | None:
-        """Seconds the job has left (a longer wait is not waited here), None: unbounded."""
-        ...
+    def hold(self) -> None: ...
+    def resume(self, waited: float) -> None: ...
+    def left(self) -> float | None: ...
 
 
 class Status(StrEnum):
@@ -132,25 +106,10 @@ class Reservation:
 
 @dataclass
 class Stats:
-    """Counters for /metrics (since start)."""
+    """Counters for /metrics (since start): seconds waited, 429s seen."""
 
     waited_seconds: float = 0.0
-    rate_limited: int = 0  # 429s seen
-    requests: int = 0
-
-
-@dataclass
-class _State:
-    """The state machine's fields (see the module docstring)."""
-
-    status: Status = Status.UP
-    reason: str | None = None
-    since: datetime = field(default_factory=lambda: datetime.now(UTC))
-    failures: int = 0  # consecutive faults
-    reopens_at: float = 0.0  # clock time the account takes a call again (down, rate-limited)
-    probe_wait: float = 0.0  # the wait between probes (doubles while down)
-    probing: bool = False  # a probe is out
-    carrier_due: float = 0.0  # clock time this process's item carrying the next probe is due
+    rate_limited: int = 0
 
 
 class Account:
@@ -170,7 +129,7 @@ class Account:
         self.caps = dict(caps or {})  # per-minute caps (settings); known before any response
         self.burst = burst  # the most a bucket holds (arXiv: 1), else the limit
         self.breaker = breaker or Breaker()
-        self.clock = clock or SystemClock()
+        self.clock = clock or Clock()
         self.buckets: dict[str, Bucket] = {}
         self.blocked_until = 0.0  # a 429's block
         self.share = 1
@@ -178,7 +137,15 @@ class Account:
         self.waiting = 0  # callers in acquire now
         self.busy = 0  # requests acquired and not yet answered
         self.stats = Stats()
-        self._state = _State()
+        # The state machine (see the module docstring).
+        self.status = Status.UP
+        self.reason: str | None = None
+        self.since = datetime.now(UTC)
+        self.failures = 0  # consecutive faults
+        self.reopens_at = 0.0  # clock time it takes a call again (closed, rate-limited)
+        self.probe_wait = 0.0  # the wait between probes (doubles while down)
+        self.probing = False  # a probe is out
+        self.carrier_due = 0.0  # when this process's item carrying the next probe is due
         self._lock = asyncio.Lock()
         self._probe_done = asyncio.Event()
         self._returned = asyncio.Event()  # a settle gave capacity back, or the account resumed
@@ -197,86 +164,75 @@ class Account:
         """Whether calls may go out concurrently (limits known, or the provider sends none)."""
         return bool(self.buckets) or self._unmetered
 
-    # ---- reading the state ----
-
     def condition(self) -> Condition:
         """The account's state now (reads only)."""
-        state, now = self._state, self.now()
-        status, reopens = state.status, max(0.0, state.reopens_at - now)
+        now = self.now()
+        status, reopens = self.status, max(0.0, self.reopens_at - now)
         if status is Status.RATE_LIMITED and reopens <= 0:
             status = Status.UP
         return Condition(
             self.name,
             status,
-            None if status is Status.UP else state.reason,
-            state.since,
+            None if status is Status.UP else self.reason,
+            self.since,
             None if status is Status.UP else reopens,
-            state.failures,
+            self.failures,
         )
 
     def closed_for(self) -> float | None:
         """Seconds until a unit may start a call on this account (None: now). A down account
         whose probe is due reads 0: ``take_probe`` lets one caller through."""
-        state = self._state
-        if state.status not in CLOSED:
+        if self.status not in CLOSED:
             return None
-        return max(0.0, state.reopens_at - self.now())
-
-    # ---- the state machine ----
+        return max(0.0, self.reopens_at - self.now())
 
     def take_probe(self) -> bool:
         """Whether this caller may call a down account now (it is the probe; the other
         callers wait a whole probe interval). True for an account that is not down."""
-        state, now = self._state, self.now()
-        if state.status not in CLOSED:
+        now = self.now()
+        if self.status not in CLOSED:
             return True
-        if now < state.reopens_at:
+        if now < self.reopens_at:
             return False
-        state.probing = True
-        state.reopens_at = now + state.probe_wait
+        self.probing = True
+        self.reopens_at = now + self.probe_wait
         return True
 
     def succeeded(self) -> bool:
-        """A unit's calls worked: the account is up; whether it was down."""
-        state = self._state
-        state.failures = 0
-        if state.status not in CLOSED:
+        """The account's calls work: it is up; whether it was down or paused."""
+        self.failures = 0
+        if self.status not in CLOSED:
             return False
         self._set(Status.UP, None, 0.0)
-        state.probe_wait, state.probing = 0.0, False
-        log.info("provider account %s is back", self.name)
+        self.probe_wait, self.probing = 0.0, False
+        log.info("%s is back", self.name)
         return True
 
     def failed(self, reason: str) -> bool:
         """A provider fault (overload, 5xx, timeouts): counted; whether it (re)opened the
         breaker (the account is down until the next probe)."""
-        state, breaker = self._state, self.breaker
-        state.failures += 1
-        if state.status not in CLOSED:
-            if state.failures < breaker.threshold:
+        breaker = self.breaker
+        self.failures += 1
+        if self.status not in CLOSED:
+            if self.failures < breaker.threshold:
                 return False
-            state.probe_wait = breaker.probe_seconds
-        elif state.probing:  # the probe failed: wait longer
-            state.probe_wait = min(
-                max(breaker.probe_seconds, breaker.probe_max_seconds), state.probe_wait * 2
+            self.probe_wait = breaker.probe_seconds
+        elif self.probing:  # the probe failed: wait longer
+            self.probe_wait = min(
+                max(breaker.probe_seconds, breaker.probe_max_seconds), self.probe_wait * 2
             )
         else:
             return False  # already down: a call that started before it went down
-        state.probing = False
-        self._set(Status.DOWN, reason, state.probe_wait)
-        log.warning(
-            "provider account %s down (%s); next probe in %.0fs",
-            self.name,
-            reason,
-            state.probe_wait,
-        )
+        self.probing = False
+        self.carrier_due = -math.inf  # the item that took it down carries the next probe
+        self._set(Status.DOWN, reason, self.probe_wait)
+        log.warning("%s down (%s); next probe in %.0fs", self.name, reason, self.probe_wait)
         return True
 
     def pause(self, reason: str, *, hint: str = "") -> None:
         """The provider refused the account (bad key, no credit): down at once, tried again by
         one caller every PAUSE_SECONDS; one log line per pause."""
-        state = self._state
-        if state.status is not Status.PAUSED or state.probing:
+        if self.status is not Status.PAUSED:
             log.error(
                 "%s paused: %s%s (items wait; tried again every %.0fs)",
                 self.name,
@@ -284,21 +240,21 @@ class Account:
                 f": {hint}" if hint else "",
                 PAUSE_SECONDS,
             )
-        state.probing, state.probe_wait = False, PAUSE_SECONDS
+        self.probing, self.probe_wait = False, PAUSE_SECONDS
+        self.carrier_due = -math.inf  # the item refused carries the next try
         self._set(Status.PAUSED, reason, PAUSE_SECONDS)
 
     def resume(self) -> bool:
-        """An operator ends the account's wait: up now, its 429 block lifted; whether it was
-        waiting."""
+        """An operator ends the account's wait (429 block included); whether it was waiting."""
         waiting = self.condition().status is not Status.UP or self.blocked_until > self.now()
         self.blocked_until = 0.0
         for bucket in self.buckets.values():
             bucket.level = max(bucket.level, 0.0)
-        self._state.failures, self._state.probing, self._state.probe_wait = 0, False, 0.0
+        self.failures, self.probing, self.probe_wait = 0, False, 0.0
         self._set(Status.UP, None, 0.0)
         self._returned.set()
         if waiting:
-            log.warning("provider account %s resumed by an operator", self.name)
+            log.warning("%s resumed by an operator", self.name)
         return waiting
 
     def park(self) -> float:
@@ -306,23 +262,20 @@ class Account:
         come back. Down: the first carries the next probe (due then), the others are parked
         for PARK_SECONDS (woken when the account is back or resumed); rate-limited: until the
         block ends."""
-        state, now = self._state, self.now()
-        wait = max(0.0, state.reopens_at - now, self.blocked_until - now)
-        if state.status not in CLOSED:
+        now = self.now()
+        wait = max(0.0, self.reopens_at - now, self.blocked_until - now)
+        if self.status not in CLOSED:
             return wait
-        if state.carrier_due + state.probe_wait < now:
-            state.carrier_due = now + wait
+        if self.carrier_due + self.probe_wait < now:
+            self.carrier_due = now + wait
             return wait
         return max(wait, PARK_SECONDS)
 
     def _set(self, status: Status, reason: str | None, reopens_in: float) -> None:
-        state = self._state
-        if status is not state.status:
-            state.since = datetime.now(UTC)
-        state.status, state.reason = status, None if reason is None else reason[:200]
-        state.reopens_at = self.now() + reopens_in
-
-    # ---- pacing ----
+        if status is not self.status:
+            self.since = datetime.now(UTC)
+        self.status, self.reason = status, None if reason is None else reason[:200]
+        self.reopens_at = self.now() + reopens_in
 
     def set_share(self, share: int) -> None:
         """This process's part of the account is ``1/share`` (processes using it)."""
@@ -390,12 +343,11 @@ class Account:
                 self._first_call_out = True
                 self._probe_done.clear()
             self.last_used = now
-            self.stats.requests += 1
         return probe
 
     def _note_wait(self, wait: float, timer: Timer | None) -> None:
         """A wait for the limit: reported when long, refused when past the job's time."""
-        if wait >= RATE_LIMITED_SECONDS and self._state.status is Status.UP:
+        if wait >= RATE_LIMITED_SECONDS and self.status is Status.UP:
             self._set(Status.RATE_LIMITED, f"rate limit: calls wait {wait:.0f}s", wait)
         left = None if timer is None else timer.left()
         if left is not None and wait > left:
@@ -406,11 +358,10 @@ class Account:
             )
 
     def _refuse_if_down(self) -> None:
-        state = self._state
-        if state.status in CLOSED and not state.probing and not self.take_probe():
+        if self.status in CLOSED and not self.probing and not self.take_probe():
             raise ProviderPaused(
-                f"{self.name} {state.status}: {state.reason}",
-                retry_after=state.reopens_at - self.now(),
+                f"{self.name} {self.status}: {self.reason}",
+                retry_after=self.reopens_at - self.now(),
                 provider=self.name,
             )
 
@@ -439,7 +390,7 @@ class Account:
             self._returned.set()
         if not self._learn(headers, now) and not self.buckets:
             self._unmetered = True
-        if self._state.status is Status.PAUSED:  # the refused account answers: it was fixed
+        if self.status is Status.PAUSED:  # the refused account answers: it was fixed
             log.warning("%s answers again: calls resume", self.name)
             self.succeeded()
         self._finish(reservation)
@@ -463,7 +414,7 @@ class Account:
         block = retry_after if retry_after is not None else max(resets, default=0.0)
         block = block or DEFAULT_BLOCK_SECONDS
         self.blocked_until = max(self.blocked_until, now + block)
-        if block >= RATE_LIMITED_SECONDS and self._state.status not in CLOSED:
+        if block >= RATE_LIMITED_SECONDS and self.status not in CLOSED:
             self._set(Status.RATE_LIMITED, f"429: calls wait {block:.0f}s", block)
         log.info("%s answered 429: calls wait %.1fs", self.name, block)
         self._finish(reservation)

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from scribe.errors import DatabaseUnavailable, UnknownProvider
-from scribe.providers.account import Account, Breaker, Clock, Condition, Status, SystemClock
+from scribe.errors import DatabaseUnavailable
+from scribe.providers.account import Account, Breaker, Clock, Condition, Status
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,10 @@ PROVIDERS = ("anthropic", "openai", "exa", "arxiv")
 class StateStore(Protocol):
     """Where account states are shared between processes (scribe.db.providers)."""
 
-    async def save_state(self, condition: Condition, reported_by: str) -> None:
-        """Record an account's state (upsert by account)."""
-        ...
+    async def save_state(self, condition: Condition, reported_by: str) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Hold:
     """Why a unit may not call its account now, and when its item should come back."""
 
@@ -55,10 +53,9 @@ class Accounts:
         self._caps = dict(caps or {})
         self._accounts: dict[str, Account] = {}
         self.breaker = breaker or Breaker()
-        self.clock = clock or SystemClock()
+        self.clock = clock or Clock()
         self.store = store
         self.owner = owner
-        self.share = 1
 
     def get(
         self, key: str, *, caps: Mapping[str, float] | None = None, burst: float | None = None
@@ -73,7 +70,6 @@ class Accounts:
                 breaker=self.breaker,
                 clock=self.clock,
             )
-            account.set_share(self.share)
             self._accounts[key] = account
         return account
 
@@ -84,12 +80,6 @@ class Accounts:
     def matching(self, name: str) -> list[Account]:
         """``name``'s accounts: that account, or every account of a provider."""
         return [a for a in self.all() if a.name == name or a.name.startswith(f"{name}:")]
-
-    def set_share(self, share: int) -> None:
-        """Every account takes ``1/share`` of itself (``share`` processes using each)."""
-        for account in self._accounts.values():
-            account.set_share(share)
-        self.share = share
 
     def set_shares(self, shares: Mapping[str, int]) -> None:
         """Each named account takes ``1/shares[key]`` of itself (processes using it)."""
@@ -153,10 +143,3 @@ class Accounts:
             await self.store.save_state(account.condition(), self.owner)
         except DatabaseUnavailable as exc:  # the in-process state works on without it
             log.warning("could not record provider account %s state: %s", account.name, exc)
-
-
-def check_name(name: str) -> str:
-    """``name`` if it is a provider or looks like an account key of one, else UnknownProvider."""
-    if name.split(":", 1)[0] not in PROVIDERS:
-        raise UnknownProvider(f"no provider {name!r} (providers: {', '.join(PROVIDERS)})")
-    return name

@@ -1,19 +1,12 @@
 """What the processes using one provider account share, through the database.
 
-Every process (``scribe serve``, ``serve --no-worker``, ``worker``) runs one ``AccountSharing``
-loop. Every ``interval`` seconds it
-
-- records which accounts it used lately (a call waiting, out, or made within ``window``
-  seconds) and sets each account's share to the number of processes that used it within the
-  window, itself counted in (a serve-only process generating templates holds no lease but calls
-  the same account, so usage counts, not leases; a process that stops using an account drops
-  out within ``window`` and the others take the whole budget; one that stops cleanly leaves
-  at once);
-- writes each account whose state changed since the last round (rate-limited, paused, back up:
-  the breaker's own transitions are written at once by ``Accounts``), so /health, /metrics and
-  ``scribe providers`` show every process's accounts;
+Every process runs one ``AccountSharing`` loop; every ``interval`` seconds it
+- records the accounts it used lately (a call waiting, out, or made within ``window``) and sets
+  each account's share to the processes that used it within the window, itself counted in
+  (usage, not leases: a serve-only process generating templates calls the same accounts);
+- writes the accounts whose state changed (/health, /metrics and ``scribe providers`` show
+  every process's accounts);
 - applies the operator's resumes (``scribe providers resume``) recorded since the last round.
-
 The database is reached only through the ``SharedTables`` the composition root passes in.
 """
 
@@ -29,7 +22,7 @@ from typing import Protocol
 
 from scribe.background import running
 from scribe.errors import DatabaseUnavailable
-from scribe.providers.account import Condition, Status
+from scribe.providers.account import Status
 from scribe.providers.accounts import Accounts, StateStore
 
 log = logging.getLogger(__name__)
@@ -38,25 +31,16 @@ REWRITE_SECONDS = 60.0  # a state that is not up is written again this often
 
 
 class SharedTables(StateStore, Protocol):
-    """The database functions the sharing loop needs (scribe.db.providers.ProviderTables)."""
+    """The database functions the sharing loop needs (scribe.db.providers.ProviderTables):
+    record a process's use and count each account's users, leave, read the operator's resumes,
+    wake the items waiting for an account."""
 
     async def share_accounts(
         self, owner: str, used: Sequence[str], known: Sequence[str], window_seconds: float
-    ) -> dict[str, int]:
-        """Record ``owner``'s use; each ``known`` account's number of processes using it."""
-        ...
-
-    async def leave_accounts(self, owner: str) -> None:
-        """``owner`` no longer uses any account."""
-        ...
-
-    async def resumes(self) -> dict[str, datetime]:
-        """When an operator last resumed each provider or account, by name."""
-        ...
-
-    async def wake_waiters(self, name: str) -> None:
-        """Items waiting for ``name`` (or an account of it) are due now."""
-        ...
+    ) -> dict[str, int]: ...
+    async def leave_accounts(self, owner: str) -> None: ...
+    async def resumes(self) -> dict[str, datetime]: ...
+    async def wake_waiters(self, name: str) -> None: ...
 
 
 class AccountSharing:
@@ -128,12 +112,6 @@ class AccountSharing:
                 await asyncio.shield(self._tables.leave_accounts(self.owner))
             except (DatabaseUnavailable, asyncio.CancelledError):
                 log.info("could not leave the provider accounts; they age out")
-
-
-def describe(condition: Condition) -> str:
-    """One line for /health and ``scribe providers``."""
-    since = condition.since.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return f"{condition.status} since {since}: {condition.reason}"
 
 
 @contextlib.asynccontextmanager

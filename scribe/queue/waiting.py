@@ -30,22 +30,12 @@ from typing import Protocol
 
 
 class Hold(Protocol):
-    """Why a unit may not call its account now, and when its item should come back."""
+    """Why a unit may not call its account now: the account waited for, what is wrong with it,
+    and the seconds until its item should come back (it may be woken earlier)."""
 
-    @property
-    def account(self) -> str:
-        """The account waited for (``anthropic:claude-haiku``)."""
-        ...
-
-    @property
-    def reason(self) -> str:
-        """What is wrong with it, for the item's error and the log."""
-        ...
-
-    @property
-    def seconds(self) -> float:
-        """Seconds until the item should come back (it may be woken earlier)."""
-        ...
+    account: str
+    reason: str
+    seconds: float
 
 
 class ProviderGate(Protocol):
@@ -66,18 +56,15 @@ class ProviderGate(Protocol):
 
 
 class NoProviders:
-    """A gate for engines whose units need no provider (tests, tools): always admits."""
+    """The gate of an engine given none (tests, tools): every account is always open."""
 
     def admit(self, provider: str) -> Hold | None:
-        """Always now."""
         return None
 
     async def failed(self, provider: str, reason: str) -> Hold | None:
-        """Nothing is closed."""
         return None
 
     async def succeeded(self, provider: str) -> bool:
-        """Nothing comes back."""
         return False
 
 

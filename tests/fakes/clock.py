@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+from scribe.providers.account import Clock
+
 
 class FakeClock:
-    """The provider layer's clock (scribe.providers.account.Clock), under the test's control."""
+    """The provider layer's clock under the test's control (``clock`` is what it is given)."""
 
     def __init__(self, now: float = 1000.0) -> None:
         self.now = now
         self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        """The test's time."""
-        return self.now
+        # Looked up at each call, so that a test may wrap ``sleep``.
+        self.clock = Clock(lambda: self.now, lambda seconds: self.sleep(seconds))
 
     async def sleep(self, seconds: float) -> None:
         """Move the time on by ``seconds`` at once."""

@@ -47,7 +47,7 @@ async def _process(
     """What one worker process has: its own clients (accounts) and consumer, and its row in the
     provider_users table (registered before the first call, as a process that just started)."""
     settings = fake_settings(fakes, scribe_concurrency=8, scribe_max_attempts=1)
-    async with fake_clients(settings, fakes, clock=clock) as clients:
+    async with fake_clients(settings, fakes, clock=clock.clock) as clients:
         sharing = AccountSharing(ProviderTables(pool), clients.accounts, interval=0.5, window=10.0)
         for account in clients.accounts.all():
             account.last_used = account.now()  # about to be used: count in from the start
@@ -84,7 +84,7 @@ async def test_a_batch_over_the_request_limit_completes_without_failures_or_429s
     # some wait ~6 s each (on the test's clock) for the refill instead of being refused (the
     # batch's template is analysed by one parser call).
     clock = FakeClock()
-    fakes.limits["anthropic"] = FakeLimits(requests=10, clock=clock)
+    fakes.limits["anthropic"] = FakeLimits(requests=10, clock=clock.clock.monotonic)
     user_id = await _drain_batch(pool, fakes, ITEMS, clock)
     items = await queue_items.list_recent(pool, user_id)
     assert [item.status for item in items] == ["completed"] * ITEMS
@@ -120,7 +120,7 @@ async def test_two_processes_sharing_one_account_divide_it_and_nothing_fails(
     # Two worker processes (each its own pacers and consumer) against one account limited to
     # 10 requests/min per model family: each paces at half, so the fake refuses nothing.
     clock = FakeClock()
-    fakes.limits["anthropic"] = FakeLimits(requests=10, clock=clock)
+    fakes.limits["anthropic"] = FakeLimits(requests=10, clock=clock.clock.monotonic)
     user_id = await _enqueue(pool, ITEMS)
     async with (
         _process(pool, fakes, clock) as (first, first_clients, first_sharing),

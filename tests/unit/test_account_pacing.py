@@ -13,12 +13,12 @@ from scribe.providers.buckets import Bucket, Cost
 from scribe.providers.calls import Refusal, model_family, send_paced
 from scribe.providers.limits import parse_limits
 from scribe.queue.waiting import StepTimer
-from tests.fakes.clock import FakeClock as Clock
+from tests.fakes.clock import FakeClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def anthropic_headers(limit: int, remaining: int, tokens: int, tokens_left: int) -> dict[str, str]:
@@ -78,9 +78,9 @@ def test_model_family_groups_the_models_anthropic_limits_together() -> None:
 
 
 async def test_one_probe_until_the_limits_are_known_then_paced_by_the_headers(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
-    pacer = Account("anthropic:claude-sonnet", clock=clock)
+    pacer = Account("anthropic:claude-sonnet", clock=clock.clock)
     probe = await pacer.acquire(Cost(100, 10))
     second = asyncio.create_task(pacer.acquire(Cost(100, 10)))
     await asyncio.sleep(0)
@@ -97,8 +97,8 @@ async def test_one_probe_until_the_limits_are_known_then_paced_by_the_headers(
     assert clock.now - start == pytest.approx(2.0 + 4 * 10.0, abs=0.01)
 
 
-async def test_reconciling_actual_usage_returns_what_was_over_reserved(clock: Clock) -> None:
-    pacer = Account("p", caps={"input_tokens": 6000}, clock=clock)
+async def test_reconciling_actual_usage_returns_what_was_over_reserved(clock: FakeClock) -> None:
+    pacer = Account("p", caps={"input_tokens": 6000}, clock=clock.clock)
     reservation = await pacer.acquire(Cost(6000, 0))
     pacer.settle(reservation, None, Cost(1000, 0))
     start = clock.now
@@ -106,8 +106,8 @@ async def test_reconciling_actual_usage_returns_what_was_over_reserved(clock: Cl
     assert clock.now == start  # 5000 were given back at once
 
 
-async def test_a_429_blocks_until_the_retry_after_and_empties_the_bucket(clock: Clock) -> None:
-    pacer = Account("p", clock=clock)
+async def test_a_429_blocks_until_the_retry_after_and_empties_the_bucket(clock: FakeClock) -> None:
+    pacer = Account("p", clock=clock.clock)
     first = await pacer.acquire(Cost(10, 1))
     pacer.settle(first, anthropic_headers(50, 49, 30000, 29000), Cost(10, 1))
     second = await pacer.acquire(Cost(10, 1))
@@ -119,16 +119,16 @@ async def test_a_429_blocks_until_the_retry_after_and_empties_the_bucket(clock: 
     assert pacer.stats.waited_seconds == pytest.approx(7.0, abs=0.01)
 
 
-async def test_the_share_divides_the_account_between_processes(clock: Clock) -> None:
-    pacer = Account("p", caps={"requests": 60}, clock=clock)
+async def test_the_share_divides_the_account_between_processes(clock: FakeClock) -> None:
+    pacer = Account("p", caps={"requests": 60}, clock=clock.clock)
     pacer.set_share(2)
     assert pacer.buckets["requests"].limit == 30
     pacer.set_share(1)
     assert pacer.buckets["requests"].limit == 60
 
 
-async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: Clock) -> None:
-    pacer = Account("p", clock=clock)
+async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: FakeClock) -> None:
+    pacer = Account("p", clock=clock.clock)
     answers: list[Exception | str] = [KeyError("429"), KeyError("429"), "ok"]
 
     async def send() -> tuple[str, None, None]:
@@ -152,8 +152,8 @@ async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: Clo
     assert pacer.condition().status is Status.PAUSED
 
 
-async def test_a_setting_caps_what_the_headers_allow(clock: Clock) -> None:
-    pacer = Account("p", caps={"requests": 10}, clock=clock)
+async def test_a_setting_caps_what_the_headers_allow(clock: FakeClock) -> None:
+    pacer = Account("p", caps={"requests": 10}, clock=clock.clock)
     reservation = await pacer.acquire(Cost(10, 1))
     pacer.settle(reservation, anthropic_headers(50, 49, 30000, 29000), Cost(10, 1))
     assert pacer.buckets["requests"].limit == 10
@@ -168,12 +168,12 @@ async def _empty(pacer: Account) -> None:
 
 
 async def test_a_wait_for_the_account_longer_than_the_step_timeout_is_not_a_step_timeout(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
     # 2 requests/min: once the bucket is empty the next request waits 30 s, longer than the
     # 1 s step timeout; the wait holds that timeout (moved to the job's deadline meanwhile), so
     # the step goes on with the time it had left.
-    pacer = Account("anthropic:claude-sonnet", caps={"requests": 2}, clock=clock)
+    pacer = Account("anthropic:claude-sonnet", caps={"requests": 2}, clock=clock.clock)
     await _empty(pacer)
     deadline = asyncio.get_running_loop().time() + 3600
     during: list[tuple[float | None, Status]] = []
@@ -197,8 +197,12 @@ async def test_a_wait_for_the_account_longer_than_the_step_timeout_is_not_a_step
     assert pacer.condition().status is Status.UP  # the wait is over
 
 
-async def test_a_wait_past_the_job_deadline_is_upstream_unavailable_at_once(clock: Clock) -> None:
-    pacer = Account("anthropic:claude-sonnet", caps={"requests": 1}, clock=clock)  # one a minute
+async def test_a_wait_past_the_job_deadline_is_upstream_unavailable_at_once(
+    clock: FakeClock,
+) -> None:
+    pacer = Account(
+        "anthropic:claude-sonnet", caps={"requests": 1}, clock=clock.clock
+    )  # one a minute
     await _empty(pacer)
     loop = asyncio.get_running_loop()
     async with asyncio.timeout(1) as timeout:

@@ -3,17 +3,14 @@ accounts (scribe.providers.accounts), on a fake clock."""
 
 from __future__ import annotations
 
-import pytest
-
-from scribe.errors import UnknownProvider
 from scribe.providers.account import PARK_SECONDS, PAUSE_SECONDS, Breaker, Status
-from scribe.providers.accounts import Accounts, check_name
+from scribe.providers.accounts import Accounts
 from tests.fakes.clock import FakeClock
 
 
 def _accounts(clock: FakeClock, threshold: int = 3) -> Accounts:
     breaker = Breaker(threshold=threshold, probe_seconds=2, probe_max_seconds=5)
-    return Accounts(breaker=breaker, clock=clock)
+    return Accounts(breaker=breaker, clock=clock.clock)
 
 
 async def test_breaker_opens_after_threshold_consecutive_faults_only() -> None:
@@ -90,7 +87,7 @@ async def test_a_provider_name_covers_its_accounts_and_one_account_down_holds_on
 
 def test_an_account_counts_as_used_while_waiting_out_or_within_the_window() -> None:
     clock = FakeClock()
-    accounts = Accounts(clock=clock)
+    accounts = Accounts(clock=clock.clock)
     exa = accounts.get("exa")
     assert accounts.active(10) == []
     exa.last_used = clock.now
@@ -118,10 +115,3 @@ def test_a_pause_closes_the_account_at_once_and_an_operator_resume_reopens_it() 
     assert accounts.resume("anthropic") == ["anthropic:claude-haiku"]
     assert account.condition().status is Status.UP and accounts.admit("anthropic") is None
     assert accounts.resume("anthropic") == []  # nothing was waiting any more
-
-
-def test_only_known_providers_can_be_named() -> None:
-    assert check_name("anthropic:claude-haiku") == "anthropic:claude-haiku"
-    assert check_name("exa") == "exa"
-    with pytest.raises(UnknownProvider):
-        check_name("acme")
