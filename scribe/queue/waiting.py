@@ -28,6 +28,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
+MIN_RECORDED_WAIT = 0.001  # shorter waits are a lock's hand-over, not waiting for an account
+
 
 class Hold(Protocol):
     """Why a unit may not call its account now: the account waited for, what is wrong with it,
@@ -101,7 +103,7 @@ class StepTimer:
     def resume(self, waited: float) -> None:
         """A wait of ``waited`` seconds ended: the step's timeout runs on for what it had."""
         self._holding -= 1
-        if waited > 0.001:
+        if waited >= MIN_RECORDED_WAIT:
             self.waits.append(waited)
         if self._holding > 0 or self.timeout.expired() or self._held_when is None:
             return
