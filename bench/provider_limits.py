@@ -10,7 +10,7 @@ for a quicker run (the figures to report are those at scale 1). A general batch 
 ``--count`` items is enqueued and drained at 8 slots by one consumer process, then (a fresh
 database and fresh fakes) by two processes sharing the account (this one and a ``--worker``
 child), each dividing the limits by the number of processes that used the account lately
-(``scribe.clients.sharing``, as every ``scribe serve``/``worker`` does).
+(``scribe.providers.sharing``, as every ``scribe serve``/``worker`` does).
 
 ``--frontend`` instead does what the frontend does: it starts ``scribe serve`` (plus
 ``--workers`` ``scribe worker`` processes) against the fakes, posts the batch to
@@ -60,13 +60,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import bench_database, fakes_process, wait_healthy
 
 from scribe.clients import Clients, open_clients
-from scribe.clients.pacing import model_family
-from scribe.clients.sharing import AccountSharing, sharing_accounts
 from scribe.db import emails, queue_items, users
 from scribe.db.pool import Pool, create_pool
+from scribe.db.providers import ProviderTables
 from scribe.db.queue_items import NewItem
+from scribe.deps import provider_accounts
 from scribe.emails.handler import email_handlers
 from scribe.http.auth import DEV_ISSUER, dev_secret, mint_token
+from scribe.providers.calls import model_family
+from scribe.providers.sharing import AccountSharing, sharing_accounts
 from scribe.queue.consumer import Consumer
 from scribe.settings import Settings
 from scribe.steps.pipeline import build_pipeline
@@ -135,10 +137,16 @@ def bench_settings(url: str, dsn: str) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def clients_for(settings: Settings, port: int) -> AsyncIterator[Clients]:
+async def clients_for(
+    settings: Settings, port: int, tables: ProviderTables | None = None
+) -> AsyncIterator[Clients]:
+    """The clients of one process, their accounts built as the service builds them."""
+    accounts = provider_accounts(settings, tables)
     async with (
         httpx.AsyncClient(timeout=30) as http,
-        open_clients(settings, http, address_policy=fake_policy(port)) as clients,
+        open_clients(
+            settings, http, address_policy=fake_policy(port), accounts=accounts
+        ) as clients,
     ):
         yield clients
 
@@ -148,21 +156,27 @@ async def consume(dsn: str, url: str, port: int) -> dict[str, object]:
     settings = bench_settings(url, dsn)
     pool = await create_pool(dsn, size=3, transaction_pooler=False)
     try:
-        async with clients_for(settings, port) as clients:
+        tables = ProviderTables(pool)
+        async with clients_for(settings, port, tables) as clients:
             sharing = AccountSharing(
-                pool,
-                clients.pacers,
+                tables,
+                clients.accounts,
                 interval=settings.scribe_pacing_share_interval_seconds,
                 window=settings.scribe_pacing_share_window_seconds,
             )
-            consumer = Consumer(pool, settings, email_handlers(build_pipeline(clients), settings))
+            consumer = Consumer(
+                pool,
+                settings,
+                email_handlers(build_pipeline(clients), settings),
+                providers=clients.accounts,
+            )
             async with sharing_accounts(sharing):
                 await consumer.run(drain=True)
             return {
                 "outcomes": {k.name: v for k, v in consumer.outcomes.items()},
                 "pacers": {
                     p.name: [round(p.stats.waited_seconds, 1), p.stats.rate_limited, p.share]
-                    for p in clients.pacers.all()
+                    for p in clients.accounts.all()
                 },
             }
     finally:

@@ -142,12 +142,12 @@ def metrics_operation(metrics: Metrics) -> Operation:
     async def render(request: Request) -> Response:
         try:
             counts = await health_db.queue_counts(get_deps(request).pool)
-            down = {p.provider for p in await providers_db.providers_down(get_deps(request).pool)}
+            waiting = await providers_db.providers_waiting(get_deps(request).pool)
         except errors.DatabaseUnavailable:
             metrics.observe_database_unreachable()
         else:
-            metrics.observe_database(counts, down)
-        metrics.observe_pacers(get_deps(request).clients.pacers)
+            metrics.observe_database(counts, {p.provider: p.state for p in waiting})
+        metrics.observe_accounts(get_deps(request).clients.accounts)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return Operation(

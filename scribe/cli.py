@@ -259,6 +259,31 @@ async def _queue(settings: Settings, args: argparse.Namespace) -> None:
         await pool.close()
 
 
+async def _providers(settings: Settings, args: argparse.Namespace) -> None:
+    from scribe import db
+    from scribe.db import providers as providers_db
+    from scribe.db.pool import create_pool
+    from scribe.errors import UnknownProvider
+    from scribe.providers.accounts import PROVIDERS
+    from scribe.render import render_rows
+
+    name = args.name if args.providers_command == "resume" else None
+    if name is not None and name.split(":", 1)[0] not in PROVIDERS:
+        raise UnknownProvider(f"no provider {name!r} (providers: {', '.join(PROVIDERS)})")
+    dsn = await db.resolve_dsn(settings)
+    pool = await create_pool(dsn, size=1, transaction_pooler=settings.transaction_pooler)
+    try:
+        if name is None:
+            print(render_rows(await providers_db.provider_states(pool), wide=args.wide))
+            return
+        resumed = await providers_db.resume(pool, name, f"cli:{getpass.getuser()}")
+        print(f"resumed {name}: every process lets its calls go within its sharing interval")
+        for account in resumed:
+            print(f"{account} was waiting")
+    finally:
+        await pool.close()
+
+
 async def _queue_retry(pool: Pool, args: argparse.Namespace) -> None:
     from scribe.queue.requeue import RequeueFilter, requeue
 
@@ -376,6 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("--step", help="only items that failed at this step")
     retry.add_argument("--limit", type=int, default=10_000, help="at most this many (10000)")
+    providers = commands.add_parser(
+        "providers", help="the provider accounts' states (down, paused, rate-limited, up)"
+    )
+    providers.add_argument("--wide", action="store_true", help="always one line per row")
+    providers_commands = providers.add_subparsers(dest="providers_command")
+    resume = providers_commands.add_parser(
+        "resume", help="end a provider's (or one account's) wait now, in every process"
+    )
+    resume.add_argument(
+        "name", help="a provider (anthropic) or an account (anthropic:claude-haiku)"
+    )
     commands.add_parser("migrate", help="apply pending database migrations")
     token = commands.add_parser("token", help="mint a bearer token for local development")
     token.add_argument("--email", required=True)
@@ -460,6 +496,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> int:
         asyncio.run(_worker(settings))
     elif args.command == "queue":
         asyncio.run(_queue(settings, args))
+    elif args.command == "providers":
+        asyncio.run(_providers(settings, args))
     elif args.command == "migrate":
         asyncio.run(_migrate(settings))
     elif args.command == "token":

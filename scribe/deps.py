@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,15 +16,18 @@ import httpx
 from starlette.requests import Request
 
 from scribe import db
-from scribe.clients import Clients, open_clients
+from scribe.clients import Clients, open_clients, pacing_caps
 from scribe.clients.netguard import AddressPolicy
-from scribe.clients.sharing import AccountSharing, sharing_accounts
 from scribe.db import migrations
 from scribe.db.pool import Pool, connect, create_pool
+from scribe.db.providers import ProviderTables
 from scribe.db.template_analyses import TemplateAnalysisStore
 from scribe.http.auth import DEV_ISSUER, JwksCache, TokenVerifier, dev_secret
 from scribe.process import startup
 from scribe.process.tls import tls_context
+from scribe.providers.account import Breaker
+from scribe.providers.accounts import Accounts
+from scribe.providers.sharing import AccountSharing, sharing_accounts
 from scribe.queue.listener import Listener, running_listener
 from scribe.settings import Settings
 
@@ -74,6 +79,18 @@ def freeze_startup_heap() -> None:
     gc.enable()
 
 
+def provider_accounts(settings: Settings, tables: ProviderTables | None = None) -> Accounts:
+    """The process's provider account records, per settings, sharing their state through
+    ``tables`` (the database's provider tables)."""
+    breaker = Breaker(
+        threshold=settings.scribe_breaker_threshold,
+        probe_seconds=settings.scribe_breaker_probe_seconds,
+        probe_max_seconds=settings.scribe_breaker_probe_max_seconds,
+    )
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    return Accounts(pacing_caps(settings), breaker=breaker, store=tables, owner=owner)
+
+
 async def apply_migrations(dsn: str, settings: Settings) -> list[str]:
     """Apply pending migrations on a dedicated connection."""
     conn = await connect(dsn, transaction_pooler=settings.transaction_pooler)
@@ -103,6 +120,8 @@ async def open_deps(
     pool = await create_pool(
         dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
     )
+    tables = ProviderTables(pool)
+    accounts = provider_accounts(settings, tables)
     try:
         async with (
             httpx.AsyncClient(
@@ -114,12 +133,13 @@ async def open_deps(
                 tls=tls,
                 address_policy=address_policy,
                 analysis_store=TemplateAnalysisStore(pool),
+                accounts=accounts,
             ) as clients,
             contextlib.AsyncExitStack() as stack,
         ):
             sharing = AccountSharing(
-                pool,
-                clients.pacers,
+                tables,
+                accounts,
                 interval=settings.scribe_pacing_share_interval_seconds,
                 window=settings.scribe_pacing_share_window_seconds,
             )

@@ -162,7 +162,12 @@ class UpstreamUnavailable(TryLater):
 
 
 class ProviderPaused(UpstreamUnavailable):
-    """The provider refused this account (authentication or quota): retry after the pause."""
+    """The provider account takes no calls now (refused key or credit, or down between
+    probes): retry after its wait; not the item's fault."""
+
+
+class UnknownProvider(InvalidRequest):
+    """No provider or provider account goes by the name given (``scribe providers resume``)."""
 
 
 class UpstreamRejected(ScribeError):

@@ -163,7 +163,7 @@ class Settings(BaseSettings):
 
     # ==== pacing: dividing each provider account among the processes using it ====
     # Every INTERVAL seconds each process records the accounts it used in the last WINDOW
-    # seconds; a pacer takes 1/n of its account, n the processes using it (clients/sharing.py).
+    # seconds; an account takes 1/n of itself, n the processes using it (providers/sharing.py).
     scribe_pacing_share_interval_seconds: float = Field(default=2.0, gt=0)
     scribe_pacing_share_window_seconds: float = Field(default=10.0, gt=0)
 

@@ -14,7 +14,6 @@ from scribe.deps import Deps, freeze_startup_heap, open_deps
 from scribe.emails.handler import email_handlers
 from scribe.queue.consumer import Consumer
 from scribe.queue.handler import Handlers
-from scribe.queue.runner import breakers_from_settings
 from scribe.settings import Settings
 from scribe.steps import Pipeline
 from scribe.steps.pipeline import build_pipeline
@@ -44,7 +43,7 @@ def open_consumer(deps: Deps, pipeline: Pipeline) -> Consumer:
         deps.settings,
         job_handlers(deps, pipeline),
         listener=deps.listener,
-        breakers=breakers_from_settings(deps.settings, deps.clients.pacers),
+        providers=deps.clients.accounts,
     )
 
 

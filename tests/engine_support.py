@@ -9,14 +9,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Connection, Pool
+from scribe.db.providers import ProviderTables
 from scribe.db.queue_items import ClaimedItem
+from scribe.providers.account import Breaker
+from scribe.providers.accounts import Accounts
 from scribe.queue.backoff import Backoff
 from scribe.queue.handler import Progress, Unit
 from scribe.queue.job import Job, Outcome
 from scribe.queue.runner import JobRunner, RunnerConfig
+from scribe.queue.waiting import StepTimer
 from tests.queue_support import enqueue, item_rows
 
 KIND = "test-job"
@@ -49,7 +52,7 @@ class ScriptedHandler:
             return [], Progress()
         return list(doc["ran"]), Progress(list(doc["completed"]), dict(doc["timings"]))
 
-    async def run_unit(self, unit: Unit, state: list[str]) -> list[str]:
+    async def run_unit(self, unit: Unit, state: list[str], timer: StepTimer) -> list[str]:
         self.runs.append(unit.name)
         action = self.actions.get(unit.name)
         if action is not None:
@@ -111,7 +114,7 @@ def runner(
     step_timeout: float = FOREVER,
     job_timeout: float = FOREVER,
     lease_seconds: float = 60.0,
-    breakers: ProviderBreakers | None = None,
+    providers: Accounts | None = None,
     backoff: Backoff = NO_BACKOFF,
 ) -> JobRunner:
     """A runner for ``handler`` with a seeded jitter (``SEED``)."""
@@ -122,10 +125,17 @@ def runner(
         backoff=backoff,
         max_age_seconds=86400.0,
     )
-    breakers = breakers or ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
+    providers = providers or accounts(pool)
     return JobRunner(
-        pool, {KIND: handler}, config, random.Random(SEED), breakers=breakers, owner=OWNER
+        pool, {KIND: handler}, config, random.Random(SEED), providers=providers, owner=OWNER
     )
+
+
+def accounts(pool: Pool, probe_seconds: float = 60.0) -> Accounts:
+    """Provider accounts whose breaker opens at the first fault and probes every
+    ``probe_seconds``, sharing their state through ``pool``."""
+    breaker = Breaker(threshold=1, probe_seconds=probe_seconds, probe_max_seconds=probe_seconds)
+    return Accounts(breaker=breaker, store=ProviderTables(pool), owner=OWNER)
 
 
 async def run_once(pool: Pool, handler: ScriptedHandler, **options: Any) -> Outcome:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -12,6 +14,7 @@ from scribe.db import health as health_db
 from scribe.db import providers as providers_db
 from scribe.deps import get_deps
 from scribe.errors import DatabaseUnavailable
+from scribe.providers.account import Condition
 
 SERVICE = "scribe"
 
@@ -24,7 +27,10 @@ class HealthOut(ApiModel):
     version: str
     database: str
     queue: dict[str, int] | None
-    providers: dict[str, str] | None = None  # provider -> what is wrong (those reported down)
+    # Account (or provider) -> what is wrong, for each that work waits on: down, paused,
+    # rate-limited, as any process reported it or this one knows it.
+    providers: dict[str, str] | None = None
+    waiting_on: dict[str, list[str]] | None = None  # provider -> its accounts in ``providers``
 
 
 class RootOut(ApiModel):
@@ -45,12 +51,12 @@ async def root(request: Request) -> Response:
 
 async def health(request: Request) -> Response:
     """Service health; 503 when the database is unreachable or the embedded server's disk is
-    full; 200 "degraded: …" while a provider is down or an account is paused (bad key, no
-    credit: the queue waits for it)."""
+    full; 200 "degraded: …" while work waits on a provider account: down, paused (bad key, no
+    credit) or rate-limited."""
     deps = get_deps(request)
     try:
         queue = await health_db.queue_counts(deps.pool)
-        down = await providers_db.providers_down(deps.pool)
+        waiting = await providers_db.providers_waiting(deps.pool)
     except DatabaseUnavailable:
         return json_response(
             {
@@ -76,9 +82,12 @@ async def health(request: Request) -> Response:
             },
             503,
         )
-    providers = {p.provider: f"{_problem(p.reason)} since {format_utc(p.since)}" for p in down}
-    # A paused account (bad key, no credit) is this process's own knowledge: items wait for it.
-    providers.update(deps.clients.pacers.paused())
+    providers = {p.provider: _detail(p.state, p.reason, p.since) for p in waiting}
+    # This process's own accounts are known here first (shared within the sharing interval).
+    providers.update({c.account: _describe(c) for c in deps.clients.accounts.waiting()})
+    waiting_on: dict[str, list[str]] = {}
+    for name in sorted(providers):
+        waiting_on.setdefault(name.split(":", 1)[0], []).append(name)
     status = "healthy"
     if providers:
         status = "degraded: " + "; ".join(f"{name} {what}" for name, what in providers.items())
@@ -90,8 +99,22 @@ async def health(request: Request) -> Response:
             "database": "connected",
             "queue": queue,
             "providers": providers,
+            "waiting_on": waiting_on,
         }
     )
+
+
+def _describe(condition: Condition) -> str:
+    """What this process knows of one of its accounts that is not up, in one line."""
+    since = condition.since.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{condition.status} since {since}: {condition.reason}"
+
+
+def _detail(state: str, reason: str | None, since: datetime) -> str:
+    """What the provider_states row of an account not up says, in one line."""
+    if state == "down":
+        return f"{_problem(reason)} since {format_utc(since)}"
+    return f"{state.replace('_', '-')} since {format_utc(since)}: {reason}"
 
 
 def _problem(reason: str | None) -> str:

@@ -20,10 +20,12 @@ from scribe.clients.fetch import PageFetcher, guarded_client
 from scribe.clients.llm import LLM
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.offline import OfflineLLM
-from scribe.clients.pacing import Pacer, Pacers, model_family
 from scribe.clients.papers import ArxivPapers
 from scribe.clients.pdf import PdfParser
 from scribe.clients.search import ExaSearch
+from scribe.providers.account import Account
+from scribe.providers.accounts import Accounts
+from scribe.providers.calls import model_family
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class Clients:
     papers: ArxivPapers
     fetch_http: httpx.AsyncClient  # SSRF-guarded client for untrusted URLs (pages, PDFs)
     pdf: PdfParser = field(default_factory=PdfParser)  # resume text, in bounded child processes
-    pacers: Pacers = field(default_factory=Pacers)  # one per provider account
+    accounts: Accounts = field(default_factory=Accounts)  # one record per provider account
     # Template analyses shared by the items of this process (and, through the store, by all).
     analyses: SharedAnalyses = field(default_factory=SharedAnalyses)
 
@@ -63,14 +65,14 @@ def openai_caps(settings: Settings) -> dict[str, float]:
     return {} if cap is None else {"tokens": cap}
 
 
-def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -> LLM:
+def build_llm(model_id: str, settings: Settings, accounts: Accounts | None = None) -> LLM:
     """The provider for ``provider:model``; the offline provider when its key is missing.
-    Models of one account share a pacer: Anthropic's per model family, OpenAI's per base URL.
+    Models of one account share its record: Anthropic's per model family, OpenAI's per base URL.
 
     Each SDK is imported only here, when a model is configured to use it (``anthropic`` alone
     is about 40 MiB): a process without keys never loads them."""
     provider, _, model = model_id.partition(":")
-    pacers = pacers or Pacers(pacing_caps(settings))
+    accounts = accounts or Accounts(pacing_caps(settings))
     if provider == "anthropic" and settings.anthropic_api_key is not None:
         from scribe.clients.anthropic_llm import AnthropicLLM
 
@@ -81,7 +83,7 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
             timeout=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
             mode=settings.anthropic_structured_output,
-            pacer=pacers.get(f"anthropic:{model_family(model)}"),
+            pacer=accounts.get(f"anthropic:{model_family(model)}"),
         )
     if provider == "openai" and settings.openai_api_key is not None and settings.openai_base_url:
         from scribe.clients.openai_llm import OpenAILLM
@@ -92,7 +94,7 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
             base_url=settings.openai_base_url,
             timeout=settings.llm_timeout_seconds,
             max_retries=settings.llm_max_retries,
-            pacer=pacers.get(f"openai:{settings.openai_base_url}", caps=openai_caps(settings)),
+            pacer=accounts.get(f"openai:{settings.openai_base_url}", caps=openai_caps(settings)),
         )
     if provider != "offline":
         log.warning("no API key for %s: using the offline provider", model_id)
@@ -107,6 +109,7 @@ async def open_clients(
     tls: ssl.SSLContext | None = None,
     address_policy: AddressPolicy | None = None,
     analysis_store: AnalysisStore | None = None,
+    accounts: Accounts | None = None,
 ) -> AsyncIterator[Clients]:
     """Open every client for these settings; close them in reverse on exit.
 
@@ -114,9 +117,10 @@ async def open_clients(
     it (default: a context of the guarded client's own). ``address_policy`` is a TEST-ONLY hook
     widening the SSRF rule (for the fakes on loopback); production passes nothing.
     ``analysis_store`` shares template analyses between processes (without it, within this one).
+    ``accounts``: the provider account records (the composition root's; else fresh ones).
     """
     policy = address_policy or AddressPolicy()
-    pacers = Pacers(pacing_caps(settings))
+    accounts = accounts or Accounts(pacing_caps(settings))
     async with AsyncExitStack() as stack:
         fetch_http = guarded_client(policy, verify=tls if tls is not None else True)
         stack.push_async_callback(fetch_http.aclose)
@@ -127,7 +131,7 @@ async def open_clients(
             settings.template_generator_model,
         ):
             if model_id not in llms:
-                llms[model_id] = build_llm(model_id, settings, pacers)
+                llms[model_id] = build_llm(model_id, settings, accounts)
                 stack.push_async_callback(llms[model_id].aclose)
         search = None
         if settings.exa_api_key is not None:
@@ -135,7 +139,7 @@ async def open_clients(
             search = ExaSearch(
                 settings.exa_api_key.get_secret_value(),
                 settings.exa_base_url,
-                pacer=pacers.get("exa", caps={"requests": rate}, burst=max(1.0, rate / 60)),
+                pacer=accounts.get("exa", caps={"requests": rate}, burst=max(1.0, rate / 60)),
                 max_retries=settings.llm_max_retries,
             )
             stack.push_async_callback(search.aclose)
@@ -162,18 +166,18 @@ async def open_clients(
                 http,
                 settings.arxiv_api_url,
                 min_interval=settings.scribe_arxiv_min_interval_seconds,
-                pacer=arxiv_pacer(pacers, settings.scribe_arxiv_min_interval_seconds),
+                pacer=arxiv_pacer(accounts, settings.scribe_arxiv_min_interval_seconds),
                 cache_seconds=settings.scribe_arxiv_cache_seconds,
                 cache_entries=settings.scribe_arxiv_cache_entries,
             ),
             fetch_http=fetch_http,
             pdf=PdfParser.from_settings(settings),
-            pacers=pacers,
+            accounts=accounts,
             analyses=SharedAnalyses(analysis_store),
         )
 
 
-def arxiv_pacer(pacers: Pacers, min_interval: float) -> Pacer:
+def arxiv_pacer(accounts: Accounts, min_interval: float) -> Account:
     """arXiv's one request per ``min_interval`` seconds: a bucket that holds one request."""
     caps = {"requests": 60.0 / min_interval} if min_interval > 0 else {}
-    return pacers.get("arxiv", caps=caps, burst=1.0)
+    return accounts.get("arxiv", caps=caps, burst=1.0)

@@ -2,7 +2,7 @@
 
 Structured output is requested with ``output_config.format`` (a JSON schema); ``tool`` mode forces
 a single tool call instead, for gateways that do not support structured outputs. Every call goes
-through the account's pacer (scribe.clients.pacing): the SDK's own retries are off; 429s are
+through the provider account (scribe.providers): the SDK's own retries are off; 429s are
 waited out as the rate-limit headers say, 5xx/529/timeouts retried ``max_retries`` times, and a
 bad key or an exhausted credit balance pauses the account (the one table:
 ``scribe.clients.llm.judge_llm_failure``). A malformed answer is asked again once at once; a
@@ -30,15 +30,10 @@ from scribe.clients.llm import (
     judge_llm_failure,
 )
 from scribe.clients.output import parse_output
-from scribe.clients.pacing import (
-    Cost,
-    Pacer,
-    Refusal,
-    estimate_tokens,
-    model_family,
-    send_paced,
-)
 from scribe.errors import MalformedOutput
+from scribe.providers.account import Account
+from scribe.providers.buckets import Cost
+from scribe.providers.calls import Refusal, estimate_tokens, model_family, send_paced
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +105,12 @@ class AnthropicLLM:
         timeout: float,
         max_retries: int,
         mode: StructuredMode = "json_schema",
-        pacer: Pacer | None = None,
+        pacer: Account | None = None,
     ) -> None:
         self._model = model
         self._mode = mode
         self._max_retries = max_retries
-        self._pacer = pacer or Pacer(f"anthropic:{model_family(model)}")
+        self._pacer = pacer or Account(f"anthropic:{model_family(model)}")
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
@@ -127,7 +122,7 @@ class AnthropicLLM:
 
     @property
     def account(self) -> str:
-        """The provider account (its pacer) these calls go through."""
+        """The provider account these calls go through."""
         return self._pacer.name
 
     async def generate(self, request: LLMRequest[T]) -> LLMResponse[T]:
@@ -179,7 +174,12 @@ class AnthropicLLM:
             self._pacer.output_estimate(request.max_tokens),
         )
         return await send_paced(
-            self._pacer, cost, send, judge_anthropic_error, max_retries=self._max_retries
+            self._pacer,
+            cost,
+            send,
+            judge_anthropic_error,
+            max_retries=self._max_retries,
+            timer=request.timer,
         )
 
     @staticmethod

@@ -15,8 +15,9 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from scribe.clients.pacing import Refusal
 from scribe.errors import MalformedOutput, PermanentStepError
+from scribe.providers.account import Timer
+from scribe.providers.calls import Refusal
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -43,6 +44,8 @@ class LLMRequest(Generic[T]):
     output: type[T]
     offline: Callable[[], T]  # the rule-based answer, used only by the offline provider
     max_tokens: int = 2048
+    # The calling step's timer, held while the call waits for its account (None: no step).
+    timer: Timer | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,9 @@ from scribe.clients.llm import (
     judge_llm_failure,
 )
 from scribe.clients.output import parse_output
-from scribe.clients.pacing import Cost, Pacer, Refusal, estimate_tokens, send_paced
+from scribe.providers.account import Account
+from scribe.providers.buckets import Cost
+from scribe.providers.calls import Refusal, estimate_tokens, send_paced
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +60,11 @@ class OpenAILLM:
         base_url: str,
         timeout: float,
         max_retries: int,
-        pacer: Pacer | None = None,
+        pacer: Account | None = None,
     ) -> None:
         self._model = model
         self._max_retries = max_retries
-        self._pacer = pacer or Pacer(f"openai:{base_url}")
+        self._pacer = pacer or Account(f"openai:{base_url}")
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
         )
@@ -118,7 +120,12 @@ class OpenAILLM:
             self._pacer.output_estimate(request.max_tokens),
         )
         return await send_paced(
-            self._pacer, cost, send, judge_openai_error, max_retries=self._max_retries
+            self._pacer,
+            cost,
+            send,
+            judge_openai_error,
+            max_retries=self._max_retries,
+            timer=request.timer,
         )
 
     async def aclose(self) -> None:

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 from scribe.clients.cache import SingleFlight, TtlCache
-from scribe.clients.pacing import Cost, Pacer
 from scribe.domain.names import fold
 from scribe.domain.papers import PAPER_YEARS, Paper, own_recent
 from scribe.errors import ExternalServiceError
+from scribe.providers.account import Account, Timer
+from scribe.providers.buckets import Cost
 
 if TYPE_CHECKING:
     import arxiv
@@ -39,31 +40,32 @@ class ArxivPapers:
         cache_seconds: float = 6 * 3600,
         cache_entries: int = 64,
         max_results: int = 50,
-        pacer: Pacer | None = None,
+        pacer: Account | None = None,
     ) -> None:
         self._http = http
         self._api_url = api_url
         self._client: arxiv.Client | None = None  # built on first lookup (see _arxiv)
-        # arXiv asks for one request every 3 s: a pacer whose bucket holds one request.
+        # arXiv asks for one request every 3 s: an account whose bucket holds one request.
         caps = {"requests": 60.0 / min_interval} if min_interval > 0 else {}
-        self.pacer = pacer or Pacer("arxiv", caps=caps, burst=1.0)
+        self.pacer = pacer or Account("arxiv", caps=caps, burst=1.0)
         self._timeout = timeout
         self._max_results = max_results
         self.cache: TtlCache[str, list[Paper]] = TtlCache(cache_entries, cache_seconds)
         self._lookups: SingleFlight[str, list[Paper]] = SingleFlight()
 
-    async def papers_by(self, author: str) -> list[Paper]:
+    async def papers_by(self, author: str, timer: Timer | None = None) -> list[Paper]:
         """``author``'s own papers of the last ``PAPER_YEARS`` years (the only ones an email may
-        cite); ExternalServiceError when arXiv fails. ``author`` is a plain name, no titles."""
+        cite); ExternalServiceError when arXiv fails. ``author`` is a plain name, no titles.
+        ``timer``: the calling step's, held while waiting for arXiv's pacing."""
         key = fold(author)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
         # Items asking for the same author at once share one request.
-        return await self._lookups.run(key, lambda: self._lookup(author, key))
+        return await self._lookups.run(key, lambda: self._lookup(author, key, timer))
 
-    async def _lookup(self, author: str, key: str) -> list[Paper]:
-        own = own_recent(author, await self._query(author), years=PAPER_YEARS)
+    async def _lookup(self, author: str, key: str, timer: Timer | None) -> list[Paper]:
+        own = own_recent(author, await self._query(author, timer), years=PAPER_YEARS)
         self.cache.put(key, own)
         return own
 
@@ -77,7 +79,7 @@ class ArxivPapers:
             self._client.query_url_format = self._api_url + "?{}"
         return self._client
 
-    async def _query(self, author: str) -> list[Paper]:
+    async def _query(self, author: str, timer: Timer | None) -> list[Paper]:
         client = self._client if self._client is not None else await asyncio.to_thread(self._arxiv)
         import arxiv  # loaded by _arxiv
         from arxiv import _feed  # the package's Atom parser (arxiv>=4)
@@ -88,7 +90,7 @@ class ArxivPapers:
             sort_by=arxiv.SortCriterion.SubmittedDate,
         )
         url = client._format_url(search, 0, self._max_results)
-        reservation = await self.pacer.acquire(Cost())
+        reservation = await self.pacer.acquire(Cost(), timer)
         try:
             response = await self._http.get(url, timeout=self._timeout)
             response.raise_for_status()

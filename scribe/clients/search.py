@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from scribe.clients.pacing import Cost, Pacer, Refusal, send_paced
+from scribe.providers.account import Account, Timer
+from scribe.providers.buckets import Cost
+from scribe.providers.calls import Refusal, send_paced
 
 if TYPE_CHECKING:
     from exa_py import AsyncExa
@@ -74,14 +76,14 @@ class ExaSearch:
         base_url: str,
         *,
         timeout: float = 20.0,
-        pacer: Pacer | None = None,
+        pacer: Account | None = None,
         max_retries: int = 0,
     ) -> None:
         # The SDK is imported here, built only with EXA_API_KEY: without a key it never loads.
         from exa_py import AsyncExa
 
         self._exa: AsyncExa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
-        self._pacer = pacer or Pacer("exa")
+        self._pacer = pacer or Account("exa")
         self._max_retries = max_retries
 
     async def search(
@@ -91,8 +93,10 @@ class ExaSearch:
         num_results: int = 5,
         max_characters: int = 4000,
         system_prompt: str | None = None,
+        timer: Timer | None = None,
     ) -> list[SearchHit]:
-        """Run one query; UpstreamUnavailable / UpstreamRejected on failure."""
+        """Run one query (``timer``: the calling step's, held while waiting for the account);
+        UpstreamUnavailable / UpstreamRejected on failure."""
 
         async def send() -> tuple[SearchResponse[Result], None, None]:
             response = await self._exa.search(
@@ -104,7 +108,7 @@ class ExaSearch:
             return response, None, None
 
         response = await send_paced(
-            self._pacer, Cost(), send, judge_exa_error, max_retries=self._max_retries
+            self._pacer, Cost(), send, judge_exa_error, max_retries=self._max_retries, timer=timer
         )
         return [
             SearchHit(

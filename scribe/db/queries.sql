@@ -282,7 +282,6 @@ taken AS (
         step_started_at = now(),
         heartbeat_at = now(),
         error_message = NULL,
-        waiting_for = NULL,
         step_log = NULL,
         current_step = coalesce(q.current_step, $4::jsonb ->> q.kind),
         updated_at = now()
@@ -316,6 +315,7 @@ RETURNING q.id, q.claims, q.cancel_requested_at IS NOT NULL AS cancel_requested
 UPDATE queue_items
 SET checkpoint = $4, step_timings = $5, current_step = $6, step_started_at = now(),
     step_log = coalesce(step_log, '[]'::jsonb) || $7::jsonb,
+    waiting_for = NULL,  -- a step got done: whatever the item waited for is over
     updated_at = now()
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
 WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
@@ -345,8 +345,13 @@ SELECT id FROM done
 -- charges an attempt (the item's own failure), 0 does not (a provider outage, a wait): then the
 -- item fails instead once older than $9 seconds (counted from its last re-queue). $8 = reason,
 -- $10 = event kind ('retry' or 'release'), $11 = the provider it waits for (NULL: none).
--- Returns the new status.
-WITH moved AS (
+-- Returns the new status, or 'still waiting' when the item goes back to the same uncharged wait
+-- it was in (the same account, at the same step): that is not recorded again.
+WITH before AS (
+    -- The wait the item was in when claimed (waiting_for outlives the claim until a step is done).
+    SELECT waiting_for, failed_step FROM queue_items WHERE id = $1
+),
+moved AS (
     UPDATE queue_items
     SET status = CASE WHEN $7 = 0 AND coalesce(requeued_at, created_at)
                                < now() - make_interval(secs => $9::float8)
@@ -366,15 +371,21 @@ WITH moved AS (
     WHERE id = $1 AND status = 'processing' AND locked_by = $2 AND claims = $3
     RETURNING id, claims, status, error_message, attempt_started_at, step_log
 ),
+judged AS (
+    SELECT moved.*,
+           (moved.status = 'pending' AND $7 = 0 AND before.waiting_for = $11::text
+            AND before.failed_step IS NOT DISTINCT FROM $6::text) AS unchanged
+    FROM moved, before
+),
 logged AS (
     INSERT INTO queue_item_events (item_id, kind, claim, step, reason, error, owner, claimed_at,
                                    steps)
     SELECT id, CASE WHEN status = 'failed' THEN 'fail' ELSE $10::text END, claims, $6,
            CASE WHEN status = 'failed' THEN 'too old' ELSE $8::text END, error_message, $2,
            attempt_started_at, step_log
-    FROM moved
+    FROM judged WHERE NOT unchanged
 )
-SELECT status FROM moved
+SELECT CASE WHEN unchanged THEN 'still waiting' ELSE status END FROM judged
 
 -- fail_queue_item --
 -- Failed for good ($4 error, $5 step, $6 reason), fenced; the failure is the item's own attempt.
@@ -735,8 +746,8 @@ logged AS (
 SELECT id FROM requeued
 
 -- save_provider_state --
--- Record a circuit-breaker transition of provider $1 ($2 up/down, $3 reason, $4 since, $5 next
--- probe, $6 consecutive failures, $7 reporting process).
+-- Record the state of provider account $1 ($2 up/rate_limited/down/paused, $3 reason, $4 since,
+-- $5 when it takes calls again, $6 consecutive failures, $7 reporting process).
 INSERT INTO provider_states (provider, state, reason, since, next_probe_at, failures,
                              reported_by, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, now())
@@ -745,12 +756,32 @@ SET state = excluded.state, reason = excluded.reason, since = excluded.since,
     next_probe_at = excluded.next_probe_at, failures = excluded.failures,
     reported_by = excluded.reported_by, updated_at = now()
 
--- providers_down --
--- Providers some process reported down and probed within the last 15 minutes (a report nobody
--- followed up, e.g. its process died and no other needed the provider since, is stale).
-SELECT provider, reason, since FROM provider_states
-WHERE state = 'down' AND next_probe_at > now() - interval '15 minutes'
+-- providers_waiting --
+-- Accounts some process reported down or paused and due to be tried within the last 15 minutes
+-- (a report nobody followed up, e.g. its process died and no other needed the account since,
+-- is stale), or rate-limited until a time still to come.
+SELECT provider, state, reason, since FROM provider_states
+WHERE (state IN ('down', 'paused') AND next_probe_at > now() - interval '15 minutes')
+   OR (state = 'rate_limited' AND next_probe_at > now())
 ORDER BY provider
+
+-- provider_resumes --
+-- When an operator last resumed each provider or account.
+SELECT name, resumed_at FROM provider_resumes
+
+-- resume_provider --
+-- An operator ($2) ends the wait of $1, a provider or one account: recorded for every process to
+-- apply, and its accounts reported up at once. Returns the accounts that were not up.
+WITH recorded AS (
+    INSERT INTO provider_resumes (name, resumed_at, resumed_by) VALUES ($1, now(), $2)
+    ON CONFLICT (name) DO UPDATE
+    SET resumed_at = excluded.resumed_at, resumed_by = excluded.resumed_by
+)
+UPDATE provider_states
+SET state = 'up', reason = NULL, since = now(), next_probe_at = NULL, failures = 0,
+    reported_by = $2, updated_at = now()
+WHERE (provider = $1 OR starts_with(provider, $1 || ':')) AND state <> 'up'
+RETURNING provider
 
 -- queue_workers --
 -- Processes holding items, with their heartbeat age.
@@ -765,13 +796,15 @@ SELECT * FROM queue_step_durations
 SELECT * FROM queue_transient_errors LIMIT 50
 
 -- queue_providers --
--- Provider circuit breakers as last reported.
+-- Provider accounts' states as last reported.
 SELECT * FROM queue_providers
 
 -- wake_provider_waiters --
--- Provider $1 is back: items waiting for it are due now (not at their next probe time).
+-- Provider or account $1 is back: items waiting for it are due now (not when they were parked
+-- until).
 UPDATE queue_items SET run_after = now(), updated_at = now()
-WHERE status = 'pending' AND waiting_for = $1 AND run_after > now()
+WHERE status = 'pending' AND (waiting_for = $1 OR starts_with(waiting_for, $1 || ':'))
+  AND run_after > now()
 
 -- ===== engine: results written inside the queue's completion transaction =====
 

@@ -353,7 +353,8 @@ async def retry_later(
     waiting_for: str | None = None,
 ) -> str | None:
     """Back to pending after ``delay_seconds``, charging an attempt or not; an uncharged item
-    older than ``max_age_seconds`` fails instead. The new status, or None when fenced out."""
+    older than ``max_age_seconds`` fails instead. The new status ("still waiting": pending in
+    the same wait as before, not recorded again), or None when fenced out."""
     async with connection_errors():
         status: str | None = await pool.fetchval(
             sql("retry_queue_item"),
@@ -371,7 +372,8 @@ async def retry_later(
 
 
 async def wake_provider_waiters(pool: Pool, provider: str) -> int:
-    """Make the items waiting for ``provider`` due now and wake the consumers; how many."""
+    """Make the items waiting for ``provider`` (or an account of it) due now and wake the
+    consumers; how many."""
     async with connection_errors(), pool.acquire() as conn, conn.transaction():
         status = await conn.execute(sql("wake_provider_waiters"), provider)
         woken = int(status.split()[-1])

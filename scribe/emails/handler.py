@@ -20,6 +20,7 @@ from scribe.domain.text import bounded_text
 from scribe.errors import PermanentStepError
 from scribe.process import tracing
 from scribe.queue.handler import Handler, Progress, Unit
+from scribe.queue.waiting import StepTimer
 from scribe.settings import Settings
 from scribe.steps import Step
 from scribe.steps.pipeline import (
@@ -53,10 +54,10 @@ class EmailHandler:
         state, completed = load_checkpoint(item.checkpoint, _inputs(item))
         return state, Progress(list(completed), dict(state.step_timings))
 
-    async def run_unit(self, unit: Unit, state: EmailState) -> EmailState:
-        """Run the step named ``unit``."""
+    async def run_unit(self, unit: Unit, state: EmailState, timer: StepTimer) -> EmailState:
+        """Run the step named ``unit`` (``timer``: its timeout, passed to its provider calls)."""
         with tracing.span("pipeline step {step}", step=unit.name) as span:
-            result = await self._steps[unit.name].run(state)
+            result = await self._steps[unit.name].run(state, timer)
             # LLM calls this step made: tokens and estimated cost, for the trace.
             span.set_attribute("llm_usage", llm_usage(result, unit.name))
         return result

@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scribe.clients.pacing import Pacers
-from scribe.clients.providers import PROVIDERS
+from scribe.providers.account import Status
+from scribe.providers.accounts import PROVIDERS, Accounts
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Label values are kept for the process's life: a client-chosen method ("FOO1", "FOO2", …)
@@ -53,12 +53,20 @@ class Metrics:
         )
         self.provider_down = Gauge(
             "scribe_provider_down",
-            "1 while a process reports the provider's circuit breaker open, read at scrape time.",
+            "1 while a process reports an account of the provider down or paused, read at "
+            "scrape time.",
             ["provider"],
             registry=self.registry,
         )
+        self.account_waiting = Gauge(
+            "scribe_provider_account_waiting",
+            "1 per provider account that work waits for (state: down, paused, rate_limited), "
+            "as any process reported it, read at scrape time.",
+            ["provider", "account", "state"],
+            registry=self.registry,
+        )
 
-        # ==== provider pacing, copied from the pacers at scrape time ====
+        # Provider pacing in this process, copied from its account records at scrape time.
         self.pacing_wait = Gauge(
             "scribe_provider_pacing_wait_seconds",
             "Seconds calls waited for the provider account's rate limit (since start).",
@@ -78,13 +86,22 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_database(self, queue_counts: Mapping[str, int], providers_down: set[str]) -> None:
-        """The figures the database gave at scrape time."""
+    def observe_database(self, queue_counts: Mapping[str, int], waiting: Mapping[str, str]) -> None:
+        """The figures the database gave at scrape time (``waiting``: the state of each account
+        reported not up, by account)."""
         self.database_up.set(1)
         for status, count in queue_counts.items():
             self.queue_items.labels(status).set(count)
+        down = {
+            account.split(":", 1)[0]
+            for account, state in waiting.items()
+            if state in (Status.DOWN, Status.PAUSED)
+        }
         for provider in PROVIDERS:
-            self.provider_down.labels(provider).set(int(provider in providers_down))
+            self.provider_down.labels(provider).set(int(provider in down))
+        self.account_waiting.clear()  # an account back up drops out
+        for account, state in waiting.items():
+            self.account_waiting.labels(account.split(":", 1)[0], account, state).set(1)
 
     def observe_database_unreachable(self) -> None:
         """The database did not answer: say so, and drop what it said last time (served again,
@@ -92,13 +109,15 @@ class Metrics:
         self.database_up.set(0)
         self.queue_items.clear()
         self.provider_down.clear()
+        self.account_waiting.clear()
 
-    def observe_pacers(self, pacers: Pacers) -> None:
-        """Copy every pacer's counters into the gauges (at scrape time)."""
-        for pacer in pacers.all():
-            self.pacing_wait.labels(pacer.name).set(round(pacer.stats.waited_seconds, 3))
-            self.pacing_rate_limited.labels(pacer.name).set(pacer.stats.rate_limited)
-            self.pacing_paused.labels(pacer.name).set(0 if pacer.describe() is None else 1)
+    def observe_accounts(self, accounts: Accounts) -> None:
+        """Copy every account's counters into the gauges (at scrape time)."""
+        for account in accounts.all():
+            paused = account.condition().status is Status.PAUSED
+            self.pacing_wait.labels(account.name).set(round(account.stats.waited_seconds, 3))
+            self.pacing_rate_limited.labels(account.name).set(account.stats.rate_limited)
+            self.pacing_paused.labels(account.name).set(int(paused))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""

@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.db.queue_items import ClaimedItem
@@ -40,7 +39,8 @@ from scribe.queue.lease import keep_leases
 from scribe.queue.listener import CANCEL_CHANNEL, WAKE_CHANNEL, Listener
 from scribe.queue.outage import QueueOutage
 from scribe.queue.reaper import reap_forever
-from scribe.queue.runner import JobRunner, RunnerConfig, breakers_from_settings
+from scribe.queue.runner import JobRunner, RunnerConfig
+from scribe.queue.waiting import ProviderGate
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Consumer:
         *,
         listener: Listener | None = None,
         owner: str | None = None,
-        breakers: ProviderBreakers | None = None,
+        providers: ProviderGate | None = None,
     ) -> None:
         if not handlers or not all(handler.units() for handler in handlers.values()):
             raise ValueError("no handlers, or a handler without units")
@@ -85,7 +85,7 @@ class Consumer:
             pool,
             handlers,
             RunnerConfig.from_settings(settings),
-            breakers=breakers or breakers_from_settings(settings),
+            providers=providers,
             owner=self.owner,
             outage=self.outage,
         )
@@ -95,11 +95,6 @@ class Consumer:
         self._stopping = False
         self._releasing = False
         self._crash: BaseException | None = None
-
-    @property
-    def breakers(self) -> ProviderBreakers:
-        """This consumer's provider circuit breakers."""
-        return self._runner.breakers
 
     @property
     def running(self) -> int:

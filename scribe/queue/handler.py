@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from scribe.db.pool import Connection
 from scribe.db.queue_items import ClaimedItem
+from scribe.queue.waiting import StepTimer
 
 State = TypeVar("State")
 
@@ -27,8 +28,8 @@ State = TypeVar("State")
 @dataclass(frozen=True, slots=True)
 class Unit:
     """One unit of a job: its name (shown as ``current_step``) and the external provider it
-    cannot work without, if any (while that provider's circuit breaker is open, items about to
-    run this unit wait instead)."""
+    cannot work without, if any (while that provider's account is closed, items about to run
+    this unit wait instead: scribe.queue.waiting)."""
 
     name: str
     provider: str | None = None
@@ -55,8 +56,9 @@ class Handler(Protocol[State]):
         an unreadable checkpoint means starting over."""
         ...
 
-    async def run_unit(self, unit: Unit, state: State) -> State:
-        """Run one unit on ``state``; the new state."""
+    async def run_unit(self, unit: Unit, state: State, timer: StepTimer) -> State:
+        """Run one unit on ``state``; the new state. ``timer`` is the unit's timeout, to pass
+        to the provider accounts it calls (they hold it while waiting for their limits)."""
         ...
 
     def checkpoint(self, state: State, progress: Progress) -> dict[str, Any] | None:

@@ -9,9 +9,8 @@ that into attempts and backoff. The runner knows nothing of what a job produces.
 
 Whose fault (DESIGN §4): an attempt is charged only for what the item caused — a permanent error,
 a step timeout on its own content, an unexpected exception. A provider fault (an
-``UpstreamUnavailable`` naming the provider account) charges nothing: it feeds that account's
-circuit breaker, and while the breaker is open items needing the provider wait for its next
-probe. Such uncharged waits are bounded by the item's age (SCRIBE_MAX_ITEM_AGE_SECONDS).
+``UpstreamUnavailable`` naming the provider account) charges nothing; why and how long such an
+item waits is ``scribe.queue.waiting``'s to say.
 """
 
 from __future__ import annotations
@@ -25,9 +24,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from scribe.clients.pacing import Pacers, Transition, pacing_meter
-from scribe.clients.providers import ProviderBreakers
-from scribe.db import providers as providers_db
 from scribe.db import queue_items
 from scribe.db.pool import Connection, Pool
 from scribe.db.queue_items import StepDone
@@ -43,6 +39,7 @@ from scribe.queue.backoff import Backoff, truncate_error
 from scribe.queue.handler import Handler, Handlers, Progress, Unit
 from scribe.queue.job import Job, Outcome, StopReason
 from scribe.queue.outage import QueueOutage
+from scribe.queue.waiting import Hold, NoProviders, ProviderGate, StepTimer
 from scribe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,17 +69,6 @@ class RunnerConfig:
         )
 
 
-def breakers_from_settings(settings: Settings, accounts: Pacers | None = None) -> ProviderBreakers:
-    """This process's provider circuit breakers, per settings, kept in ``accounts`` (the
-    clients' provider-account records)."""
-    return ProviderBreakers(
-        threshold=settings.scribe_breaker_threshold,
-        probe_seconds=settings.scribe_breaker_probe_seconds,
-        probe_max_seconds=settings.scribe_breaker_probe_max_seconds,
-        accounts=accounts,
-    )
-
-
 class _Stopped(Exception):
     """The running step was cancelled because the job was asked to stop."""
 
@@ -102,7 +88,7 @@ class JobRunner:
         config: RunnerConfig,
         rng: random.Random | None = None,
         *,
-        breakers: ProviderBreakers | None = None,
+        providers: ProviderGate | None = None,
         owner: str = "",
         outage: QueueOutage | None = None,
     ) -> None:
@@ -110,9 +96,7 @@ class JobRunner:
         self._handlers = handlers
         self._config = config
         self._rng = rng or random.Random()
-        self.breakers = breakers or ProviderBreakers(
-            threshold=3, probe_seconds=2.0, probe_max_seconds=5.0
-        )
+        self.providers = providers or NoProviders()
         self._owner = owner
         self._outage = outage or QueueOutage()
 
@@ -148,15 +132,15 @@ class JobRunner:
                 continue
             if job.stop_reason is not None:
                 return await self._stop(job)
-            if self.breakers.wait_for(unit.provider) is not None:
-                return await self._wait_for_provider(job, unit)
+            if (hold := self._admit(unit)) is not None:
+                return await self._wait_for_provider(job, unit.name, hold)
             try:
                 state, done = await self._run_unit(job, handler, unit, state, deadline)
             except _Stopped:
                 return await self._stop(job)
             except Exception as exc:
                 return await self._unit_failed(job, unit.name, exc)
-            await self._report(self.breakers.record_success(unit.provider))
+            await self._succeeded(unit)
             progress.completed.append(unit.name)
             progress.timings[unit.name] = done.seconds
             unsaved.append(done)
@@ -175,15 +159,13 @@ class JobRunner:
         started = time.perf_counter()
         job.in_step = True
         try:
-            with (
-                tracing.span("step {step}", step=unit.name),
-                pacing_meter(deadline) as meter,
-            ):
-                # Pacing waits hold this timeout (the pacer's time is not the step's).
+            with tracing.span("step {step}", step=unit.name):
                 async with asyncio.timeout_at(
                     min(loop.time() + self._config.step_timeout, deadline)
-                ) as meter.timeout:
-                    state = await handler.run_unit(unit, state)
+                ) as timeout:
+                    # Waits for a provider account hold this timer (they are not the step's).
+                    timer = StepTimer(timeout, deadline)
+                    state = await handler.run_unit(unit, state, timer)
         except asyncio.CancelledError:
             if job.stop_reason is None:
                 raise  # not ours: let the cancellation through
@@ -197,7 +179,7 @@ class JobRunner:
         finally:
             job.in_step = False
         seconds = round(time.perf_counter() - started, 4)
-        return state, StepDone(unit.name, seconds, round(meter.waited, 4))
+        return state, StepDone(unit.name, seconds, round(timer.waited, 4))
 
     async def _unit_failed(self, job: Job, unit: str, exc: Exception) -> Outcome:
         """The one mapping from what a unit (or the handler's result write) raised to what
@@ -216,32 +198,27 @@ class JobRunner:
         self, job: Job, step: str, exc: UpstreamUnavailable, provider: str
     ) -> Outcome:
         """Not the item's fault: no attempt; wait for the provider (longer once it is down)."""
-        await self._report(self.breakers.record_failure(provider, _describe(exc)))
+        hold = await self.providers.failed(provider, _describe(exc))
         delay = self._config.backoff.delay(1, rng=self._rng)
-        if not self.breakers.state(provider).up:
-            delay = max(delay, self.breakers.release_delay(provider))
-        delay = max(delay, exc.retry_after or 0.0)
+        delay = max(delay, hold.seconds if hold else 0.0, exc.retry_after or 0.0)
         reason = f"{provider} unavailable"
         return await self._requeue(
             job, step, _describe(exc), delay, reason, kind="retry", waiting_for=provider
         )
 
-    async def _wait_for_provider(self, job: Job, unit: Unit) -> Outcome:
-        """The unit's provider is down: back to pending until its next probe, or parked until
-        it is back (no attempt either way)."""
-        state = self.breakers.state(unit.provider or "")
-        wait = self.breakers.release_delay(state.provider)
+    async def _wait_for_provider(self, job: Job, step: str, hold: Hold) -> Outcome:
+        """The unit's account is closed: parked until its next probe or until it is back (no
+        attempt either way)."""
         # Spread the returns a little so the items do not all come back in the same instant.
-        delay = wait + self._rng.random() * min(1.0, wait)
-        message = f"Waiting for {state.provider}: {state.reason}"
+        delay = hold.seconds + self._rng.random() * min(1.0, hold.seconds)
         return await self._requeue(
             job,
-            unit.name,
-            message,
+            step,
+            f"Waiting for {hold.reason}",
             delay,
-            f"{state.provider} down",
+            f"{hold.account} closed",
             kind="release",
-            waiting_for=state.provider,
+            waiting_for=hold.account,
         )
 
     async def _requeue(
@@ -276,31 +253,23 @@ class JobRunner:
         if status == "failed":
             log.info("item %s failed at %s: too old to keep waiting (%s)", job.item.id, step, error)
             return Outcome.FAILED
-        log.info("item %s: %s (%s); again in %.1fs, no attempt", job.item.id, reason, error, delay)
+        # An unchanged wait (the same account, the same step) is neither recorded nor logged.
+        level = logging.DEBUG if status == "still waiting" else logging.INFO
+        log.log(
+            level, "item %s: %s (%s); again in %.1fs, no attempt", job.item.id, reason, error, delay
+        )
         return Outcome.RETRYING
 
-    async def _report(self, transition: Transition | None) -> None:
-        """Log a breaker transition and share it through the provider_states table."""
-        if transition is None:
+    def _admit(self, unit: Unit) -> Hold | None:
+        """None when the unit may start; else what its item waits for."""
+        return None if unit.provider is None else self.providers.admit(unit.provider)
+
+    async def _succeeded(self, unit: Unit) -> None:
+        """The unit worked: when that brought its provider back, its parked items are due."""
+        if unit.provider is None or not await self.providers.succeeded(unit.provider):
             return
-        state = transition.state
-        if state.up:
-            log.info("provider %s is back", state.provider)
-            with contextlib.suppress(DatabaseUnavailable):  # they come back at their probe time
-                await queue_items.wake_provider_waiters(self._pool, state.provider)
-        else:
-            log.warning(
-                "provider %s down (%s); next probe in %.0fs",
-                state.provider,
-                state.reason,
-                transition.seconds_to_probe,
-            )
-        try:
-            await providers_db.save_state(
-                self._pool, state, transition.seconds_to_probe, self._owner
-            )
-        except DatabaseUnavailable as exc:  # the in-process breaker works on without it
-            log.warning("could not record provider %s state: %s", state.provider, exc)
+        with contextlib.suppress(DatabaseUnavailable):  # they come back at their due time
+            await queue_items.wake_provider_waiters(self._pool, unit.provider)
 
     async def _checkpoint(
         self,

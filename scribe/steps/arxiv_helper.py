@@ -13,6 +13,7 @@ from scribe.clients.papers import ArxivPapers
 from scribe.domain.names import plain_name
 from scribe.domain.papers import select_papers
 from scribe.errors import ExternalServiceError
+from scribe.providers.account import Timer
 from scribe.steps.models import ArxivMetadata, EmailInputs, PaperSearch, ParsedTemplate
 
 log = logging.getLogger(__name__)
@@ -21,15 +22,18 @@ log = logging.getLogger(__name__)
 ARXIV_DEADLINE_SECONDS = 60.0
 
 
-async def run(inputs: EmailInputs, template: ParsedTemplate, papers: ArxivPapers) -> PaperSearch:
-    """Find up to 5 recent papers by the recipient (research templates only)."""
+async def run(
+    inputs: EmailInputs, template: ParsedTemplate, papers: ArxivPapers, timer: Timer | None = None
+) -> PaperSearch:
+    """Find up to 5 recent papers by the recipient (research templates only); ``timer``: the
+    step's, held while waiting for arXiv's pacing."""
     if template.template_type != "research":
         skipped = ArxivMetadata(status="skipped", reason="not a research template")
         return PaperSearch(arxiv_metadata=skipped)
     author = plain_name(inputs.recipient_name)
     try:
         async with asyncio.timeout(ARXIV_DEADLINE_SECONDS):
-            found = await papers.papers_by(author)
+            found = await papers.papers_by(author, timer)
     except (ExternalServiceError, TimeoutError) as exc:
         log.warning("arXiv lookup failed for item %s: %s", inputs.queue_item_id, exc)
         error = str(exc) or "arXiv lookup timed out"

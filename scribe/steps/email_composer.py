@@ -20,6 +20,7 @@ from scribe.clients.offline import OFFLINE
 from scribe.domain import placeholders
 from scribe.domain.grounding import Filled, Verdict, Verifier, template_intact
 from scribe.domain.placeholders import placeholders_in
+from scribe.providers.account import Timer
 from scribe.steps.composer_brief import (
     Brief,
     all_sources,
@@ -142,7 +143,7 @@ class Composition:
 
 
 def _request(
-    brief: Brief, prompt: str, sources: list[Source], purpose: str
+    brief: Brief, prompt: str, sources: list[Source], purpose: str, timer: Timer | None
 ) -> LLMRequest[ComposedFills]:
     return LLMRequest(
         purpose=purpose,
@@ -154,6 +155,7 @@ def _request(
             MAX_ANSWER_TOKENS,
             ANSWER_BASE_TOKENS + TOKENS_PER_FILL * len(brief.template.placeholders),
         ),
+        timer=timer,
     )
 
 
@@ -210,14 +212,14 @@ def _grounding(
     )
 
 
-async def run(brief: Brief, llm: LLM) -> WrittenEmail:
+async def run(brief: Brief, llm: LLM, timer: Timer | None = None) -> WrittenEmail:
     """Fill the placeholders, check every value against the research (one repair round for
     what fails), and decide ``is_confident``; every placeholder ends up filled."""
     sources = all_sources(brief)
     # In threads: ranking, indexing and checking are linear, but over up to ~75 kB of research.
     prompt = await asyncio.to_thread(build_prompt, brief, sources)
     composition = await asyncio.to_thread(Composition, brief, sources)
-    response = await llm.generate(_request(brief, prompt, sources, "email_composer"))
+    response = await llm.generate(_request(brief, prompt, sources, "email_composer", timer))
     responses: list[LLMResponse[ComposedFills]] = [response]
     draft = await asyncio.to_thread(
         lambda answer: composition.draft(composition.values(answer)), response.value
@@ -225,7 +227,9 @@ async def run(brief: Brief, llm: LLM) -> WrittenEmail:
     repair = None
     if draft.verdict.unsupported and llm.model != OFFLINE:
         again = repair_prompt(prompt, draft.verdict.unsupported[:MAX_LISTED_CLAIMS])
-        response = await llm.generate(_request(brief, again, sources, "email_composer_repair"))
+        response = await llm.generate(
+            _request(brief, again, sources, "email_composer_repair", timer)
+        )
         responses.append(response)
         before = len(draft.verdict.unsupported)
         draft = await asyncio.to_thread(composition.repaired, draft, response.value)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
+from scribe.providers.account import Timer
 from scribe.steps import arxiv_helper, email_composer, template_parser, web_scraper
 from scribe.steps.models import (
     EmailInputs,
@@ -65,7 +66,14 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 2
 
-StepFunction = Callable[[EmailState], Awaitable[EmailState]]
+
+class StepFunction(Protocol):
+    """A step over the state; ``timer`` (the step's timeout, from the queue) is passed to the
+    provider accounts it calls, which hold it while waiting for their limits."""
+
+    def __call__(self, state: EmailState, timer: Timer | None = None, /) -> Awaitable[EmailState]:
+        """The state with the step's output."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +98,7 @@ class StepSpec:
 
     name: str
     output: type[Record]
-    run: Callable[[EmailState, Clients], Awaitable[Record]]
+    run: Callable[[EmailState, Clients, Timer | None], Awaitable[Record]]
     provider: Callable[[Clients], str | None]
 
 
@@ -104,27 +112,33 @@ STEPS: tuple[StepSpec, ...] = (
     StepSpec(
         "template_parser",
         ParsedTemplate,
-        lambda state, clients: template_parser.run(
-            state.inputs, clients.parser_llm, clients.analyses
+        lambda state, clients, timer: template_parser.run(
+            state.inputs, clients.parser_llm, clients.analyses, timer
         ),
         lambda clients: clients.parser_llm.account,
     ),
     StepSpec(
         "web_scraper",
         WebResearch,
-        lambda state, clients: web_scraper.run(state.inputs, state.parsed(), _web_clients(clients)),
+        lambda state, clients, timer: web_scraper.run(
+            state.inputs, state.parsed(), _web_clients(clients), timer
+        ),
         lambda clients: "exa" if clients.search is not None else None,
     ),
     StepSpec(
         "arxiv_helper",
         PaperSearch,
-        lambda state, clients: arxiv_helper.run(state.inputs, state.parsed(), clients.papers),
+        lambda state, clients, timer: arxiv_helper.run(
+            state.inputs, state.parsed(), clients.papers, timer
+        ),
         lambda clients: None,
     ),
     StepSpec(
         "email_composer",
         WrittenEmail,
-        lambda state, clients: email_composer.run(state.brief(), clients.composer_llm),
+        lambda state, clients, timer: email_composer.run(
+            state.brief(), clients.composer_llm, timer
+        ),
         lambda clients: clients.composer_llm.account,
     ),
 )
@@ -133,8 +147,8 @@ STEP_NAMES = tuple(spec.name for spec in STEPS)
 
 
 def _bind(spec: StepSpec, clients: Clients) -> StepFunction:
-    async def run(state: EmailState) -> EmailState:
-        output = await spec.run(state, clients)
+    async def run(state: EmailState, timer: Timer | None = None) -> EmailState:
+        output = await spec.run(state, clients, timer)
         return state.model_copy(update={spec.name: output})
 
     run.__name__ = f"{spec.name}_step"

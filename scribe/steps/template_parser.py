@@ -20,6 +20,7 @@ from scribe.clients.analyses import SharedAnalyses
 from scribe.clients.llm import LLM, LLMRequest
 from scribe.domain.names import plain_name
 from scribe.domain.placeholders import placeholders_in
+from scribe.providers.account import Timer
 from scribe.steps.models import EmailInputs, ParsedTemplate, TemplateType, Usage
 
 MAX_SEARCH_TERMS = 3
@@ -125,9 +126,12 @@ def analysis_key(inputs: EmailInputs, model: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-async def run(inputs: EmailInputs, llm: LLM, analyses: SharedAnalyses) -> ParsedTemplate:
+async def run(
+    inputs: EmailInputs, llm: LLM, analyses: SharedAnalyses, timer: Timer | None = None
+) -> ParsedTemplate:
     """The item's template analysis (asked of the parser model, or of the rules when offline,
-    once per template) and its search terms. The item that made the call carries its usage."""
+    once per template) and its search terms. The item that made the call carries its usage.
+    ``timer``: the step's, held while the call waits for its provider account."""
     template = inputs.email_template
     usage: list[Usage] = []
 
@@ -140,6 +144,7 @@ async def run(inputs: EmailInputs, llm: LLM, analyses: SharedAnalyses) -> Parsed
                 output=TemplateAnalysis,
                 offline=lambda: analyse_offline(template),
                 max_tokens=1024,
+                timer=timer,
             )
         )
         usage.append(Usage.model_validate(response.usage))

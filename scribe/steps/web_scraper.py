@@ -29,6 +29,7 @@ from scribe.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from scribe.providers.account import Timer
 from scribe.steps.models import (
     Citation,
     DroppedSource,
@@ -97,11 +98,11 @@ def canonical_url(url: str) -> str:
 
 
 async def _search_all(
-    search: ExaSearch, queries: dict[str, tuple[str, str | None]]
+    search: ExaSearch, queries: dict[str, tuple[str, str | None]], timer: Timer | None
 ) -> dict[str, list[SearchHit]]:
     names = list(queries)
     results = await asyncio.gather(
-        *(search.search(q, system_prompt=sp) for q, sp in queries.values()),
+        *(search.search(q, system_prompt=sp, timer=timer) for q, sp in queries.values()),
         return_exceptions=True,
     )
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -181,13 +182,16 @@ def _stored_hits(hits: list[SearchHit]) -> list[SearchHit]:
     return kept
 
 
-async def run(inputs: EmailInputs, template: ParsedTemplate, clients: WebClients) -> WebResearch:
-    """Search the web for the recipient; skipped (and recorded) without an Exa key."""
+async def run(
+    inputs: EmailInputs, template: ParsedTemplate, clients: WebClients, timer: Timer | None = None
+) -> WebResearch:
+    """Search the web for the recipient; skipped (and recorded) without an Exa key. ``timer``:
+    the step's, held while the searches wait for the account."""
     if clients.search is None:
         skipped = ScrapingMetadata(search="skipped", reason="web search is not configured")
         return WebResearch(scraping_metadata=skipped)
     queries = build_queries(inputs, template)
-    found = await _search_all(clients.search, queries)
+    found = await _search_all(clients.search, queries, timer)
     seen: dict[str, tuple[str, SearchHit]] = {}
     for query_name, hits in found.items():
         for hit in _stored_hits(hits):

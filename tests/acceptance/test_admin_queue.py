@@ -15,6 +15,10 @@ import httpx
 import pytest
 
 from scribe.db.pool import Pool
+from scribe.db.providers import ProviderTables
+from scribe.providers.account import Status
+from scribe.providers.accounts import Accounts
+from scribe.providers.sharing import AccountSharing
 from scribe.queue.requeue import RequeueFilter, requeue
 from scribe.settings import Settings
 from tests.conftest import auth_headers, serve
@@ -112,6 +116,79 @@ async def test_health_and_metrics_show_a_provider_down_with_status_200(
     metrics = (await admin_client.get("/metrics")).text
     assert 'scribe_provider_down{provider="anthropic"} 1.0' in metrics
     assert 'scribe_provider_down{provider="exa"} 0.0' in metrics
+
+
+async def test_health_and_metrics_name_each_provider_and_account_work_waits_on(
+    admin_client: httpx.AsyncClient, pool: Pool
+) -> None:
+    await pool.execute(
+        "INSERT INTO provider_states (provider, state, reason, since, next_probe_at, failures)"
+        " VALUES ('anthropic:claude-haiku', 'down', 'HTTP 529', '2026-01-02T03:04:05Z',"
+        " now() + interval '5 seconds', 3),"
+        " ('anthropic:claude-sonnet', 'rate_limited', '429: calls wait 3600s',"
+        " '2026-01-02T03:04:05Z', now() + interval '1 hour', 0),"
+        " ('exa', 'rate_limited', '429: calls wait 60s', '2026-01-02T03:04:05Z',"
+        " now() - interval '1 second', 0)"  # over: not reported
+    )
+    health = await admin_client.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"].startswith("degraded: anthropic:claude-haiku overloaded since ")
+    assert body["providers"] == {
+        "anthropic:claude-haiku": "overloaded since 2026-01-02T03:04:05.000000Z",
+        "anthropic:claude-sonnet": "rate-limited since 2026-01-02T03:04:05.000000Z: "
+        "429: calls wait 3600s",
+    }
+    assert body["waiting_on"] == {
+        "anthropic": ["anthropic:claude-haiku", "anthropic:claude-sonnet"]
+    }
+    metrics = (await admin_client.get("/metrics")).text
+    # The provider is down while one of its model accounts is; each account is named.
+    assert 'scribe_provider_down{provider="anthropic"} 1.0' in metrics
+    assert 'scribe_provider_down{provider="exa"} 0.0' in metrics
+    assert (
+        'scribe_provider_account_waiting{account="anthropic:claude-haiku",provider="anthropic",'
+        'state="down"} 1.0'
+    ) in metrics
+    assert (
+        'scribe_provider_account_waiting{account="anthropic:claude-sonnet",provider="anthropic",'
+        'state="rate_limited"} 1.0'
+    ) in metrics
+    assert 'account="exa"' not in metrics.split("scribe_provider_account_waiting")[-1]
+
+
+async def test_cli_providers_resume_ends_the_wait_in_every_process_and_wakes_its_items(
+    pool: Pool, database_url: str, tmp_path: Path
+) -> None:
+    account = "anthropic:claude-sonnet"
+    other_process = Accounts(owner="other")
+    other_process.get(account).pause("HTTP 401")
+    sharing = AccountSharing(ProviderTables(pool), other_process, interval=1.0, window=10.0)
+    await sharing.refresh()  # its state is shared; it has seen no resume yet
+    user = await create_user(pool)
+    [item] = await enqueue(pool, user, ["quantum widgets"])
+    await pool.execute(
+        "UPDATE queue_items SET waiting_for = $2, run_after = now() + interval '1 hour'"
+        " WHERE id = $1",
+        item,
+        account,
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": database_url,
+        "SCRIBE_DATA_DIR": str(tmp_path / "data"),
+    }
+    code, out = await _scribe(env, "providers")
+    assert code == 0 and account in out and "paused" in out
+    code, out = await _scribe(env, "providers", "resume", "anthropic")
+    assert code == 0 and f"{account} was waiting" in out
+    due = await pool.fetchval("SELECT run_after <= now() FROM queue_items WHERE id = $1", item)
+    assert due  # its waiting item is due now
+    await sharing.refresh()  # the other process applies the resume at its next round
+    assert other_process.get(account).condition().status is Status.UP
+    code, out = await _scribe(env, "providers", "resume", "acme")
+    assert code == 2  # no such provider: nothing recorded
+    assert await pool.fetchval("SELECT count(*) FROM provider_resumes") == 1
 
 
 async def test_cli_queue_retry_requeues_by_id_and_failed_since(

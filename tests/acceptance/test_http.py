@@ -238,6 +238,7 @@ async def test_health_reports_database_and_queue(client: httpx.AsyncClient) -> N
         "database": "connected",
         "queue": {"pending": 0, "processing": 0},
         "providers": {},
+        "waiting_on": {},
     }
 
 

@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from scribe.clients import Clients, open_clients
+from scribe.clients import Clients, open_clients, pacing_caps
 from scribe.clients.analyses import AnalysisStore
 from scribe.clients.netguard import AddressPolicy, IPAddress, system_resolver
+from scribe.providers.account import Clock
+from scribe.providers.accounts import Accounts
 from scribe.settings import Settings
 from scribe.steps.email_composer import Brief
 from scribe.steps.models import (
@@ -89,14 +91,24 @@ def fake_settings(fakes: FakeServices, **overrides: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def fake_clients(
-    settings: Settings, fakes: FakeServices, analysis_store: AnalysisStore | None = None
+    settings: Settings,
+    fakes: FakeServices,
+    analysis_store: AnalysisStore | None = None,
+    *,
+    clock: Clock | None = None,
+    accounts: Accounts | None = None,
 ) -> AsyncIterator[Clients]:
     """``open_clients`` for these settings with the test SSRF hook for the fakes' port (and the
-    shared template analyses ``analysis_store``, if given)."""
+    shared template analyses ``analysis_store``, if given; the provider accounts pace by
+    ``clock``, if given; ``accounts``: the records to use instead)."""
     async with (
         httpx.AsyncClient(timeout=10) as http,
         open_clients(
-            settings, http, address_policy=fake_policy(fakes.port), analysis_store=analysis_store
+            settings,
+            http,
+            address_policy=fake_policy(fakes.port),
+            analysis_store=analysis_store,
+            accounts=accounts or Accounts(pacing_caps(settings), clock=clock),
         ) as clients,
     ):
         yield clients

@@ -353,6 +353,7 @@ class FakeServices:
                 config.input_tokens,
                 config.output_tokens,
                 burst_minutes=config.burst_minutes,
+                clock=config.clock,
             )
         return self.family_limits[family]
 

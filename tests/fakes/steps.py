@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from scribe.errors import PermanentStepError, TransientStepError, UpstreamUnavailable
+from scribe.providers.account import Timer
 from scribe.steps import STEP_NAMES, Pipeline, Step
 from scribe.steps.models import (
     ArxivMetadata,
@@ -126,7 +127,9 @@ def output(name: str, recipient: str) -> Record:
     )
 
 
-async def _run(name: str, log: StepLog | None, data: EmailState) -> EmailState:
+async def _run(
+    name: str, log: StepLog | None, data: EmailState, timer: Timer | None = None
+) -> EmailState:
     item_id = data.inputs.queue_item_id
     rules = Behaviour.of(data)
     first_run = True

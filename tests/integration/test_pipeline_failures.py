@@ -13,6 +13,7 @@ from scribe.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from scribe.providers.account import Status
 from scribe.steps import Step, email_composer
 from scribe.steps.email_composer import Brief
 from scribe.steps.models import ArxivMetadata, PaperSearch, ScrapingMetadata, WebResearch
@@ -85,9 +86,12 @@ async def test_llm_rejected_key_pauses_the_provider_and_names_the_setting_in_the
             await step(clients, "template_parser").run(item())
         with pytest.raises(ProviderPaused):  # the next item waits without calling
             await step(clients, "template_parser").run(item())
-        paused = clients.pacers.paused()
-        assert list(paused) == ["anthropic:claude-haiku"]
-        assert paused["anthropic:claude-haiku"].endswith(": HTTP 401")
+        [paused] = clients.accounts.waiting()
+        assert (paused.account, paused.status, paused.reason) == (
+            "anthropic:claude-haiku",
+            Status.PAUSED,
+            "HTTP 401",
+        )
     assert failure.value.provider == "anthropic:claude-haiku"  # the account: no attempt charged
     assert "ANTHROPIC_API_KEY" not in failure.value.message
     assert len(fakes.of("anthropic")) == 1

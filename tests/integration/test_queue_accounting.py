@@ -13,7 +13,9 @@ import pytest
 
 from scribe.db import queue_items
 from scribe.db.pool import Pool
+from scribe.db.providers import ProviderTables
 from scribe.db.queue_items import NewItem
+from scribe.deps import provider_accounts
 from scribe.emails.handler import email_handlers
 from scribe.queue import reaper
 from scribe.queue.consumer import Consumer
@@ -58,7 +60,8 @@ def consumer_for(
     def make(**overrides: object) -> Consumer:
         settings = make_settings(**{**FAST, **overrides})
         pipeline = deterministic_pipeline(step_log.directory, COMPOSER_NEEDS_ANTHROPIC)
-        return Consumer(pool, settings, email_handlers(pipeline, settings))
+        providers = provider_accounts(settings, ProviderTables(pool))
+        return Consumer(pool, settings, email_handlers(pipeline, settings), providers=providers)
 
     return make
 
@@ -274,8 +277,10 @@ async def test_real_clients_529s_wait_and_complete_without_charging_attempts(
     items = [NewItem(f"Jane Roe{n}", "quantum widgets") for n in range(4)]
     ids = await queue_items.enqueue(pool, user, items, GENERAL_TEMPLATE, max_attempts=1)
     fakes.outages["anthropic"] = 529
-    async with fake_clients(settings, fakes) as clients:
-        consumer = Consumer(pool, settings, email_handlers(build_pipeline(clients), settings))
+    accounts = provider_accounts(settings, ProviderTables(pool))
+    async with fake_clients(settings, fakes, accounts=accounts) as clients:
+        handlers = email_handlers(build_pipeline(clients), settings)
+        consumer = Consumer(pool, settings, handlers, providers=clients.accounts)
         async with running(consumer):
             await wait_until(
                 lambda: _provider_is(pool, "anthropic:claude-haiku", "down"),

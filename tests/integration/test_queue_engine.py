@@ -12,10 +12,10 @@ import uuid
 
 import pytest
 
-from scribe.clients.providers import ProviderBreakers
 from scribe.db import queue_items
 from scribe.db.pool import Pool
 from scribe.errors import PermanentStepError, TransientStepError, UpstreamUnavailable
+from scribe.providers.account import Status
 from scribe.queue.backoff import Backoff
 from scribe.queue.job import Job, Outcome, StopReason
 from tests.engine_support import (
@@ -25,6 +25,7 @@ from tests.engine_support import (
     SEED,
     UNITS,
     ScriptedHandler,
+    accounts,
     add_item,
     claim,
     create_results_table,
@@ -226,13 +227,13 @@ async def test_provider_fault_requeues_without_an_attempt_and_opens_the_breaker(
     item = await add_item(pool, user)
     handler = ScriptedHandler(providers={"b": "acme"})
     handler.actions["b"] = raising(UpstreamUnavailable("529 overloaded", provider="acme"))
-    breakers = ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
-    assert await run_once(pool, handler, breakers=breakers) is Outcome.RETRYING
+    providers = accounts(pool)
+    assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
 
     waiting = await row(pool, item)
     assert (waiting["status"], waiting["attempts"]) == ("pending", 0)
     assert (waiting["waiting_for"], waiting["failed_step"]) == ("acme", "b")
-    assert not breakers.state("acme").up
+    assert providers.get("acme").condition().status is Status.DOWN
     assert 59 <= await due_in(pool, item) <= 61  # back for the provider's probe (60 s)
 
 
@@ -250,12 +251,12 @@ async def test_a_unit_that_succeeds_as_its_providers_probe_closes_the_breaker(
     pool: Pool, user: uuid.UUID
 ) -> None:
     await add_item(pool, user)
-    breakers = ProviderBreakers(threshold=1, probe_seconds=0, probe_max_seconds=0)
-    breakers.record_failure("acme", "down")
-    assert not breakers.state("acme").up
+    providers = accounts(pool, probe_seconds=0)
+    providers.get("acme").failed("down")
+    assert providers.get("acme").condition().status is Status.DOWN
     handler = ScriptedHandler(providers={"b": "acme"})
-    assert await run_once(pool, handler, breakers=breakers) is Outcome.COMPLETED
-    assert breakers.state("acme").up
+    assert await run_once(pool, handler, providers=providers) is Outcome.COMPLETED
+    assert providers.get("acme").condition().status is Status.UP
     shared = await pool.fetchval("SELECT state FROM provider_states WHERE provider = 'acme'")
     assert shared == "up"  # told to the other processes
 
@@ -265,9 +266,9 @@ async def test_unit_whose_provider_is_down_waits_without_running_or_an_attempt(
 ) -> None:
     item = await add_item(pool, user)
     handler = ScriptedHandler(providers={"a": "acme"})
-    breakers = ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
-    breakers.record_failure("acme", "down")
-    assert await run_once(pool, handler, breakers=breakers) is Outcome.RETRYING
+    providers = accounts(pool)
+    providers.get("acme").failed("down")
+    assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
 
     waiting = await row(pool, item)
     assert (waiting["status"], waiting["attempts"], waiting["waiting_for"]) == (
@@ -291,17 +292,17 @@ async def test_a_unit_on_another_account_of_a_down_provider_runs_on(
     handler.actions["a"] = raising(
         UpstreamUnavailable("HTTP 529", provider="anthropic:claude-haiku")
     )
-    breakers = ProviderBreakers(threshold=1, probe_seconds=60, probe_max_seconds=60)
-    assert await run_once(pool, handler, breakers=breakers) is Outcome.RETRYING
-    assert not breakers.state("anthropic:claude-haiku").up
-    assert breakers.wait_for("anthropic:claude-sonnet") is None
+    providers = accounts(pool)
+    assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
+    assert providers.get("anthropic:claude-haiku").condition().status is Status.DOWN
+    assert providers.admit("anthropic:claude-sonnet") is None
 
     other = await add_item(pool, user)
     await pool.execute(
         "UPDATE queue_items SET run_after = now() + interval '1 hour' WHERE id <> $1", other
     )
     sonnet_only = ScriptedHandler(providers={"a": "anthropic:claude-sonnet"})
-    assert await run_once(pool, sonnet_only, breakers=breakers) is Outcome.COMPLETED
+    assert await run_once(pool, sonnet_only, providers=providers) is Outcome.COMPLETED
     assert sonnet_only.runs == list(UNITS)
 
 
@@ -478,3 +479,29 @@ async def test_shutdown_between_units_releases_at_the_boundary(pool: Pool, user:
     assert (released["status"], released["attempts"]) == ("pending", 0)
     assert released["checkpoint"]["completed"] == ["a", "b"]
     assert handler.runs == ["a", "b"]
+
+
+HISTORY_ENDS = "SELECT kind FROM queue_item_history WHERE kind IN ('release', 'retry') ORDER BY at"
+
+
+async def test_an_item_parked_again_for_the_same_account_writes_no_new_history_row(
+    pool: Pool, user: uuid.UUID
+) -> None:
+    """Waiting for a closed account is recorded when the wait begins, not at every return."""
+    item = await add_item(pool, user)
+    handler = ScriptedHandler(providers={"a": "acme"})
+    providers = accounts(pool)
+    providers.get("acme").failed("down")
+    for _ in range(3):
+        assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
+        await pool.execute("UPDATE queue_items SET run_after = now() WHERE id = $1", item)
+    kinds = [e["kind"] for e in await pool.fetch(HISTORY_ENDS)]
+    assert kinds == ["release"]
+    waiting = await row(pool, item)
+    assert (waiting["status"], waiting["waiting_for"], waiting["claims"]) == ("pending", "acme", 3)
+    # Once the account is back and a step is done, a new wait is a new row.
+    providers.get("acme").resume()
+    handler.actions["b"] = raising(UpstreamUnavailable("529", provider="acme"))
+    assert await run_once(pool, handler, providers=providers) is Outcome.RETRYING
+    kinds = [e["kind"] for e in await pool.fetch(HISTORY_ENDS)]
+    assert kinds == ["release", "retry"]

@@ -90,6 +90,26 @@ def _lint_copy_with(tmp_path: Path, module: str, line: str) -> subprocess.Comple
             "from scribe.queue.backoff import Backoff",
             LAYERS,
         ),
+        (
+            "scribe/queue/runner.py",
+            "from scribe.clients.llm import LLM",
+            "scribe.queue imports nothing of scribe.clients nor scribe.providers BROKEN",
+        ),
+        (
+            "scribe/queue/waiting.py",
+            "from scribe.providers.accounts import Accounts",
+            "scribe.queue imports nothing of scribe.clients nor scribe.providers BROKEN",
+        ),
+        (
+            "scribe/clients/search.py",
+            "from scribe.db.providers import ProviderTables",
+            "scribe.clients and scribe.providers import nothing of scribe.db BROKEN",
+        ),
+        (
+            "scribe/providers/sharing.py",
+            "from scribe.db.providers import ProviderTables",
+            "scribe.clients and scribe.providers import nothing of scribe.db BROKEN",
+        ),
     ],
 )
 def test_lint_fails_on_an_import_against_the_layering(

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from scribe.emails.handler import EmailHandler
+from scribe.providers.account import Timer
 from scribe.queue.backoff import Backoff, truncate_error
 from scribe.queue.job import Job, StopReason
 from scribe.steps import STEP_NAMES, Step
@@ -91,7 +92,7 @@ def test_unreadable_checkpoint_starts_over() -> None:
     assert progress.completed == [] and data.template_parser is None
 
 
-async def _unused(data: EmailState) -> EmailState:
+async def _unused(data: EmailState, timer: Timer | None = None) -> EmailState:
     return data
 
 

@@ -1,4 +1,4 @@
-"""The pacer's bucket math, header parsing and 429 handling, on a fake clock (no I/O)."""
+"""An account's bucket math, header parsing and 429 handling, on a fake clock (no I/O)."""
 
 from __future__ import annotations
 
@@ -7,40 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scribe.clients.pacing import (
-    Bucket,
-    Cost,
-    Pacer,
-    Refusal,
-    model_family,
-    pacing_meter,
-    send_paced,
-)
-from scribe.clients.ratelimits import parse_limits
 from scribe.errors import ProviderPaused, UpstreamUnavailable
-
-
-class Clock:
-    """A clock the test moves; ``asyncio.sleep`` is patched to move it instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from scribe.providers.account import Account, Status
+from scribe.providers.buckets import Bucket, Cost
+from scribe.providers.calls import Refusal, model_family, send_paced
+from scribe.providers.limits import parse_limits
+from scribe.queue.waiting import StepTimer
+from tests.fakes.clock import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(seconds: float) -> None:
-        clock.now += seconds
-        await real_sleep(0)
-
-    monkeypatch.setattr("scribe.clients.pacing.asyncio.sleep", fake_sleep)
-    return clock
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 def anthropic_headers(limit: int, remaining: int, tokens: int, tokens_left: int) -> dict[str, str]:
@@ -100,9 +78,9 @@ def test_model_family_groups_the_models_anthropic_limits_together() -> None:
 
 
 async def test_one_probe_until_the_limits_are_known_then_paced_by_the_headers(
-    clock: Clock,
+    clock: FakeClock,
 ) -> None:
-    pacer = Pacer("anthropic:claude-sonnet", clock=clock)
+    pacer = Account("anthropic:claude-sonnet", clock=clock.clock)
     probe = await pacer.acquire(Cost(100, 10))
     second = asyncio.create_task(pacer.acquire(Cost(100, 10)))
     await asyncio.sleep(0)
@@ -119,8 +97,8 @@ async def test_one_probe_until_the_limits_are_known_then_paced_by_the_headers(
     assert clock.now - start == pytest.approx(2.0 + 4 * 10.0, abs=0.01)
 
 
-async def test_reconciling_actual_usage_returns_what_was_over_reserved(clock: Clock) -> None:
-    pacer = Pacer("p", caps={"input_tokens": 6000}, clock=clock)
+async def test_reconciling_actual_usage_returns_what_was_over_reserved(clock: FakeClock) -> None:
+    pacer = Account("p", caps={"input_tokens": 6000}, clock=clock.clock)
     reservation = await pacer.acquire(Cost(6000, 0))
     pacer.settle(reservation, None, Cost(1000, 0))
     start = clock.now
@@ -128,8 +106,8 @@ async def test_reconciling_actual_usage_returns_what_was_over_reserved(clock: Cl
     assert clock.now == start  # 5000 were given back at once
 
 
-async def test_a_429_blocks_until_the_retry_after_and_empties_the_bucket(clock: Clock) -> None:
-    pacer = Pacer("p", clock=clock)
+async def test_a_429_blocks_until_the_retry_after_and_empties_the_bucket(clock: FakeClock) -> None:
+    pacer = Account("p", clock=clock.clock)
     first = await pacer.acquire(Cost(10, 1))
     pacer.settle(first, anthropic_headers(50, 49, 30000, 29000), Cost(10, 1))
     second = await pacer.acquire(Cost(10, 1))
@@ -141,16 +119,16 @@ async def test_a_429_blocks_until_the_retry_after_and_empties_the_bucket(clock: 
     assert pacer.stats.waited_seconds == pytest.approx(7.0, abs=0.01)
 
 
-async def test_the_share_divides_the_account_between_processes(clock: Clock) -> None:
-    pacer = Pacer("p", caps={"requests": 60}, clock=clock)
+async def test_the_share_divides_the_account_between_processes(clock: FakeClock) -> None:
+    pacer = Account("p", caps={"requests": 60}, clock=clock.clock)
     pacer.set_share(2)
     assert pacer.buckets["requests"].limit == 30
     pacer.set_share(1)
     assert pacer.buckets["requests"].limit == 60
 
 
-async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: Clock) -> None:
-    pacer = Pacer("p", clock=clock)
+async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: FakeClock) -> None:
+    pacer = Account("p", clock=clock.clock)
     answers: list[Exception | str] = [KeyError("429"), KeyError("429"), "ok"]
 
     async def send() -> tuple[str, None, None]:
@@ -171,56 +149,76 @@ async def test_send_paced_waits_out_429s_and_pauses_on_a_rejected_key(clock: Clo
         await send_paced(pacer, Cost(), send, judge, max_retries=3)
     with pytest.raises(ProviderPaused):  # paused: nothing is sent
         await send_paced(pacer, Cost(), send, judge, max_retries=3)
-    assert pacer.describe() is not None
+    assert pacer.condition().status is Status.PAUSED
 
 
-async def test_a_setting_caps_what_the_headers_allow(clock: Clock) -> None:
-    pacer = Pacer("p", caps={"requests": 10}, clock=clock)
+async def test_a_setting_caps_what_the_headers_allow(clock: FakeClock) -> None:
+    pacer = Account("p", caps={"requests": 10}, clock=clock.clock)
     reservation = await pacer.acquire(Cost(10, 1))
     pacer.settle(reservation, anthropic_headers(50, 49, 30000, 29000), Cost(10, 1))
     assert pacer.buckets["requests"].limit == 10
     assert pacer.buckets["input_tokens"].limit == 30000
 
 
-async def _empty(pacer: Pacer) -> None:
-    """Use up the pacer's request bucket (its next request waits for the refill)."""
+async def _empty(pacer: Account) -> None:
+    """Use up the account's request bucket (its next request waits for the refill)."""
     bucket = pacer.buckets["requests"]
     while bucket.level >= 1:
         await pacer.acquire(Cost())
 
 
-async def test_a_pacer_wait_longer_than_the_step_timeout_is_not_a_step_timeout() -> None:
-    # 120 requests/min: once the bucket is empty the next request waits 0.5 s, longer than
-    # the 0.1 s step timeout; the wait holds that timeout, so the step goes on.
-    pacer = Pacer("anthropic:claude-sonnet", caps={"requests": 120})
+async def test_a_wait_for_the_account_longer_than_the_step_timeout_is_not_a_step_timeout(
+    clock: FakeClock,
+) -> None:
+    # 2 requests/min: once the bucket is empty the next request waits 30 s, longer than the
+    # 1 s step timeout; the wait holds that timeout (moved to the job's deadline meanwhile), so
+    # the step goes on with the time it had left.
+    pacer = Account("anthropic:claude-sonnet", caps={"requests": 2}, clock=clock.clock)
     await _empty(pacer)
-    loop = asyncio.get_running_loop()
-    with pacing_meter(deadline=loop.time() + 60) as meter:
-        async with asyncio.timeout(0.1) as meter.timeout:
-            await pacer.acquire(Cost())
-            step_work_left = meter.timeout.when()
-    assert meter.waits  # the wait was metered apart from the step's own time
-    assert step_work_left is not None
+    deadline = asyncio.get_running_loop().time() + 3600
+    during: list[tuple[float | None, Status]] = []
+    async with asyncio.timeout(1) as timeout:
+        before = timeout.when()
+        timer = StepTimer(timeout, deadline=deadline)
+        sleep = clock.sleep
+
+        async def watched(seconds: float) -> None:
+            during.append((timeout.when(), pacer.condition().status))
+            await sleep(seconds)
+
+        clock.sleep = watched  # type: ignore[method-assign]
+        await pacer.acquire(Cost(), timer)
+        after = timeout.when()
+    # Held while waiting (only the job's deadline ran), and the long wait was reported.
+    assert during == [(deadline, Status.RATE_LIMITED)]
+    assert before is not None and after == pytest.approx(before, abs=0.5)  # then restored
+    assert sum(clock.slept) == pytest.approx(30.0)
+    assert timer.waits == [pytest.approx(30.0)]  # metered apart from the step's own time
+    assert pacer.condition().status is Status.UP  # the wait is over
 
 
-async def test_a_pacer_wait_past_the_job_deadline_is_upstream_unavailable_at_once() -> None:
-    pacer = Pacer("anthropic:claude-sonnet", caps={"requests": 1})  # one a minute
+async def test_a_wait_past_the_job_deadline_is_upstream_unavailable_at_once(
+    clock: FakeClock,
+) -> None:
+    pacer = Account(
+        "anthropic:claude-sonnet", caps={"requests": 1}, clock=clock.clock
+    )  # one a minute
     await _empty(pacer)
     loop = asyncio.get_running_loop()
-    with pacing_meter(deadline=loop.time() + 5) as meter:
-        async with asyncio.timeout(1) as meter.timeout:
-            with pytest.raises(UpstreamUnavailable) as caught:
-                await pacer.acquire(Cost())
-    # The item waits in the queue for the provider (no attempt), for about the pacer's wait.
+    async with asyncio.timeout(1) as timeout:
+        timer = StepTimer(timeout, deadline=loop.time() + 5)
+        with pytest.raises(UpstreamUnavailable) as caught:
+            await pacer.acquire(Cost(), timer)
+    # The item waits in the queue for the provider (no attempt), for about the account's wait.
     assert caught.value.provider == "anthropic:claude-sonnet"
     assert caught.value.retry_after is not None and caught.value.retry_after > 5
-    assert pacer.waiting == 0
+    assert pacer.waiting == 0 and not clock.slept
 
 
 async def test_a_waiter_takes_capacity_a_settle_gives_back_without_sleeping_out_its_wait() -> None:
     # 600 input tokens a minute: after the first request's 600 the next would wait a minute;
     # the first used none of its estimate, so the waiter goes at once (the guard is 10 s).
-    pacer = Pacer("anthropic:claude-sonnet", caps={"input_tokens": 600})
+    pacer = Account("anthropic:claude-sonnet", caps={"input_tokens": 600})
     first = await pacer.acquire(Cost(input_tokens=600))
     waiter = asyncio.create_task(pacer.acquire(Cost(input_tokens=600)))
     while not pacer.waiting:

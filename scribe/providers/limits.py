@@ -1,5 +1,5 @@
 """The rate limits a provider reports on each response (Anthropic's ``anthropic-ratelimit-*``,
-OpenAI-compatible ``x-ratelimit-*``), parsed for the pacer (scribe.clients.pacing)."""
+OpenAI-compatible ``x-ratelimit-*``), parsed for the account records (scribe.providers.account)."""
 
 from __future__ import annotations
 
