@@ -73,4 +73,4 @@ lock-upgrade: $(STAMP)   ## re-resolve the locks to the newest versions pyprojec
 	$(COMPILE) -c $(DEV_LOCK) -o $(SERVE_LOCK)
 
 clean:
-	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache .import_linter_cache mutants
+	rm -rf $(VENV) .pytest-pg .pytest-pg-* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache mutants

