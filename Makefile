@@ -40,8 +40,10 @@ worker: $(SERVE_STAMP)   ## queue consumer only
 demo: $(SERVE_STAMP)     ## three sample emails through the real queue (embedded PostgreSQL; offline without keys)
 	$(BIN)/scribe demo
 
+# One worker per CPU (at most 4, tests/conftest.py), each with its own embedded server;
+# docs/testing.md. `$(BIN)/pytest tests/unit/test_x.py` runs a file in one process.
 test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(STAMP)           ## ruff, and the layering contracts of pyproject.toml [tool.importlinter]
 	$(BIN)/ruff check scribe tests bench tools

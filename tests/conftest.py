@@ -21,6 +21,23 @@ from tests import database
 from tests.fakes.server import serve_asgi
 
 TEST_JWT_SECRET = "test-secret-for-hs256-tokens-0123456789abcdef"
+# ``make test`` runs ``pytest -n auto``: one worker per CPU the run may use, at most this many
+# (each worker holds an embedded server and may start Chromium or worker processes).
+MAX_TEST_WORKERS = 4
+LONG_TEST_MARKERS = ("slow", "fuzz")
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """The worker count of ``-n auto`` (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it)."""
+    if configured := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(configured)
+    return max(1, min(MAX_TEST_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (otherwise in collection order), so that parallel workers do not end
+    with one of them running alone."""
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in LONG_TEST_MARKERS))
 
 
 @pytest.fixture(scope="session", autouse=True)
