@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ TEST_JWT_SECRET = "test-secret-for-hs256-tokens-0123456789abcdef"
 # (each worker holds an embedded server and may start Chromium or worker processes).
 MAX_TEST_WORKERS = 4
 LONG_TEST_MARKERS = ("slow", "fuzz")
+SESSION_STARTED = pytest.StashKey[float]()
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -63,12 +65,16 @@ def pg_admin_dsn() -> Iterator[str]:
             database.release_server(server)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[SESSION_STARTED] = time.time()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Fail the run if an embedded test server outlived it (checked by the process that ran the
-    tests, or that distributed them, once every worker has stopped its own)."""
+    """Fail the run if an embedded test server it started outlived it (checked by the process
+    that ran the tests, or that distributed them, once every worker has stopped its own)."""
     if hasattr(session.config, "workerinput"):
         return
-    left = database.left_running()
+    left = database.left_running(since=session.config.stash[SESSION_STARTED])
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

@@ -76,15 +76,25 @@ def release_server(server: Any) -> None:
             pgbin.run([pg_ctl, "-D", server.pgdata, "-w", "-m", "fast", "stop"], as_server=True)
 
 
-def left_running(repo: Path = REPO) -> list[str]:
-    """The postmasters still running on the checkout's test data directories that no live test
-    process holds, one line each (waiting a moment for ones that are shutting down)."""
-    deadline = time.monotonic() + POSTMASTER_EXIT_SECONDS
+def restart_server(pgdata: Path) -> None:
+    """``pg_ctl restart`` the embedded server of ``pgdata``: a new postmaster."""
+    pg_ctl = pgbin.bundled_bin() / "pg_ctl"
+    log = pgdata / "restart.log"
+    pgbin.run([pg_ctl, "-D", pgdata, "-w", "-m", "fast", "-l", log, "restart"], as_server=True)
+
+
+def left_running(
+    since: float, repo: Path = REPO, wait: float = POSTMASTER_EXIT_SECONDS
+) -> list[str]:
+    """The postmasters started at or after ``since`` (epoch seconds) on the checkout's test data
+    directories that no live test process holds, one line each (waiting up to ``wait`` seconds
+    for ones that are shutting down)."""
+    deadline = time.monotonic() + wait
     while True:
         found = [
             f"pid {process.pid}: {' '.join(process.info['cmdline'])}"
             for process in _postmasters(repo)
-            if not _held(_data_directory(process))
+            if process.info["create_time"] >= since and not _held(_data_directory(process))
         ]
         if not found or time.monotonic() > deadline:
             return found
@@ -94,7 +104,7 @@ def left_running(repo: Path = REPO) -> list[str]:
 def _postmasters(repo: Path) -> list[psutil.Process]:
     """The ``postgres`` postmasters (not their backends) whose data directory is a test one."""
     found = []
-    for process in psutil.process_iter(["name", "cmdline"]):
+    for process in psutil.process_iter(["name", "cmdline", "create_time"]):
         directory = _data_directory(process)
         if (
             process.info["name"] == "postgres"
