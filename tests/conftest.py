@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import time
@@ -58,8 +59,11 @@ def _clean_environment() -> Iterator[None]:
 def pg_admin_dsn() -> Iterator[str]:
     """DSN used to create and drop per-test databases; an embedded server is stopped at the end."""
     server = database.embedded_server()
+    dsn = database.admin_dsn(server)
+    if server is not None:
+        asyncio.run(database.tune_embedded(dsn))
     try:
-        yield database.admin_dsn(server)
+        yield dsn
     finally:
         if server is not None:
             database.release_server(server)
