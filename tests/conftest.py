@@ -74,17 +74,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Fail the run if an embedded test server it started outlived it (checked by the process
-    that ran the tests, or that distributed them, once every worker has stopped its own)."""
+    """Fail the run if an embedded test server it started outlived it, and stop that server
+    (checked by the process that ran the tests, or that distributed them, once every worker
+    has stopped its own: one left means a worker crashed or a session's stop failed)."""
     if hasattr(session.config, "workerinput"):
         return
     left = database.left_running(since=session.config.stash[SESSION_STARTED])
     if left:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            reporter.write("\n")
             reporter.write_line("embedded test servers still running after the run:", red=True)
-            for line in left:
+            for line in left.values():
                 reporter.write_line(f"  {line}", red=True)
+        for directory in left:
+            database.stop_server(directory)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -35,6 +35,8 @@ SERVER_DIRECTORY_PREFIX = ".pytest-pg"
 # waits on no fsync; about half of a clone and drop). A crash of the server alone loses
 # nothing: what it wrote is in the operating system's cache.
 TEST_SERVER_SETTINGS = {"fsync": "off"}
+# A process's start time is known to about a second (the boot time is in whole seconds).
+START_TIME_SLACK_SECONDS = 2.0
 # A postmaster whose pid file is gone (pg_ctl stop has returned) exits a moment later.
 POSTMASTER_EXIT_SECONDS = 10.0
 
@@ -87,9 +89,15 @@ def release_server(server: Any) -> None:
         holders = server.global_process_id_list
         others = [pid for pid in holders.get() if pid != os.getpid() and psutil.pid_exists(pid)]
         holders.put(others)
-        if not others and (server.pgdata / "postmaster.pid").exists():
-            pg_ctl = pgbin.bundled_bin() / "pg_ctl"
-            pgbin.run([pg_ctl, "-D", server.pgdata, "-w", "-m", "fast", "stop"], as_server=True)
+        if not others:
+            stop_server(server.pgdata)
+
+
+def stop_server(pgdata: Path) -> None:
+    """Stop the postmaster running in ``pgdata`` now, if any (``pg_ctl stop``, fast mode)."""
+    if (pgdata / "postmaster.pid").exists():
+        pg_ctl = pgbin.bundled_bin() / "pg_ctl"
+        pgbin.run([pg_ctl, "-D", pgdata, "-w", "-m", "fast", "stop"], as_server=True)
 
 
 def restart_server(pgdata: Path) -> None:
@@ -101,17 +109,19 @@ def restart_server(pgdata: Path) -> None:
 
 def left_running(
     since: float, repo: Path = REPO, wait: float = POSTMASTER_EXIT_SECONDS
-) -> list[str]:
+) -> dict[Path, str]:
     """The postmasters started at or after ``since`` (epoch seconds) on the checkout's test data
-    directories that no live test process holds, one line each (waiting up to ``wait`` seconds
-    for ones that are shutting down)."""
+    directories that no live test process holds: data directory -> pid and command line
+    (waiting up to ``wait`` seconds for ones that are shutting down)."""
     deadline = time.monotonic() + wait
     while True:
-        found = [
-            f"pid {process.pid}: {' '.join(process.info['cmdline'])}"
+        found = {
+            directory: f"pid {process.pid}: {' '.join(process.info['cmdline'])}"
             for process in _postmasters(repo)
-            if process.info["create_time"] >= since and not _held(_data_directory(process))
-        ]
+            if process.info["create_time"] >= since - START_TIME_SLACK_SECONDS
+            and (directory := _data_directory(process)) is not None
+            and not _held(directory)
+        }
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -141,10 +151,8 @@ def _data_directory(process: psutil.Process) -> Path | None:
     return None
 
 
-def _held(directory: Path | None) -> bool:
+def _held(directory: Path) -> bool:
     """Whether a live process other than this one still holds the server of ``directory``."""
-    if directory is None:
-        return False
     try:
         pids = json.loads((directory / ".handle_pids.json").read_text())
     except (OSError, ValueError):
