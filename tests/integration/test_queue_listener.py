@@ -272,6 +272,6 @@ async def test_a_listener_stopped_while_it_connects_leaves_no_connection_behind(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
         )
-        return await pool.fetchval(query) == 0
+        return bool(await pool.fetchval(query) == 0)
 
     await wait_until(none_listening, timeout=10, message="the LISTEN connections to close")
