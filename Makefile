@@ -40,8 +40,10 @@ worker: $(SERVE_STAMP)   ## queue consumer only
 demo: $(SERVE_STAMP)     ## three sample emails through the real queue (embedded PostgreSQL; offline without keys)
 	$(BIN)/scribe demo
 
+# One worker per CPU (at most 4, tests/conftest.py), each with its own embedded server;
+# docs/testing.md. `$(BIN)/pytest tests/unit/test_x.py` runs a file in one process.
 test: $(STAMP)           ## the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(STAMP)           ## ruff, the layering contracts of pyproject.toml [tool.importlinter], doc links
 	$(BIN)/ruff check scribe tests bench tools
@@ -74,4 +76,4 @@ lock-upgrade: $(STAMP)   ## re-resolve the locks to the newest versions pyprojec
 	$(COMPILE) -c $(DEV_LOCK) -o $(SERVE_LOCK)
 
 clean:
-	rm -rf $(VENV) .pytest-pg .pytest_cache .mypy_cache .ruff_cache .import_linter_cache mutants
+	rm -rf $(VENV) .pytest-pg .pytest-pg-* .pytest_cache .mypy_cache .ruff_cache .import_linter_cache mutants

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +23,24 @@ from tests import database
 from tests.fakes.server import serve_asgi
 
 TEST_JWT_SECRET = "test-secret-for-hs256-tokens-0123456789abcdef"
+# ``make test`` runs ``pytest -n auto``: one worker per CPU the run may use, at most this many
+# (each worker holds an embedded server and may start Chromium or worker processes).
+MAX_TEST_WORKERS = 4
+LONG_TEST_MARKERS = ("slow", "fuzz")
+SESSION_STARTED = pytest.StashKey[float]()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """The worker count of ``-n auto`` (PYTEST_XDIST_AUTO_NUM_WORKERS overrides it)."""
+    if configured := os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(configured)
+    return max(1, min(MAX_TEST_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (otherwise in collection order), so that parallel workers do not end
+    with one of them running alone."""
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in LONG_TEST_MARKERS))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,9 +56,40 @@ def _clean_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_dsn() -> str:
-    """DSN used to create and drop per-test databases."""
-    return database.admin_dsn()
+def pg_admin_dsn() -> Iterator[str]:
+    """DSN used to create and drop per-test databases; an embedded server is stopped at the end."""
+    server = database.embedded_server()
+    dsn = database.admin_dsn(server)
+    if server is not None:
+        asyncio.run(database.tune_embedded(dsn))
+    try:
+        yield dsn
+    finally:
+        if server is not None:
+            database.release_server(server)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[SESSION_STARTED] = time.time()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if an embedded test server it started outlived it, and stop that server
+    (checked by the process that ran the tests, or that distributed them, once every worker
+    has stopped its own: one left means a worker crashed or a session's stop failed)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    left = database.left_running(since=session.config.stash[SESSION_STARTED])
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write("\n")
+            reporter.write_line("embedded test servers still running after the run:", red=True)
+            for line in left.values():
+                reporter.write_line(f"  {line}", red=True)
+        for directory in left:
+            database.stop_server(directory)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

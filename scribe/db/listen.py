@@ -6,6 +6,7 @@ connection, forwards notifications and reports when the connection is gone.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 import asyncpg
@@ -44,6 +45,9 @@ class ListenConnection:
         except DATABASE_ERRORS as exc:
             await conn.close()
             raise DatabaseUnavailable(f"LISTEN failed: {type(exc).__name__}") from exc
+        except asyncio.CancelledError:  # stopped while it began listening: close it, not leak it
+            conn.terminate()
+            raise
         conn.add_termination_listener(lambda _conn: on_lost())
         return cls(conn)
 

@@ -24,12 +24,15 @@ from tests.queue_support import create_user, enqueue
 
 ADMIN = "boss@uni.edu"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+# A fixed id (test ids must be the same in every process that collects them, as xdist requires):
+# the routes refuse before looking the user up.
+SOMEONE = uuid.UUID("5c0f3a56-8d3e-4b8e-9a53-0d8f2e6b9c11")
 ROUTES = [
     "/api/admin/overview",
     "/api/admin/users",
-    f"/api/admin/users/{uuid.uuid4()}/emails",
-    f"/api/admin/users/{uuid.uuid4()}/templates",
-    f"/api/admin/users/{uuid.uuid4()}/queue",
+    f"/api/admin/users/{SOMEONE}/emails",
+    f"/api/admin/users/{SOMEONE}/templates",
+    f"/api/admin/users/{SOMEONE}/queue",
     "/api/admin/activity",
     "/api/admin/errors",
 ]

@@ -65,7 +65,7 @@ async def guarded_server_for(app: ASGIApp, settings: Settings) -> AsyncIterator[
                 await asyncio.sleep(0.01)
             yield port
         finally:
-            server.should_exit = True
+            server.stop()
             await task
 
 

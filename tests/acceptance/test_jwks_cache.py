@@ -14,6 +14,7 @@ import pytest
 from scribe.errors import AuthenticationError, AuthUnavailable
 from scribe.http.auth import JwksCache, TokenVerifier
 from tests.fakes.jwks import JWKS_PATH, FakeJwks, new_key, serve_jwks
+from tests.queue_support import wait_until
 
 
 class Clock:
@@ -56,14 +57,22 @@ async def test_requests_while_the_provider_hangs_share_one_fetch(
 ) -> None:
     jwks.hanging = True
     cache = make_cache(jwks, http, Clock(), fetch_timeout=0.5)
-    started = time.monotonic()
-    results = await asyncio.gather(
-        *(cache.key(jwks.es256.kid) for _ in range(10)), return_exceptions=True
-    )
-    elapsed = time.monotonic() - started
+    lookups = [asyncio.create_task(cache.key(jwks.es256.kid)) for _ in range(10)]
+    await wait_until(lambda: _reached(jwks, 1), timeout=10, message="the fetch to arrive")
+    fetch = cache._refresh
+    assert fetch is not None and not fetch.done()
+    assert not any(lookup.done() for lookup in lookups)  # all ten wait, on that one fetch
+
+    await settle(cache)  # the fetch gives up after fetch_timeout
+    # Its end released every waiter at once: none waits for a fetch (or a timeout) of its own.
+    assert all(lookup.done() for lookup in lookups)
+    results = await asyncio.gather(*lookups, return_exceptions=True)
     assert all(isinstance(result, AuthUnavailable) for result in results)
     assert jwks.requests == 1
-    assert elapsed < 2.5  # generous guard: serialised fetches would take 10 x 0.5 s
+
+
+async def _reached(jwks: FakeJwks, requests: int) -> bool:
+    return jwks.requests >= requests
 
 
 async def test_cached_key_never_waits_for_a_refresh(

@@ -283,11 +283,30 @@ async def test_a_consumer_never_runs_more_jobs_than_its_slots(
     async def two_running() -> bool:
         return await statuses() == ["pending"] * 3 + ["processing"] * 2
 
+    passes = CountedWake()
+    consumer._wake = passes  # each pass of the claim loop clears it once
     async with running(consumer):
         await wait_until(two_running, timeout=10)
-        await asyncio.sleep(0.5)  # some ten polls: none may claim a third item
+        seen = passes.clears
+        # Ten more passes (polls), each with both slots taken: none may claim a third item.
+        await wait_until(lambda: passes.reached(seen + 10), timeout=10, message="ten polls")
         assert await two_running()
         assert consumer.running == 2
+
+
+class CountedWake(asyncio.Event):
+    """The consumer's wake-up event, counting the claim loop's passes (one ``clear`` each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clears = 0
+
+    def clear(self) -> None:
+        self.clears += 1
+        super().clear()
+
+    async def reached(self, clears: int) -> bool:
+        return self.clears >= clears
 
 
 def test_a_consumer_needs_handlers_each_with_units(

