@@ -7,10 +7,12 @@ Anthropic limits them: the parser's Haiku and the composer's Sonnet each get the
 buckets refilled continuously, with the real ``anthropic-ratelimit-*`` headers and
 ``retry-after`` on a 429 (Exa: 300 requests/min, a bare 429). ``--scale`` multiplies the limits
 for a quicker run (the figures to report are those at scale 1). A general batch (no arXiv) of
-``--count`` items is enqueued and drained at ``CONCURRENCY`` (16) slots by one consumer
-process, then (a fresh database and fresh fakes) by two processes sharing the account (this one
-and a ``--worker`` child), each dividing the limits by the number of processes that used the
-account lately (``scribe.providers.sharing``, as every ``scribe serve``/``worker`` does).
+``--count`` items (200: with the template analysed once per batch, 200 composer requests, which
+the limits spread over three minutes) is enqueued and drained at ``CONCURRENCY`` (16) slots by
+one consumer process, then (a fresh database and fresh fakes) by two processes sharing the
+account (this one and a ``--worker`` child), each dividing the limits by the number of processes
+that used the account lately (``scribe.providers.sharing``, as every ``scribe serve``/``worker``
+does).
 
 ``--frontend`` instead does what the frontend does: it starts ``scribe serve`` (plus
 ``--workers`` ``scribe worker`` processes) against the fakes, posts the batch to
@@ -28,8 +30,8 @@ need for the batch from full buckets plus one email's seeded step latencies (the
 cannot start before the parser and search ran; the last email cannot end before its composer
 answered).
 
-    .venv/bin/python bench/provider_limits.py [--scale 4] [--count 100] [--only one|two]
-    .venv/bin/python bench/provider_limits.py --frontend [--workers 1] [--scale 4] [--count 100]
+    .venv/bin/python bench/provider_limits.py [--scale 4] [--count 200] [--only one|two]
+    .venv/bin/python bench/provider_limits.py --frontend [--workers 1] [--scale 4] [--count 200]
 """
 
 from __future__ import annotations
@@ -474,7 +476,7 @@ if __name__ == "__main__":
         sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the limits")
-    parser.add_argument("--count", type=int, default=100, help="items in the batch")
+    parser.add_argument("--count", type=int, default=200, help="items in the batch")
     parser.add_argument("--only", choices=("one", "two"))
     parser.add_argument("--frontend", action="store_true", help="through scribe serve's HTTP API")
     parser.add_argument("--workers", type=int, default=0, help="scribe workers beside serve")
