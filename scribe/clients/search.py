@@ -5,7 +5,8 @@ so the status is read from the SDK's message (its only carrier): 408/5xx, timeou
 connection errors are "upstream unavailable", other 4xx "upstream rejected". Calls go
 through the Exa pacer (SCRIBE_EXA_REQUESTS_PER_MINUTE, at most a second's worth at once): Exa
 sends no rate-limit headers, so a 429 is waited out for a second and sent again, and a 401/403
-pauses search.
+pauses search. The SDK (with the ``openai`` it imports) is loaded by the first search, not at
+start (``scribe.clients.sdk``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from scribe.clients.pacing import Cost, Pacer, Refusal, send_paced
+from scribe.clients.sdk import LazySdk
 
 if TYPE_CHECKING:
     from exa_py import AsyncExa
@@ -45,7 +47,7 @@ def judge_exa_error(exc: Exception) -> Refusal | None:
     """Exa's error table (None: not the SDK's or the transport's error): timeouts, connection
     errors, 408 and 5xx retried, then "upstream unavailable"; 429 waited out; 401/403 pause
     search; another status or an unreadable failure is "upstream rejected"."""
-    from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
+    from exa_py.errors import ExaTimeoutError  # loaded: a search failed
 
     if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
         return Refusal(retryable=True, message="search timed out")
@@ -77,10 +79,14 @@ class ExaSearch:
         pacer: Pacer | None = None,
         max_retries: int = 0,
     ) -> None:
-        # The SDK is imported here, built only with EXA_API_KEY: without a key it never loads.
-        from exa_py import AsyncExa
+        self.timeout = timeout
 
-        self._exa: AsyncExa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+        def build() -> AsyncExa:
+            from exa_py import AsyncExa
+
+            return AsyncExa(api_key=api_key, api_base=base_url, timeout=self.timeout)
+
+        self._sdk = LazySdk(build)
         self._pacer = pacer or Pacer("exa")
         self._max_retries = max_retries
 
@@ -93,9 +99,10 @@ class ExaSearch:
         system_prompt: str | None = None,
     ) -> list[SearchHit]:
         """Run one query; UpstreamUnavailable / UpstreamRejected on failure."""
+        exa = await self._sdk.get()
 
         async def send() -> tuple[SearchResponse[Result], None, None]:
-            response = await self._exa.search(
+            response = await exa.search(
                 query,
                 num_results=num_results,
                 contents={"text": {"max_characters": max_characters}},
@@ -118,5 +125,6 @@ class ExaSearch:
         ]
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP client."""
-        await self._exa.aclose()
+        """Close the SDK's HTTP client (if a search opened it)."""
+        if (exa := self._sdk.built) is not None:
+            await exa.aclose()

@@ -176,7 +176,7 @@ async def test_exa_401_pauses_search_instead_of_failing_items(
 async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
     fakes.script("exa", Scripted(delay=3.0), Scripted(delay=3.0))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        clients.search._exa.timeout = 0.3  # type: ignore[union-attr]
+        clients.search.timeout = 0.3  # type: ignore[union-attr]  # before the SDK is built
         data = await step(clients, "template_parser").run(item())
         with pytest.raises(UpstreamUnavailable):
             await step(clients, "web_scraper").run(data)
