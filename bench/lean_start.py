@@ -7,10 +7,11 @@ dir, or DATABASE_URL when set) on a free loopback port, in two configurations:
 - configured as deployed: ANTHROPIC_API_KEY and EXA_API_KEY set, their base URLs on a closed
   local port (no call is made at start: the SDKs are loaded by the first call, not at start).
 
-For each it prints spawn -> first ``/health`` 200 (the first start of the offline run with a
-fresh data dir, initdb; then ``--starts`` times with the data dir kept: the everyday restart),
-the idle RSS and PSS of the serving process alone (and of the embedded PostgreSQL separately),
-and the heavy packages (provider SDKs, PDF, browser, extraction) loaded once ready. Then, under
+For each it prints spawn -> first ``/health`` 200 (the offline run's first start with a fresh
+data dir, initdb; then ``--starts`` times with the data dir kept: the everyday restart) and the
+serving process's CPU time until then (the figure that holds steady on a busy machine), the idle
+RSS and PSS of the serving process alone (and of the embedded PostgreSQL separately), and the
+heavy packages (provider SDKs, PDF, browser, extraction) loaded once ready. Then, under
 ``bench/_loop_probe.py`` (the offline ``scribe serve`` with a loop-pause probe and GC timing):
 the modules loaded once ready, and the longest loop pause and the collections at idle
 (``--idle`` s) and while ``--clients`` clients poll ``GET /api/queue/`` every ``--interval`` s
@@ -145,11 +146,14 @@ async def _start_times(data_dir: Path, starts: int, *, configured: bool) -> None
     fresh = not data_dir.exists()
     runs = starts + 1 if fresh else starts  # the fresh start (initdb) comes first
     times: list[float] = []
+    cpu_times: list[float] = []  # the serving process's own CPU time to ready: steady under load
     for index in range(runs):
         started = time.perf_counter()
         server = _spawn(data_dir, port, configured=configured)
         try:
             times.append(await wait_healthy(base_url, server, started))
+            cpu = psutil.Process(server.pid).cpu_times()
+            cpu_times.append(cpu.user + cpu.system)
             if index == runs - 1:
                 await asyncio.sleep(3.0)  # startup garbage settles
                 rss, pss = _memory(psutil.Process(server.pid))
@@ -160,9 +164,15 @@ async def _start_times(data_dir: Path, starts: int, *, configured: bool) -> None
     print(f"== {label}")
     if fresh:
         print(f"spawn -> /health 200, fresh data dir (initdb):  {times.pop(0):.2f} s")
+        cpu_times.pop(0)
     kept = ", ".join(f"{t:.2f}" for t in times)
     median = statistics.median(times)
     print(f"spawn -> /health 200, data dir kept:            median {median:.2f} s ({kept} s)")
+    cpu = ", ".join(f"{t:.2f}" for t in cpu_times)
+    print(
+        f"  its CPU time (user + system) to ready:        median "
+        f"{statistics.median(cpu_times):.2f} s ({cpu} s)"
+    )
     print(f"idle serving process alone:                     RSS {rss:.1f} MiB  PSS {pss:.1f} MiB")
     if postgres is not None:
         print(
