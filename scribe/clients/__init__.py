@@ -16,6 +16,7 @@ import httpx
 
 from scribe.clients.analyses import AnalysisStore, SharedAnalyses
 from scribe.clients.browser import BrowserPool, find_chromium
+from scribe.clients.extract import TextExtractor
 from scribe.clients.fetch import PageFetcher, guarded_client
 from scribe.clients.llm import LLM
 from scribe.clients.netguard import AddressPolicy
@@ -144,11 +145,13 @@ async def open_clients(
         executable = find_chromium(settings.scribe_chromium_path)
         if executable is None:
             log.warning("no Chromium found: pages that need JavaScript are read without it")
+        extractor = TextExtractor.from_settings(settings)  # one bound for static and rendered
         browser = BrowserPool(
             policy,
             executable,
             pages=settings.scribe_browser_pages,
             idle_seconds=settings.scribe_browser_idle_seconds,
+            extractor=extractor,
         )
         stack.push_async_callback(browser.close)
         yield Clients(
@@ -156,7 +159,7 @@ async def open_clients(
             composer_llm=llms[settings.email_composer_model],
             generator_llm=llms[settings.template_generator_model],
             search=search,
-            pages=PageFetcher(fetch_http),
+            pages=PageFetcher(fetch_http, extractor),
             browser=browser,
             papers=ArxivPapers(
                 http,

@@ -1,33 +1,27 @@
-"""Web search through Exa (``exa_py.AsyncExa``), its failures judged by one table.
+"""Web search through Exa's ``/search`` endpoint, its failures judged by one table.
 
-The SDK raises a plain ``ValueError("Request failed with status code N: …")`` for HTTP errors,
-so the status is read from the SDK's message (its only carrier): 408/5xx, timeouts and
-connection errors are "upstream unavailable", other 4xx "upstream rejected". Calls go
-through the Exa pacer (SCRIBE_EXA_REQUESTS_PER_MINUTE, at most a second's worth at once): Exa
-sends no rate-limit headers, so a 429 is waited out for a second and sent again, and a 401/403
-pauses search. The SDK (with the ``openai`` it imports) is loaded by the first search, not at
-start (``scribe.clients.sdk``).
+One POST over httpx: the ``exa_py`` SDK (with the ``openai``, ``requests`` and the clients of
+Exa's other products it imports) would cost the service about 33 MiB for one request and one
+JSON answer. Timeouts, connection errors, 408 and 5xx are "upstream unavailable", other 4xx
+"upstream rejected". Calls go through the Exa pacer (SCRIBE_EXA_REQUESTS_PER_MINUTE, at most a
+second's worth at once): Exa sends no rate-limit headers, so a 429 is waited out for a second
+and sent again, and a 401/403 pauses search.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import httpx
 
 from scribe.clients.pacing import Cost, Pacer, Refusal, send_paced
-from scribe.clients.sdk import LazySdk
-
-if TYPE_CHECKING:
-    from exa_py import AsyncExa
-    from exa_py.api import Result, SearchResponse
+from scribe.errors import UpstreamRejected
 
 log = logging.getLogger(__name__)
 
-_STATUS = re.compile(r"status code (\d{3})")  # a literal and a fixed count: linear
+USER_AGENT = "scribe (exa /search over httpx)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,27 +38,47 @@ EXA_429_WAIT_SECONDS = 1.0  # Exa sends no reset time; its limits are per second
 
 
 def judge_exa_error(exc: Exception) -> Refusal | None:
-    """Exa's error table (None: not the SDK's or the transport's error): timeouts, connection
-    errors, 408 and 5xx retried, then "upstream unavailable"; 429 waited out; 401/403 pause
-    search; another status or an unreadable failure is "upstream rejected"."""
-    from exa_py.errors import ExaTimeoutError  # loaded: a search failed
-
-    if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
+    """Exa's error table (None: not a transport or HTTP failure): timeouts, connection errors,
+    408 and 5xx retried, then "upstream unavailable"; 429 waited out; 401/403 pause search;
+    another status is "upstream rejected" (as is an unreadable answer, raised by ``_hits``)."""
+    if isinstance(exc, httpx.TimeoutException):
         return Refusal(retryable=True, message="search timed out")
     if isinstance(exc, httpx.TransportError):
         return Refusal(retryable=True, message=f"search connection failed: {type(exc).__name__}")
-    if not isinstance(exc, ValueError | httpx.HTTPError):
+    if not isinstance(exc, httpx.HTTPStatusError):
         return None
-    match = _STATUS.search(str(exc))
-    if match is None:
-        return Refusal(message=f"search failed: {str(exc)[:200]}")
-    status = int(match.group(1))
+    status = exc.response.status_code
     if status == 429:
         return Refusal(rate_limited=True, retry_after=EXA_429_WAIT_SECONDS)
     if status in (401, 403):
         return Refusal(pause=f"HTTP {status}", hint="check EXA_API_KEY")
     message = f"search returned HTTP {status}"
     return Refusal(retryable=status == 408 or status >= 500, message=message)
+
+
+def _hits(response: httpx.Response, provider: str) -> list[SearchHit]:
+    """The results of Exa's answer; UpstreamRejected when it has none to read."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise UpstreamRejected("search answered without a list of results", provider=provider)
+    hits = []
+    for result in results:
+        if not isinstance(result, dict) or not isinstance(result.get("url"), str):
+            continue
+        published = result.get("publishedDate")
+        hits.append(
+            SearchHit(
+                url=result["url"],
+                title=str(result.get("title") or ""),
+                text=str(result.get("text") or "").strip(),
+                published=published if isinstance(published, str) else None,
+            )
+        )
+    return [hit for hit in hits if hit.url]
 
 
 class ExaSearch:
@@ -80,13 +94,11 @@ class ExaSearch:
         max_retries: int = 0,
     ) -> None:
         self.timeout = timeout
-
-        def build() -> AsyncExa:
-            from exa_py import AsyncExa
-
-            return AsyncExa(api_key=api_key, api_base=base_url, timeout=self.timeout)
-
-        self._sdk = LazySdk(build)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"x-api-key": api_key, "User-Agent": USER_AGENT},
+            trust_env=False,
+        )
         self._pacer = pacer or Pacer("exa")
         self._max_retries = max_retries
 
@@ -99,32 +111,23 @@ class ExaSearch:
         system_prompt: str | None = None,
     ) -> list[SearchHit]:
         """Run one query; UpstreamUnavailable / UpstreamRejected on failure."""
-        exa = await self._sdk.get()
+        body: dict[str, Any] = {
+            "query": query,
+            "numResults": num_results,
+            "contents": {"text": {"maxCharacters": max_characters}},
+        }
+        if system_prompt is not None:
+            body["systemPrompt"] = system_prompt
 
-        async def send() -> tuple[SearchResponse[Result], None, None]:
-            response = await exa.search(
-                query,
-                num_results=num_results,
-                contents={"text": {"max_characters": max_characters}},
-                system_prompt=system_prompt,
-            )
-            return response, None, None
+        async def send() -> tuple[list[SearchHit], None, None]:
+            response = await self._http.post("/search", json=body, timeout=self.timeout)
+            response.raise_for_status()
+            return _hits(response, self._pacer.name), None, None
 
-        response = await send_paced(
+        return await send_paced(
             self._pacer, Cost(), send, judge_exa_error, max_retries=self._max_retries
         )
-        return [
-            SearchHit(
-                url=result.url,
-                title=result.title or "",
-                text=(result.text or "").strip(),
-                published=result.published_date,
-            )
-            for result in response.results
-            if result.url
-        ]
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP client (if a search opened it)."""
-        if (exa := self._sdk.built) is not None:
-            await exa.aclose()
+        """Close the HTTP client."""
+        await self._http.aclose()
