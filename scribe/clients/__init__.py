@@ -68,8 +68,8 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
     """The provider for ``provider:model``; the offline provider when its key is missing.
     Models of one account share a pacer: Anthropic's per model family, OpenAI's per base URL.
 
-    Each SDK is imported only here, when a model is configured to use it (``anthropic`` alone
-    is about 40 MiB): a process without keys never loads them."""
+    Anthropic is one POST over httpx (no SDK); OpenAI's SDK is loaded by the first call of a
+    model configured to use it (``scribe.clients.sdk``)."""
     provider, _, model = model_id.partition(":")
     pacers = pacers or Pacers(pacing_caps(settings))
     if provider == "anthropic" and settings.anthropic_api_key is not None:
