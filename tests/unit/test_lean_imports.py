@@ -127,3 +127,16 @@ async def test_a_failed_build_is_tried_again_by_the_next_call() -> None:
         await sdk.get()
     assert sdk.built is None
     assert await sdk.get() == 42
+
+
+def test_a_long_running_process_gives_the_browser_driver_its_node_options() -> None:
+    code = "import json, os; from scribe import cli; cli.lean_memory(2); "
+    code += "print(json.dumps({'node': os.environ['NODE_OPTIONS']}))"
+    clean = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == {"node": "--max-semi-space-size=1"}
+    assert run_python(code, NODE_OPTIONS="--max-old-space-size=96") == {
+        "node": "--max-old-space-size=96"
+    }
