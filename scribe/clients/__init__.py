@@ -64,12 +64,19 @@ def openai_caps(settings: Settings) -> dict[str, float]:
     return {} if cap is None else {"tokens": cap}
 
 
-def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -> LLM:
+def build_llm(
+    model_id: str,
+    settings: Settings,
+    pacers: Pacers | None = None,
+    *,
+    verify: ssl.SSLContext | bool = True,
+) -> LLM:
     """The provider for ``provider:model``; the offline provider when its key is missing.
     Models of one account share a pacer: Anthropic's per model family, OpenAI's per base URL.
 
     Anthropic is one POST over httpx (no SDK); OpenAI's SDK is loaded by the first call of a
-    model configured to use it (``scribe.clients.sdk``)."""
+    model configured to use it (``scribe.clients.sdk``). ``verify``: the TLS context to share
+    (httpx's; building one costs about 20 ms of start)."""
     provider, _, model = model_id.partition(":")
     pacers = pacers or Pacers(pacing_caps(settings))
     if provider == "anthropic" and settings.anthropic_api_key is not None:
@@ -83,6 +90,7 @@ def build_llm(model_id: str, settings: Settings, pacers: Pacers | None = None) -
             max_retries=settings.llm_max_retries,
             mode=settings.anthropic_structured_output,
             pacer=pacers.get(f"anthropic:{model_family(model)}"),
+            verify=verify,
         )
     if provider == "openai" and settings.openai_api_key is not None and settings.openai_base_url:
         from scribe.clients.openai_llm import OpenAILLM
@@ -119,7 +127,8 @@ async def open_clients(
     policy = address_policy or AddressPolicy()
     pacers = Pacers(pacing_caps(settings))
     async with AsyncExitStack() as stack:
-        fetch_http = guarded_client(policy, verify=tls if tls is not None else True)
+        verify = tls if tls is not None else True
+        fetch_http = guarded_client(policy, verify=verify)
         stack.push_async_callback(fetch_http.aclose)
         llms: dict[str, LLM] = {}
         for model_id in (
@@ -128,7 +137,7 @@ async def open_clients(
             settings.template_generator_model,
         ):
             if model_id not in llms:
-                llms[model_id] = build_llm(model_id, settings, pacers)
+                llms[model_id] = build_llm(model_id, settings, pacers, verify=verify)
                 stack.push_async_callback(llms[model_id].aclose)
         search = None
         if settings.exa_api_key is not None:
@@ -138,6 +147,7 @@ async def open_clients(
                 settings.exa_base_url,
                 pacer=pacers.get("exa", caps={"requests": rate}, burst=max(1.0, rate / 60)),
                 max_retries=settings.llm_max_retries,
+                verify=verify,
             )
             stack.push_async_callback(search.aclose)
         else:

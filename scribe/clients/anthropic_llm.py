@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -253,6 +254,7 @@ class AnthropicLLM:
         max_retries: int,
         mode: StructuredMode = "json_schema",
         pacer: Pacer | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._model = model
         self._mode = mode
@@ -266,6 +268,7 @@ class AnthropicLLM:
                 "User-Agent": USER_AGENT,
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            verify=verify,
         )
 
     @property

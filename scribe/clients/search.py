@@ -11,6 +11,7 @@ and sent again, and a 401/403 pauses search.
 from __future__ import annotations
 
 import logging
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,12 +93,13 @@ class ExaSearch:
         timeout: float = 20.0,
         pacer: Pacer | None = None,
         max_retries: int = 0,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"x-api-key": api_key, "User-Agent": USER_AGENT},
-            trust_env=False,
+            verify=verify,
         )
         self._pacer = pacer or Pacer("exa")
         self._max_retries = max_retries
