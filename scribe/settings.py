@@ -85,9 +85,6 @@ class Settings(BaseSettings):
     scribe_extract_processes: int = Field(default=2, ge=1, le=16)
     scribe_extract_cpu_seconds: int = Field(default=5, ge=1, le=600)
     scribe_extract_memory_mb: int = Field(default=512, ge=128)
-    # glibc malloc arenas of `scribe serve` / `scribe worker` (scribe.cli.lean_memory); 0 keeps
-    # glibc's default of eight per core.
-    scribe_malloc_arenas: int = Field(default=2, ge=0, le=64)
     pdf_allowed_hosts: CommaList = []
     scribe_template_limit: int = Field(default=5, ge=0)
 

@@ -130,7 +130,7 @@ async def test_a_failed_build_is_tried_again_by_the_next_call() -> None:
 
 
 def test_a_long_running_process_gives_the_browser_driver_its_node_options() -> None:
-    code = "import json, os; from scribe import cli; cli.lean_memory(2); "
+    code = "import json, os; from scribe import cli; cli.lean_memory(); "
     code += "print(json.dumps({'node': os.environ['NODE_OPTIONS']}))"
     clean = {k: v for k, v in os.environ.items() if k != "NODE_OPTIONS"}
     done = subprocess.run(
