@@ -22,8 +22,9 @@ own consumer and offline provider).
                                          [--interval 0.5] [--items 3] [--no-freeze]
 
 ``--no-freeze`` skips the service's ``gc.freeze()`` after start-up, to show what it is worth.
-The bench raises SCRIBE_RATE_LIMIT_PER_MINUTE (all clients share one address) and the queue
-quotas it would otherwise trip; arXiv points at a closed local port (no network).
+The bench raises SCRIBE_RATE_LIMIT_PER_MINUTE and SCRIBE_HTTP_MAX_CONNECTIONS_PER_PEER (all
+clients share one address) and the queue quotas it would otherwise trip; arXiv points at a closed
+local port (no network).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def _env(data_dir: Path, *, configured: bool = False) -> dict[str, str]:
         SCRIBE_DATA_DIR=str(data_dir),
         LOG_LEVEL="ERROR",  # the configuration's warnings (no PDF hosts, no admins), once each
         SCRIBE_RATE_LIMIT_PER_MINUTE="1000000",
+        SCRIBE_HTTP_MAX_CONNECTIONS_PER_PEER="1000",
         SCRIBE_QUEUE_DAILY_ITEMS="100000",
         ARXIV_API_URL="http://127.0.0.1:9/api/query",
         SCRIBE_ARXIV_MIN_INTERVAL_SECONDS="0",
