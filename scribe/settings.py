@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     scribe_chromium_path: str | None = None
     scribe_browser_pages: int = Field(default=1, ge=1, le=8)
     scribe_browser_idle_seconds: float = Field(default=60.0, gt=0)
+    # Page text extraction, each page in its own child process (scribe.clients.extract): at
+    # most this many at once per process, each with this CPU time and address space.
+    scribe_extract_processes: int = Field(default=1, ge=1, le=16)
+    scribe_extract_cpu_seconds: int = Field(default=5, ge=1, le=600)
+    scribe_extract_memory_mb: int = Field(default=512, ge=128)
     pdf_allowed_hosts: CommaList = []
     scribe_template_limit: int = Field(default=5, ge=0)
 

@@ -16,6 +16,7 @@ import httpx
 
 from scribe.clients.analyses import AnalysisStore, SharedAnalyses
 from scribe.clients.browser import BrowserPool, find_chromium
+from scribe.clients.extract import TextExtractor
 from scribe.clients.fetch import PageFetcher, guarded_client
 from scribe.clients.llm import LLM
 from scribe.clients.netguard import AddressPolicy
@@ -69,8 +70,9 @@ def build_llm(model_id: str, settings: Settings, accounts: Accounts | None = Non
     """The provider for ``provider:model``; the offline provider when its key is missing.
     Models of one account share its record: Anthropic's per model family, OpenAI's per base URL.
 
-    Each SDK is imported only here, when a model is configured to use it (``anthropic`` alone
-    is about 40 MiB): a process without keys never loads them."""
+    Each SDK is loaded by the first call of a model configured to use it
+    (``scribe.clients.sdk``): a process without keys never loads them, a configured one not
+    before its first call (``anthropic`` alone is about 40 MiB)."""
     provider, _, model = model_id.partition(":")
     accounts = accounts or Accounts(pacing_caps(settings))
     if provider == "anthropic" and settings.anthropic_api_key is not None:
@@ -148,11 +150,13 @@ async def open_clients(
         executable = find_chromium(settings.scribe_chromium_path)
         if executable is None:
             log.warning("no Chromium found: pages that need JavaScript are read without it")
+        extractor = TextExtractor.from_settings(settings)  # one bound for static and rendered
         browser = BrowserPool(
             policy,
             executable,
             pages=settings.scribe_browser_pages,
             idle_seconds=settings.scribe_browser_idle_seconds,
+            extractor=extractor,
         )
         stack.push_async_callback(browser.close)
         yield Clients(
@@ -160,7 +164,7 @@ async def open_clients(
             composer_llm=llms[settings.email_composer_model],
             generator_llm=llms[settings.template_generator_model],
             search=search,
-            pages=PageFetcher(fetch_http),
+            pages=PageFetcher(fetch_http, extractor),
             browser=browser,
             papers=ArxivPapers(
                 http,

@@ -9,6 +9,9 @@ bad key or an exhausted credit balance pauses the account (the one table:
 second malformed answer is permanent (the same prompt keeps producing it, so a queue retry
 would only spend money). A system prompt long enough for the model's prompt cache is marked as a
 cache breakpoint (``system_blocks``), and the usage counts cache writes and reads.
+
+The SDK is loaded by the first call, not at start (``scribe.clients.sdk``): a module-level import
+of ``anthropic`` would cost every start of a configured service its import time and memory.
 """
 
 from __future__ import annotations
@@ -16,10 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from typing import Any, Literal
-
-import anthropic
-from anthropic.types import Message, TextBlockParam
+from typing import TYPE_CHECKING, Any, Literal
 
 from scribe.clients.llm import (
     Answer,
@@ -30,10 +30,15 @@ from scribe.clients.llm import (
     judge_llm_failure,
 )
 from scribe.clients.output import parse_output
+from scribe.clients.sdk import LazySdk
 from scribe.errors import MalformedOutput
 from scribe.providers.account import Account
 from scribe.providers.buckets import Cost
 from scribe.providers.calls import Refusal, estimate_tokens, model_family, send_paced
+
+if TYPE_CHECKING:
+    from anthropic import AsyncAnthropic
+    from anthropic.types import Message, TextBlockParam
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ def system_blocks(system: str, prefix_tokens: int, model: str) -> str | list[Tex
 def judge_anthropic_error(exc: Exception) -> Refusal | None:
     """Anthropic's failures in the LLM error table (None: not an API error). A low credit
     balance is a 400 whose only mark is its message: it pauses the account."""
+    import anthropic  # loaded: a call failed
+
     if isinstance(exc, anthropic.APIConnectionError):  # includes APITimeoutError
         return judge_llm_failure(None, None, detail=type(exc).__name__, key_setting=KEY_SETTING)
     if not isinstance(exc, anthropic.APIStatusError):
@@ -111,9 +118,15 @@ class AnthropicLLM:
         self._mode = mode
         self._max_retries = max_retries
         self._pacer = pacer or Account(f"anthropic:{model_family(model)}")
-        self._client = anthropic.AsyncAnthropic(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
-        )
+
+        def build() -> AsyncAnthropic:
+            from anthropic import AsyncAnthropic
+
+            return AsyncAnthropic(
+                api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+            )
+
+        self._sdk = LazySdk(build)
 
     @property
     def model(self) -> str:
@@ -142,7 +155,10 @@ class AnthropicLLM:
         return await ask_with_one_repair(request, self.model, ask)
 
     async def _call(self, request: LLMRequest[T]) -> Message:
-        schema = anthropic.transform_schema(request.output)
+        client = await self._sdk.get()
+        from anthropic import transform_schema  # loaded by get()
+
+        schema = transform_schema(request.output)
         extra: dict[str, Any] = {}
         prefix = [request.system]
         if self._mode == "tool":
@@ -156,7 +172,7 @@ class AnthropicLLM:
         system = system_blocks(request.system, estimate_tokens(*prefix), self._model)
 
         async def send() -> tuple[Message, Mapping[str, str], Cost]:
-            raw = await self._client.messages.with_raw_response.create(
+            raw = await client.messages.with_raw_response.create(
                 model=self._model,
                 max_tokens=request.max_tokens,
                 system=system,
@@ -196,5 +212,6 @@ class AnthropicLLM:
         return parse_output(text, output)
 
     async def aclose(self) -> None:
-        """Close the SDK's connections."""
-        await self._client.close()
+        """Close the SDK's connections (if a call opened any)."""
+        if (client := self._sdk.built) is not None:
+            await client.close()

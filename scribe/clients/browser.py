@@ -16,7 +16,8 @@ import shutil
 import time
 from typing import TYPE_CHECKING
 
-from scribe.clients.fetch import MAX_PAGE_BYTES, PageText, extract_text
+from scribe.clients.extract import TextExtractor
+from scribe.clients.fetch import MAX_PAGE_BYTES, PageText
 from scribe.clients.netguard import AddressPolicy
 from scribe.clients.proxy import REFUSED_HEADER, FilteringProxy
 from scribe.errors import FetchRefused, NonPublicAddress
@@ -109,9 +110,11 @@ class BrowserPool:
         pages: int = 1,
         idle_seconds: float = 60.0,
         max_chars: int = MAX_PAGE_BYTES,
+        extractor: TextExtractor | None = None,
     ) -> None:
         self.executable = executable
         self._max_chars = max_chars
+        self._extractor = extractor or TextExtractor()
         self._policy = policy
         self._pages = pages
         self._semaphore = asyncio.Semaphore(pages)
@@ -177,7 +180,7 @@ class BrowserPool:
                 self._last_used = time.monotonic()
         if len(html) > self._max_chars:  # a script can build a DOM far larger than any response
             raise FetchRefused(f"rendered page is larger than {self._max_chars} characters")
-        text = await asyncio.to_thread(extract_text, html, final_url)
+        text = await self._extractor.text(html, final_url)
         return PageText(final_url, text, "browser", time.monotonic() - started)
 
     async def _render(self, browser: Browser, url: str, deadline: float) -> tuple[str, str]:

@@ -5,7 +5,7 @@ sends the request to that very address (Host header and TLS SNI keep the name), 
 redirect hop is checked on the address actually connected to. Main text is extracted with
 trafilatura (see docs/architecture.md: it scored best among open-source extractors on public
 benchmarks and drops navigation, footers and cookie banners that would pollute the composer's
-prompt).
+prompt), in a child process (``scribe.clients.extract``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from scribe.clients.extract import TextExtractor
 from scribe.clients.netguard import AddressPolicy
 from scribe.errors import FetchRefused
 
@@ -122,18 +123,6 @@ async def download(
         raise httpx.ReadTimeout(f"fetch took longer than {deadline} s") from exc
 
 
-def extract_text(html: str, url: str | None = None) -> str:
-    """The main text of an HTML page (trafilatura), or "" when there is none."""
-    # Imported on first use (this runs in a worker thread), not at start-up: trafilatura, with
-    # lxml and its language data, is unused until the first page is read.
-    import trafilatura
-
-    text = trafilatura.extract(
-        html, url=url, include_comments=False, include_tables=False, favor_recall=True
-    )
-    return (text or "").strip()
-
-
 @dataclass(frozen=True, slots=True)
 class PageText:
     """Text read from one page and how it was read."""
@@ -145,10 +134,18 @@ class PageText:
 
 
 class PageFetcher:
-    """Static page reader: httpx + trafilatura, with the SSRF guard and caps."""
+    """Static page reader: httpx + trafilatura (in child processes), with the SSRF guard and
+    caps."""
 
-    def __init__(self, client: httpx.AsyncClient, *, max_bytes: int = MAX_PAGE_BYTES) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        extractor: TextExtractor | None = None,
+        *,
+        max_bytes: int = MAX_PAGE_BYTES,
+    ) -> None:
         self._client = client
+        self._extractor = extractor or TextExtractor()
         self._max_bytes = max_bytes
 
     async def read(self, url: str, *, deadline: float = 15.0) -> PageText:
@@ -158,7 +155,7 @@ class PageFetcher:
         text = ""
         if "html" in page.content_type or not page.content_type:
             html = page.body.decode("utf-8", errors="replace")
-            text = await asyncio.to_thread(extract_text, html, page.url)
+            text = await self._extractor.text(html, page.url)
         elif page.content_type.startswith("text/"):
             text = page.body.decode("utf-8", errors="replace").strip()
         return PageText(page.url, text, "httpx", time.monotonic() - started)

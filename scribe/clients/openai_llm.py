@@ -3,7 +3,8 @@
 JSON output is requested with ``response_format={"type": "json_schema", …}``; pacing (per base
 URL, from the ``x-ratelimit-*`` headers), the error table (``scribe.clients.llm``) and the one
 malformed-answer retry are the Anthropic provider's. A 429 whose code is ``insufficient_quota``
-is no rate limit: it pauses the account.
+is no rate limit: it pauses the account. The SDK is loaded by the first call, not at start
+(``scribe.clients.sdk``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-
-import openai
-from openai.types.chat import ChatCompletion
+from typing import TYPE_CHECKING
 
 from scribe.clients.llm import (
     Answer,
@@ -24,9 +23,14 @@ from scribe.clients.llm import (
     judge_llm_failure,
 )
 from scribe.clients.output import parse_output
+from scribe.clients.sdk import LazySdk
 from scribe.providers.account import Account
 from scribe.providers.buckets import Cost
 from scribe.providers.calls import Refusal, estimate_tokens, send_paced
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+    from openai.types.chat import ChatCompletion
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ KEY_SETTING = "OPENAI_API_KEY"
 
 def judge_openai_error(exc: Exception) -> Refusal | None:
     """OpenAI-compatible failures in the LLM error table (None: not an API error)."""
+    import openai  # loaded: a call failed
+
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return judge_llm_failure(None, None, detail=type(exc).__name__, key_setting=KEY_SETTING)
     if not isinstance(exc, openai.APIStatusError):
@@ -65,9 +71,13 @@ class OpenAILLM:
         self._model = model
         self._max_retries = max_retries
         self._pacer = pacer or Account(f"openai:{base_url}")
-        self._client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
-        )
+
+        def build() -> AsyncOpenAI:
+            from openai import AsyncOpenAI
+
+            return AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+
+        self._sdk = LazySdk(build)
 
     @property
     def model(self) -> str:
@@ -96,9 +106,10 @@ class OpenAILLM:
 
     async def _call(self, request: LLMRequest[T]) -> ChatCompletion:
         schema = request.output.model_json_schema()
+        client = await self._sdk.get()
 
         async def send() -> tuple[ChatCompletion, Mapping[str, str], Cost | None]:
-            raw = await self._client.chat.completions.with_raw_response.create(
+            raw = await client.chat.completions.with_raw_response.create(
                 model=self._model,
                 max_tokens=request.max_tokens,
                 messages=[
@@ -129,5 +140,6 @@ class OpenAILLM:
         )
 
     async def aclose(self) -> None:
-        """Close the SDK's connections."""
-        await self._client.close()
+        """Close the SDK's connections (if a call opened any)."""
+        if (client := self._sdk.built) is not None:
+            await client.close()

@@ -5,7 +5,7 @@ so the status is read from the SDK's message (its only carrier): 408/5xx, timeou
 connection errors are "upstream unavailable", other 4xx "upstream rejected". Calls go
 through the Exa pacer (SCRIBE_EXA_REQUESTS_PER_MINUTE, at most a second's worth at once): Exa
 sends no rate-limit headers, so a 429 is waited out for a second and sent again, and a 401/403
-pauses search.
+pauses search. The SDK is loaded by the first search, not at start (``scribe.clients.sdk``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from scribe.clients.sdk import LazySdk
 from scribe.providers.account import Account, Timer
 from scribe.providers.buckets import Cost
 from scribe.providers.calls import Refusal, send_paced
@@ -47,7 +48,7 @@ def judge_exa_error(exc: Exception) -> Refusal | None:
     """Exa's error table (None: not the SDK's or the transport's error): timeouts, connection
     errors, 408 and 5xx retried, then "upstream unavailable"; 429 waited out; 401/403 pause
     search; another status or an unreadable failure is "upstream rejected"."""
-    from exa_py.errors import ExaTimeoutError  # loaded with the SDK (lean start: see ExaSearch)
+    from exa_py.errors import ExaTimeoutError  # loaded: a search failed
 
     if isinstance(exc, ExaTimeoutError | httpx.TimeoutException):
         return Refusal(retryable=True, message="search timed out")
@@ -79,10 +80,14 @@ class ExaSearch:
         pacer: Account | None = None,
         max_retries: int = 0,
     ) -> None:
-        # The SDK is imported here, built only with EXA_API_KEY: without a key it never loads.
-        from exa_py import AsyncExa
+        self.timeout = timeout  # each search's, read when it is sent
 
-        self._exa: AsyncExa = AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+        def build() -> AsyncExa:
+            from exa_py import AsyncExa
+
+            return AsyncExa(api_key=api_key, api_base=base_url, timeout=timeout)
+
+        self._sdk = LazySdk(build)
         self._pacer = pacer or Account("exa")
         self._max_retries = max_retries
 
@@ -97,13 +102,15 @@ class ExaSearch:
     ) -> list[SearchHit]:
         """Run one query (``timer``: the calling step's, held while waiting for the account);
         UpstreamUnavailable / UpstreamRejected on failure."""
+        exa = await self._sdk.get()
 
         async def send() -> tuple[SearchResponse[Result], None, None]:
-            response = await self._exa.search(
+            response = await exa.search(
                 query,
                 num_results=num_results,
                 contents={"text": {"max_characters": max_characters}},
                 system_prompt=system_prompt,
+                timeout=self.timeout,
             )
             return response, None, None
 
@@ -122,5 +129,6 @@ class ExaSearch:
         ]
 
     async def aclose(self) -> None:
-        """Close the SDK's HTTP client."""
-        await self._exa.aclose()
+        """Close the SDK's HTTP client (if a search opened one)."""
+        if (exa := self._sdk.built) is not None:
+            await exa.aclose()

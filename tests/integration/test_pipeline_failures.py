@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from scribe.clients import Clients
+from scribe.clients.extract import TextExtractor
 from scribe.errors import (
     PermanentStepError,
     ProviderPaused,
+    TransientStepError,
     UpstreamRejected,
     UpstreamUnavailable,
 )
@@ -180,7 +183,7 @@ async def test_exa_401_pauses_search_instead_of_failing_items(
 async def test_exa_timeout_is_transient(fakes: FakeServices) -> None:
     fakes.script("exa", Scripted(delay=3.0), Scripted(delay=3.0))
     async with fake_clients(fake_settings(fakes), fakes) as clients:
-        clients.search._exa.timeout = 0.3  # type: ignore[union-attr]
+        clients.search.timeout = 0.3  # type: ignore[union-attr]
         data = await step(clients, "template_parser").run(item())
         with pytest.raises(UpstreamUnavailable):
             await step(clients, "web_scraper").run(data)
@@ -228,3 +231,18 @@ async def test_arxiv_cache_stays_within_its_bound_and_drops_expired_authors(
         await papers.papers_by("Jane Roe11")
         assert len(fakes.of("arxiv")) == 13
         assert len(papers.cache) == 1  # the others were dropped, not kept
+
+
+async def test_a_failed_page_extractor_is_the_web_scrapers_step_error(
+    fakes: FakeServices, tmp_path: Path
+) -> None:
+    broken = tmp_path / "extract_child.py"
+    broken.write_text("import sys\nsys.exit(3)\n")
+    async with fake_clients(fake_settings(fakes), fakes) as clients:
+        clients.pages._extractor = TextExtractor(child=broken)  # what every page is read with
+        data = await step(clients, "template_parser").run(item())
+        with pytest.raises(TransientStepError) as failure:
+            await step(clients, "web_scraper").run(data)
+    assert str(failure.value) == (
+        "page text extraction failed: it exited with status 3 without an answer"
+    )

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from scribe.clients.browser import BrowserPool, find_chromium
+from scribe.clients.extract import TextExtractor
 from scribe.clients.fetch import PageFetcher, guarded_client
 from scribe.clients.proxy import FilteringProxy
 from scribe.errors import FetchRefused
@@ -136,10 +137,17 @@ async def test_js_only_page_is_read_through_chromium(fakes: FakeServices) -> Non
     assert JS_FACT in page.text and page.method == "browser"
 
 
+class _RawText(TextExtractor):
+    """The page as it is: no child process between the render and the idle timer."""
+
+    async def text(self, html: str, url: str | None = None) -> str:
+        return html
+
+
 @pytest.mark.browser
 @needs_chromium
 async def test_browser_closes_after_idling(fakes: FakeServices) -> None:
-    browser = BrowserPool(fake_policy(fakes.port), CHROMIUM, idle_seconds=0.2)
+    browser = BrowserPool(fake_policy(fakes.port), CHROMIUM, idle_seconds=0.2, extractor=_RawText())
     try:
         await browser.read(f"http://public.test:{fakes.port}/site/static")
         assert browser.running
