@@ -213,7 +213,8 @@ class Account:
         breaker (the account is down until the next probe)."""
         breaker = self.breaker
         self.failures += 1
-        if self.status not in CLOSED:
+        was_down = self.status in CLOSED
+        if not was_down:
             if self.failures < breaker.threshold:
                 return False
             self.probe_wait = breaker.probe_seconds
@@ -226,7 +227,16 @@ class Account:
         self.probing = False
         self.carrier_due = -math.inf  # the item that took it down carries the next probe
         self._set(Status.DOWN, reason, self.probe_wait)
-        log.warning("%s down (%s); next probe in %.0fs", self.name, reason, self.probe_wait)
+        # One WARNING when it goes down; a failed probe while down is routine (INFO), so a long
+        # outage is one line in the journal, not one per probe interval.
+        log.log(
+            logging.INFO if was_down else logging.WARNING,
+            "%s %s (%s); next probe in %.0fs",
+            self.name,
+            "still down" if was_down else "down",
+            reason,
+            self.probe_wait,
+        )
         return True
 
     def pause(self, reason: str, *, hint: str = "") -> None:
